@@ -1,0 +1,6 @@
+"""optbench's bench layer: the driver (:func:`solve`), results on disk, plots and the CLI."""
+from optbench_core import OptbenchError
+
+from .solve import Result, Trace, compile_count, solve
+
+__all__ = ["solve", "Result", "Trace", "compile_count", "OptbenchError"]

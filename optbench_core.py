@@ -1,0 +1,189 @@
+"""Shared plumbing for optbench's three packages: the user-error type and spec strings.
+
+A *spec string* names a registered thing with parameters, e.g. ``rosenbrock:dim=100``,
+``gd:lr=0.001`` or ``optax:adam:learning_rate=0.01``. Colon-separated segments without ``=``
+form the name; segments ``key=value`` are parameters. ``problems`` and ``optimizers`` both use
+this module; neither imports the other, and neither imports ``bench``.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Dict, Iterable, Tuple
+
+
+class OptbenchError(Exception):
+    """A user-facing error (bad name, bad parameter, bad file): printed as one line, exit code 2."""
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """A ``did you mean`` suffix naming up to ``n`` close matches, or an empty string."""
+    hits = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    return f" (did you mean: {', '.join(hits)}?)" if hits else ""
+
+
+def parse_value(text: str) -> Any:
+    """Parse a parameter value: int, float, bool, ``none``, or a bare string."""
+    t = text.strip()
+    low = t.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """Split ``name[:sub]...[:key=value]...`` into the name and a dict of parsed parameters."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise OptbenchError(f"empty name in spec {spec!r}")
+    name_parts, params = [], {}
+    for seg in spec.strip().split(":"):
+        seg = seg.strip()
+        if not seg:
+            raise OptbenchError(f"empty segment in spec {spec!r}")
+        if "=" in seg:
+            key, _, val = seg.partition("=")
+            key = key.strip()
+            if not key.isidentifier():
+                raise OptbenchError(f"bad parameter name {key!r} in spec {spec!r}")
+            if key in params:
+                raise OptbenchError(f"parameter {key!r} given twice in spec {spec!r}")
+            if not val.strip():
+                raise OptbenchError(f"parameter {key!r} has no value in spec {spec!r}")
+            params[key] = parse_value(val)
+        else:
+            if params:
+                raise OptbenchError(f"name segment {seg!r} after parameters in spec {spec!r}")
+            name_parts.append(seg)
+    if not name_parts:
+        raise OptbenchError(f"no name in spec {spec!r}")
+    return ":".join(name_parts), params
+
+
+def format_spec(name: str, params: Dict[str, Any]) -> str:
+    """Inverse of :func:`parse_spec` (parameters in the given order)."""
+    return ":".join([name] + [f"{k}={v}" for k, v in params.items()])
+
+
+def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
+    """Coerce a parsed value to the type of the parameter's default."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise OptbenchError(f"{kind} parameter {key!r} must be true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise OptbenchError(f"{kind} parameter {key!r} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptbenchError(f"{kind} parameter {key!r} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, Any]) -> Any:
+    """Call ``factory(**params)`` after checking names and coercing types against its signature.
+
+    Unknown keys give a one-line :class:`OptbenchError` naming the close matches.
+    """
+    sig = inspect.signature(factory)
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    known = {k: p for k, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    kwargs = {}
+    for key, value in params.items():
+        if key not in known:
+            if accepts_any:
+                kwargs[key] = value
+                continue
+            allowed = ", ".join(known) or "none"
+            raise OptbenchError(
+                f"unknown parameter {key!r} for {kind} {name!r}{close_matches(key, known)}; allowed: {allowed}")
+        default = known[key].default
+        kwargs[key] = _coerce(kind, key, value, None if default is inspect.Parameter.empty else default)
+    try:
+        return factory(**kwargs)
+    except OptbenchError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise OptbenchError(f"bad parameters for {kind} {name!r}: {exc}") from None
+
+
+def factory_params(factory: Callable) -> Dict[str, Any]:
+    """The documented parameters of a factory and their defaults (for ``optbench list``)."""
+    out = {}
+    for k, p in inspect.signature(factory).parameters.items():
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            out[k] = None if p.default is inspect.Parameter.empty else p.default
+    return out
+
+
+class Registry:
+    """Name → factory map with spec-string lookup; ``kind`` is used in error messages."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._factories: Dict[str, Callable] = {}
+        self._prefixes: Dict[str, Callable] = {}
+
+    def add(self, name: str, factory: Callable, *, overwrite: bool = False) -> None:
+        if not overwrite and name in self._factories:
+            raise OptbenchError(f"{self.kind} {name!r} is already registered")
+        self._factories[name] = factory
+
+    def add_family(self, prefix: str, factory: Callable) -> None:
+        """Register ``prefix:<member>`` names; ``factory(member, **params)`` builds them."""
+        self._prefixes[prefix] = factory
+
+    def names(self):
+        return sorted(self._factories)
+
+    def families(self):
+        return sorted(self._prefixes)
+
+    def factory(self, name: str) -> Callable:
+        return self._factories[name]
+
+    def describe(self, name: str) -> dict:
+        """Parameters (with defaults) and the first docstring line of a name or ``prefix:`` family."""
+        fam = name.endswith(":")
+        fac = self._prefixes[name[:-1]] if fam else self._factories[name]
+        doc = (fac.__doc__ or "").strip().splitlines()
+        params = factory_params(fac)
+        if fam:  # the first argument of a family factory is the member name
+            params.pop(next(iter(params)), None)
+        return {"name": name, "params": params, "doc": doc[0] if doc else ""}
+
+    def build(self, spec: str):
+        name, params = parse_spec(spec)
+        if name in self._factories:
+            return call_with_params(self.kind, name, self._factories[name], params), name, params
+        head, _, member = name.partition(":")
+        if member and head in self._prefixes:
+            return call_with_params(self.kind, name, _bind_first(self._prefixes[head], member), params), name, params
+        choices = list(self._factories) + [p + ":" for p in self._prefixes]
+        raise OptbenchError(f"unknown {self.kind} {name!r}{close_matches(name, choices)}")
+
+
+def _bind_first(fam: Callable, member: str) -> Callable:
+    sig = inspect.signature(fam)
+    params = list(sig.parameters.values())[1:]
+
+    def bound(**kw):
+        return fam(member, **kw)
+    bound.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return bound

@@ -1,0 +1,120 @@
+"""The optimizer protocol: an oracle to evaluate the problem, a State, and init/step functions.
+
+Every optimizer is a pair of pure functions ``init(oracle, x0) -> State`` and
+``step(oracle, state) -> State`` on one start (a flat vector x). The driver (``bench.solve``)
+vmaps them over starts, loops, tests termination and records history; an optimizer only takes
+steps and counts what it evaluates. It never raises inside the loop: it reports trouble through
+``State.status`` (see the ``STATUS_*`` codes).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+jax.config.update("jax_enable_x64", True)
+
+# Status codes. 0 = still running. The driver sets converged/max_iter/diverged; an optimizer may
+# end a start early with linesearch_failed, singular or stalled.
+STATUS_RUNNING = 0
+STATUS_CONVERGED = 1
+STATUS_MAX_ITER = 2
+STATUS_DIVERGED = 3
+STATUS_LINESEARCH_FAILED = 4
+STATUS_SINGULAR = 5
+STATUS_STALLED = 6
+STATUS_NAMES = ("running", "converged", "max_iter", "diverged", "linesearch_failed", "singular", "stalled")
+
+
+class Oracle:
+    """Evaluates a problem for an optimizer: f, gradient, Hessian, Hessian-vector products,
+    residuals and Jacobian, all by JAX autodiff of the problem's f (or residuals).
+
+    Counting is the optimizer's job (it knows what it evaluated); the conventional cost of each
+    call is: ``f`` and ``residuals`` one f-evaluation, ``value_and_grad`` one f and one gradient,
+    ``hess`` one Hessian, ``hvp`` one Hessian-vector product, ``residuals_and_jac`` one f and one
+    Jacobian (which yields the gradient 2Jᵀr for free).
+    """
+
+    def __init__(self, f: Callable, residuals: Optional[Callable] = None):
+        self._f = f
+        self._r = residuals
+        self.has_residuals = residuals is not None
+
+    def f(self, x):
+        return self._f(x)
+
+    def value_and_grad(self, x):
+        return jax.value_and_grad(self._f)(x)
+
+    def grad(self, x):
+        return jax.grad(self._f)(x)
+
+    def hess(self, x):
+        return jax.hessian(self._f)(x)
+
+    def hvp(self, x, v):
+        """∇²f(x)·v by forward-over-reverse differentiation; never forms the Hessian."""
+        return jax.jvp(jax.grad(self._f), (x,), (v,))[1]
+
+    def residuals(self, x):
+        return self._r(x)
+
+    def residuals_and_jac(self, x):
+        """(r(x), J(x)). J by ``jacfwd`` (n JVPs) when m ≥ n, else ``jacrev`` (m VJPs)."""
+        r = self._r(x)
+        jac = jax.jacfwd(self._r) if r.shape[0] >= x.shape[0] else jax.jacrev(self._r)
+        return r, jac(x)
+
+
+class State(NamedTuple):
+    """Per-start optimizer state. ``aux`` holds method-specific arrays."""
+
+    x: Any
+    f: Any
+    g: Any
+    nfev: Any
+    njev: Any
+    nhev: Any
+    nhvp: Any
+    status: Any
+    step: Any   # accepted step length (line search) or trust-region radius
+    rho: Any    # trust-region ratio actual/predicted reduction (NaN for other methods)
+    aux: Any = ()
+
+
+def initial_state(oracle: Oracle, x0, aux=(), nfev=1, njev=1, f=None, g=None) -> State:
+    """A State at x0 with f and gradient evaluated (counted as one f and one gradient)."""
+    if f is None or g is None:
+        f, g = oracle.value_and_grad(x0)
+    i = jnp.int32
+    return State(x=x0, f=f, g=g, nfev=i(nfev), njev=i(njev), nhev=i(0), nhvp=i(0),
+                 status=i(STATUS_RUNNING), step=jnp.ones((), x0.dtype), rho=jnp.full((), jnp.nan, x0.dtype),
+                 aux=aux)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Optimizer:
+    """A named optimizer: pure ``init``/``step`` plus its hyperparameters.
+
+    ``needs_residuals``: the method works on r and J (Gauss-Newton, Levenberg-Marquardt) and
+    refuses problems without residuals. ``spec`` is the canonical spec string.
+    """
+
+    name: str
+    init: Callable
+    step: Callable
+    params: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    needs_residuals: bool = False
+    spec: str = ""
+    description: str = ""
+
+
+def where_state(pred, a, b):
+    """Select pytree a where pred holds, else b, leaf by leaf. ``pred`` may carry leading batch
+    axes (shape (B,)); it is broadcast against each leaf's trailing axes."""
+    def sel(u, v):
+        return jnp.where(jnp.reshape(pred, jnp.shape(pred) + (1,) * (jnp.ndim(u) - jnp.ndim(pred))), u, v)
+    return jax.tree_util.tree_map(sel, a, b)

@@ -1,0 +1,4 @@
+"""``python -m bench`` is the ``optbench`` command."""
+from .cli import entry
+
+entry()

@@ -1,0 +1,71 @@
+"""The ``optbench`` command line. Subcommands live in modules named in ``COMMAND_MODULES``, each
+exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> exit code``.
+
+User errors (bad names, bad values, bad files) print one line and exit 2; no traceback unless
+``--debug``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from optbench_core import OptbenchError
+
+COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage + exiting, so errors stay one line."""
+
+    def error(self, message):
+        raise OptbenchError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="optbench", description="Benchmark numerical optimizers (JAX, CPU or GPU).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    modules = {}
+    for modname in COMMAND_MODULES:
+        mod = importlib.import_module(modname)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        mod.add_arguments(p)
+        modules[mod.NAME] = mod
+    return parser, modules
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        parser, modules = build_parser()
+        if not argv or argv[0] in ("-h", "--help"):
+            parser.print_help()
+            return 0
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(modules[args.command].run(args) or 0)
+    except OptbenchError as exc:
+        if debug:
+            raise
+        print(f"optbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("optbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal fault: still one line unless --debug
+        if debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"optbench: internal error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""End-to-end: the optbench command writes a complete run directory; bad input is one line, exit 2."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import store
+from bench.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "r")
+    rc = main(["run", "--problems", "himmelblau,rosenbrock", "--optimizers", "newton,gd-linesearch",
+               "--starts", "4", "--max-iter", "200", "--repeats", "2", "--out", out, "--quiet"])
+    assert rc == 0
+    return out
+
+
+def test_run_writes_every_file(small_run):
+    names = set(os.listdir(small_run))
+    assert {"meta.json", "summary.csv", "starts.csv", "traces", "plots"} <= names
+    meta = json.load(open(os.path.join(small_run, "meta.json")))
+    assert meta["schema_version"] == store.SCHEMA_VERSION and meta["complete"] is True
+    for key in ("command", "versions", "backend", "device_kind", "dtype", "host", "git_commit", "config"):
+        assert key in meta
+    assert {"jax", "jaxlib", "optax", "numpy"} <= set(meta["versions"])
+    rows = list(csv.DictReader(open(os.path.join(small_run, "summary.csv"))))
+    assert len(rows) == 4 and set(store.SUMMARY_COLUMNS) <= set(rows[0])
+    starts = list(csv.DictReader(open(os.path.join(small_run, "starts.csv"))))
+    assert len(starts) == 16 and set(store.STARTS_COLUMNS) <= set(starts[0])
+    assert len(os.listdir(os.path.join(small_run, "traces"))) == 4
+    pngs = sorted(os.listdir(os.path.join(small_run, "plots")))
+    assert pngs == ["convergence_himmelblau.png", "convergence_rosenbrock.png"]
+    for png in pngs:
+        with open(os.path.join(small_run, "plots", png), "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(os.path.join(small_run, store.LOCK_NAME))
+
+
+def test_stored_run_matches_summary(small_run):
+    run = store.load_run(small_run)
+    for row in run.summary:
+        cell = run.cell(row["problem"], row["optimizer"])
+        assert cell["trace_f"].shape == (4, 201)
+        assert row["success_rate"] == pytest.approx(cell["success"].mean())
+        assert row["nit_median"] == pytest.approx(np.median(cell["nit"]))
+        # the stored history ends at the stored final value
+        np.testing.assert_array_equal(cell["trace_f"][:, -1], cell["fun"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--problems", "rosenbrok"], "did you mean: rosenbrock"),
+    (["run", "--optimizers", "newtn"], "did you mean: newton"),
+    (["run", "--problems", "rosenbrock:dimm=3"], "unknown parameter 'dimm'"),
+    (["run", "--problems", "rosenbrock:dim=1"], "dim >= 2"),
+    (["run", "--starts", "0"], "--starts"),
+    (["run", "--gtol", "-1"], "--gtol"),
+    (["list", "things"], "problems or optimizers"),
+])
+def test_bad_input_one_line_exit_2_no_directory(tmp_path, capsys, args, needle):
+    out = str(tmp_path / "never")
+    rc = main(args + (["--out", out] if args[0] == "run" else []))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not os.path.exists(out)
+
+
+def test_cli_subprocess_no_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = str(tmp_path / "x")
+    p = subprocess.run([sys.executable, "-m", "bench", "run", "--problems", "nosuch", "--out", out],
+                       capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("optbench: error: unknown problem 'nosuch'")
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(out)
+
+
+def test_out_dir_that_is_not_a_run_is_refused(tmp_path, capsys):
+    d = tmp_path / "busy"
+    d.mkdir()
+    (d / "precious.txt").write_text("keep me")
+    rc = main(["run", "--problems", "himmelblau", "--optimizers", "newton", "--out", str(d)])
+    assert rc == 2 and "not a run" in capsys.readouterr().err
+    assert (d / "precious.txt").read_text() == "keep me" and sorted(os.listdir(d)) == ["precious.txt"]
+
+
+def test_list(capsys):
+    assert main(["list", "problems"]) == 0
+    out = capsys.readouterr().out
+    assert "rosenbrock" in out and "dim=2" in out
+    assert main(["list", "optimizers"]) == 0
+    assert "newton-raphson" in capsys.readouterr().out

@@ -1,0 +1,122 @@
+"""The driver and the first optimizers against closed forms and scipy."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bench
+import optimizers
+import problems
+
+
+def test_newton_solves_quadratic_in_one_step():
+    p = problems.get("quadratic:dim=5:cond=1000")
+    res = bench.solve(p, "newton", p.random_starts(4, seed=1), max_iter=20, gtol=1e-8)
+    assert np.all(res.nit == 1), res.nit
+    assert np.all(res.success)
+    np.testing.assert_allclose(res.x, np.ones((4, 5)), atol=1e-10)
+    assert np.all(res.nhev == 1)
+
+
+def test_gd_contracts_at_theoretical_rate_on_quadratic():
+    # Axis-aligned quadratic, eigenvalues log-spaced in [1, κ]: with step α each error component
+    # e_i is multiplied by exactly (1 − α λ_i) per step.
+    kappa, k = 50.0, 30
+    p = problems.get(f"quadratic:dim=4:cond={kappa}:rotate=false")
+    lam = p.data["eigenvalues"]
+    lr = 2.0 / (lam.min() + lam.max())
+    x0 = np.array([0.0, -1.0, 2.0, 0.5])
+    res = bench.solve(p, f"gd:lr={lr}", x0, max_iter=k, gtol=0.0)
+    assert res.nit == k and res.status == "max_iter"
+    expected = (x0 - 1.0) * (1.0 - lr * lam) ** k
+    np.testing.assert_allclose(res.x - 1.0, expected, rtol=1e-9, atol=1e-14)
+    # and the worst-case rate is (κ−1)/(κ+1) on the extreme components
+    rate = (kappa - 1) / (kappa + 1)
+    assert abs(abs(1 - lr * lam.max()) - rate) < 1e-12 and abs(abs(1 - lr * lam.min()) - rate) < 1e-12
+    # the recorded history is f along the way, and decreases monotonically for this step
+    assert np.all(np.diff(res.trace.f) < 0)
+
+
+def test_newton_on_rosenbrock_vs_scipy_trust_exact():
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    ref = scipy_opt.minimize(scipy_opt.rosen, [-1.2, 1.0], jac=scipy_opt.rosen_der, hess=scipy_opt.rosen_hess,
+                             method="trust-exact", options={"gtol": 1e-8})
+    assert ref.success
+    p = problems.get("rosenbrock:dim=2")
+    res = bench.solve(p, "newton", p.x0, max_iter=200, gtol=1e-8)
+    print(f"newton nit={res.nit}, scipy trust-exact nit={ref.nit}")
+    assert res.success
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-8)
+    assert res.nit <= 1.5 * ref.nit
+
+
+def test_gd_linesearch_reaches_rosenbrock_minimum():
+    p = problems.get("rosenbrock")
+    res = bench.solve(p, "gd-linesearch", p.x0, max_iter=40000, gtol=1e-6)
+    assert res.status == "converged", res.status
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-5)
+    assert res.nit > 1000  # steepest descent in the banana valley is slow: that is the point
+
+
+def test_nan_starts_diverge_alone():
+    def f(x):
+        # NaN wherever x0 > 5 (log of a negative number), an ordinary bowl elsewhere
+        return jnp.sum((x - 1.0) ** 2) + jnp.where(x[0] > 5.0, jnp.log(-1.0), 0.0)
+
+    p = problems.Problem(name="nan-bowl", f=f, x0=np.zeros(2), f_star=0.0, x_star=np.ones(2))
+    x0s = np.array([[0.0, 0.0], [7.0, 0.0], [2.0, 3.0], [9.0, 9.0]])
+    for opt in ("newton", "gd-linesearch"):
+        res = bench.solve(p, opt, x0s, max_iter=200, gtol=1e-10)
+        assert list(res.status) == ["converged", "diverged", "converged", "diverged"], (opt, res.status)
+        assert list(res.success) == [True, False, True, False]
+        np.testing.assert_allclose(res.x[[0, 2]], np.ones((2, 2)), atol=1e-9)
+        assert np.all(res.nit[[1, 3]] == 0)
+
+
+def test_counts_and_trace_shapes():
+    p = problems.get("himmelblau")
+    res = bench.solve(p, "newton", p.random_starts(6, seed=3), max_iter=50, gtol=1e-9)
+    assert res.trace.f.shape == (6, 51) and res.trace.x.shape == (6, 51, 2)
+    # per-start iteration counts differ and each start's trace is flat after it stopped
+    assert len(set(res.nit.tolist())) > 1
+    for i, k in enumerate(res.nit):
+        assert np.all(res.trace.f[i, k:] == res.fun[i])
+        assert res.trace.nhev[i, k] == res.nhev[i] == k
+    # evaluation counts are cumulative and non-decreasing
+    assert np.all(np.diff(res.trace.nfev, axis=1) >= 0)
+    # success demands a known minimum: himmelblau has four, all with f = 0
+    assert np.all(res.success == (res.status == "converged"))
+
+
+def test_second_call_does_not_recompile_and_float32_runs():
+    p = problems.get("rosenbrock")
+    bench.solve(p, "newton-raphson", p.random_starts(3), max_iter=30)
+    n0 = bench.compile_count()
+    res = bench.solve(problems.get("rosenbrock"), optimizers.get("newton-raphson"), p.random_starts(3, seed=9), max_iter=30)
+    assert bench.compile_count() == n0 and res.compile_s == 0.0
+    r32 = bench.solve(p, "newton", p.x0, max_iter=100, gtol=1e-3, dtype="float32")
+    assert r32.x.dtype == np.float32 and r32.status == "converged"
+
+
+def test_single_start_result_is_unbatched():
+    p = problems.get("himmelblau")
+    res = bench.solve(p, "newton", p.x0, max_iter=50)
+    assert res.x.shape == (2,) and np.ndim(res.fun) == 0 and res.trace.f.shape == (51,)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(max_iter=0), "max_iter"), (dict(gtol=-1.0), "gtol"), (dict(x0s=np.zeros(3)), "dimension"),
+    (dict(dtype="float16"), "dtype"),
+])
+def test_bad_arguments_are_one_line_errors(bad, msg):
+    p = problems.get("himmelblau")
+    kw = dict(max_iter=10)
+    kw.update(bad)
+    x0s = kw.pop("x0s", None)
+    with pytest.raises(bench.OptbenchError, match=msg):
+        bench.solve(p, "newton", x0s, **kw)
+
+
+def test_user_problem_returning_vector_is_rejected():
+    p = problems.Problem(name="vec", f=lambda x: x * 2.0, x0=np.zeros(2))
+    with pytest.raises(bench.OptbenchError, match="scalar"):
+        bench.solve(p, "gd", max_iter=5)

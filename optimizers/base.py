@@ -34,39 +34,90 @@ class Oracle:
 
     Counting is the optimizer's job (it knows what it evaluated); the conventional cost of each
     call is: ``f`` and ``residuals`` one f-evaluation, ``value_and_grad`` one f and one gradient,
-    ``hess`` one Hessian, ``hvp`` one Hessian-vector product, ``residuals_and_jac`` one f and one
-    Jacobian (which yields the gradient 2Jᵀr for free).
+    ``hess`` one Hessian, ``value_grad_hess`` one of each, ``hvp`` one Hessian-vector product,
+    ``residuals_and_jac`` one f and one Jacobian (which yields the gradient 2Jᵀr for free).
+
+    The user's Python functions are traced once per compile: the first call at a given shape
+    converts the function to a closed jaxpr (``jax.closure_convert``, hoisting closed-over
+    tracers such as problem data), and every later call — in ``init``, in ``step``, inside line
+    searches and under autodiff — evaluates that jaxpr instead of re-running Python. An Oracle
+    therefore belongs to one trace (the driver builds one per compiled run).
     """
 
     def __init__(self, f: Callable, residuals: Optional[Callable] = None):
-        self._f = f
-        self._r = residuals
+        self._f_py = f
+        self._r_py = residuals
         self.has_residuals = residuals is not None
+        self._pure: Dict[Any, Any] = {}
+
+    def _converted(self, which: str, x):
+        key = (which, tuple(x.shape), jnp.dtype(x.dtype))
+        hit = self._pure.get(key)
+        if hit is None:
+            fn = self._f_py if which == "f" else self._r_py
+            hit = jax.closure_convert(fn, x)
+            self._pure[key] = hit
+        conv, consts = hit
+        return conv, consts
+
+    def _fn(self, which: str, x):
+        conv, consts = self._converted(which, x)
+        return lambda y: conv(y, *consts)
 
     def f(self, x):
-        return self._f(x)
+        return self._fn("f", x)(x)
 
     def value_and_grad(self, x):
-        return jax.value_and_grad(self._f)(x)
+        return jax.value_and_grad(self._fn("f", x))(x)
 
     def grad(self, x):
-        return jax.grad(self._f)(x)
+        return jax.grad(self._fn("f", x))(x)
 
     def hess(self, x):
-        return jax.hessian(self._f)(x)
+        return jax.hessian(self._fn("f", x))(x)
+
+    def value_grad_hess(self, x):
+        """(f, ∇f, ∇²f) in one pass: the gradient is linearised once and pushed through the n
+        unit vectors (forward-over-reverse), so f and ∇f come with the Hessian for free."""
+        (f, g), lin = jax.linearize(jax.value_and_grad(self._fn("f", x)), x)
+        eye = jnp.eye(x.shape[0], dtype=x.dtype)
+        h = jax.vmap(lambda v: lin(v)[1])(eye)
+        return f, g, 0.5 * (h + h.T)
 
     def hvp(self, x, v):
         """∇²f(x)·v by forward-over-reverse differentiation; never forms the Hessian."""
-        return jax.jvp(jax.grad(self._f), (x,), (v,))[1]
+        return jax.jvp(jax.grad(self._fn("f", x)), (x,), (v,))[1]
+
+    def hvp_at(self, x):
+        """v ↦ ∇²f(x)·v for many products at one x: the gradient is linearised once
+        (``jax.linearize``), after which each product is one tangent evaluation that reuses the
+        stored primal values instead of recomputing the gradient."""
+        _, lin = jax.linearize(jax.grad(self._fn("f", x)), x)
+        return lin
 
     def residuals(self, x):
-        return self._r(x)
+        return self._fn("r", x)(x)
+
+    def num_residuals(self, x) -> int:
+        """m, the length of r(x) (static; no evaluation is compiled)."""
+        return int(jax.eval_shape(self._fn("r", x), x).shape[0])
 
     def residuals_and_jac(self, x):
         """(r(x), J(x)). J by ``jacfwd`` (n JVPs) when m ≥ n, else ``jacrev`` (m VJPs)."""
-        r = self._r(x)
-        jac = jax.jacfwd(self._r) if r.shape[0] >= x.shape[0] else jax.jacrev(self._r)
-        return r, jac(x)
+        fn = self._fn("r", x)
+        if self.num_residuals(x) >= x.shape[0]:
+            r, lin = jax.linearize(fn, x)
+            jac = jax.vmap(lin, out_axes=1)(jnp.eye(x.shape[0], dtype=x.dtype))
+            return r, jac
+        r, vjp = jax.vjp(fn, x)
+        jac = jax.vmap(lambda u: vjp(u)[0])(jnp.eye(r.shape[0], dtype=r.dtype))
+        return r, jac
+
+    def sum_of_squares(self, x):
+        """Σ r(x)², from the residuals alone (least-squares methods use this, not ``f``, so a
+        residual problem's Python function is traced once, not once more inside f)."""
+        r = self.residuals(x)
+        return jnp.sum(r * r)
 
 
 class State(NamedTuple):

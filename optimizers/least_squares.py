@@ -1,0 +1,180 @@
+"""Least-squares methods on residuals r and their Jacobian J (never the Hessian of f = Σ r²):
+Gauss-Newton and Levenberg-Marquardt.
+
+Both minimise the linearised model ‖r + J p‖², whose Hessian 2JᵀJ drops the second-order term
+Σ rᵢ∇²rᵢ of ∇²f: exact at zero residual (and for linear r), so both converge quadratically on
+zero-residual problems. The model is solved in the eigenbasis of JᵀJ (from a thin SVD of J for
+n ≥ 3, closed form for n ≤ 2), which also gives minimum-norm steps when J is rank deficient.
+State.f = Σ r², State.g = 2Jᵀr.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from optbench_core import OptbenchError
+
+from . import linesearch as ls
+from .base import STATUS_STALLED, Optimizer, State, initial_state
+from .dense import least_squares_spectrum, secular_lambda
+
+
+def _ls_state(oracle, x0, extra=()):
+    r, jac = oracle.residuals_and_jac(x0)
+    return initial_state(oracle, x0, aux=(r, jac) + tuple(extra), f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
+
+
+def _shifted_step(mu, b, v, lam):
+    """−V diag(1/(μ + λ)) b: the minimiser of ½‖r + Jp‖² + ½λ‖p‖² in the eigenbasis; at λ = 0
+    eigen-directions with μ ≈ 0 are dropped (minimum-norm Gauss-Newton step)."""
+    floor = mu.shape[0] * jnp.finfo(b.dtype).eps * jnp.max(mu)
+    den = mu + lam
+    keep = (den > floor) & (b != 0)
+    return -(v @ jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
+
+
+def gauss_newton(linesearch: str = "armijo", c1: float = 1e-4, max_backtracks: int = 40) -> Optimizer:
+    """Gauss-Newton (Gauss 1809; N&W §10.3): p = −(JᵀJ)⁺Jᵀr, the minimum-norm minimiser of
+    ‖r + Jp‖². ``linesearch``: ``armijo`` (damped Gauss-Newton, backtracking on Σr² from α = 1,
+    ``c1``, ``max_backtracks``) or ``none`` (the full step, as in the textbook and in optimistix's
+    GaussNewton). Per iteration one Jacobian, and one residual evaluation per trial.
+    """
+    if linesearch not in ("armijo", "none"):
+        raise OptbenchError(f"gauss-newton: linesearch must be armijo or none, got {linesearch!r}")
+    if not (0 < c1 < 0.5 and max_backtracks >= 1):
+        raise OptbenchError("gauss-newton: need 0 < c1 < 0.5 and max_backtracks >= 1")
+
+    def init(oracle, x0):
+        return _ls_state(oracle, x0)
+
+    def step(oracle, s: State) -> State:
+        r, jac = s.aux
+        mu, b, v = least_squares_spectrum(jac, r)
+        d = _shifted_step(mu, b, v, 0.0)
+        if linesearch == "armijo":
+            search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, 0.5,
+                                            max_backtracks)
+            alpha, nf, ok = search.alpha, search.nfev, search.ok
+        else:
+            alpha, nf, ok = jnp.ones((), s.x.dtype), jnp.int32(1), jnp.asarray(True)
+        x = s.x + alpha * d
+        r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial; J is new
+        res = ls.StepResult(alpha, x, jnp.vdot(r, r), 2.0 * (jac.T @ r), nf, jnp.int32(1), ok, ok)
+        return ls.apply(s, res, aux=(r, jac))
+
+    return Optimizer("gauss-newton", init, step, {"linesearch": linesearch, "c1": c1, "max_backtracks": max_backtracks},
+                     needs_residuals=True, description="Gauss-Newton, minimum-norm step, optional Armijo damping")
+
+
+def _col_norms(jac):
+    c = jnp.linalg.norm(jac, axis=0)
+    return jnp.where(c > 0, c, 1.0)
+
+
+def levenberg_marquardt(damping: str = "more", factor: float = 100.0, scale: bool = True, tau: float = 1e-3) -> Optimizer:
+    """Levenberg-Marquardt (Levenberg 1944; Marquardt 1963) with Jacobian scaling, two damping
+    strategies:
+
+    * ``damping="more"`` — Moré's trust-region form, as in MINPACK's lmder (Moré 1978, "The
+      Levenberg-Marquardt algorithm: implementation and theory", LNM 630): minimise ‖r + Jp‖²
+      subject to ‖Dp‖ ≤ Δ with D = diag of J's column norms, the running maximum over iterations
+      (``scale``; else D = I), Δ₀ = ``factor``·‖Dx₀‖. The damping λ solves the secular equation
+      ‖Dp(λ)‖ = Δ exactly (λ = 0 when the Gauss-Newton step fits); Δ is updated from the ratio
+      of actual to predicted reduction by MINPACK's rules, and a step is taken when ρ ≥ 10⁻⁴.
+    * ``damping="nielsen"`` — the damping parameter itself is updated (Nielsen 1999; Madsen,
+      Nielsen & Tingleff 2004, eq. 3.13): μ₀ = ``tau``·max diag(JᵀJ) in scaled variables,
+      μ ← μ·max(⅓, 1 − (2ρ − 1)³) on success, μ ← μν, ν ← 2ν on failure.
+
+    Logs ρ in ``State.rho`` and Δ (Moré) or the scaled step length ‖Dp‖ (Nielsen) in
+    ``State.step``. Each iteration evaluates r at one trial point (one f-evaluation); each
+    accepted step one Jacobian. Needs residuals.
+    """
+    if damping not in ("more", "nielsen"):
+        raise OptbenchError(f"levenberg-marquardt: damping must be more or nielsen, got {damping!r}")
+    if not (factor > 0 and tau > 0):
+        raise OptbenchError("levenberg-marquardt: need factor > 0 and tau > 0")
+
+    def init(oracle, x0):
+        r, jac = oracle.residuals_and_jac(x0)
+        dt = x0.dtype
+        dg = _col_norms(jac) if scale else jnp.ones_like(x0)
+        if damping == "more":
+            dx = jnp.linalg.norm(dg * x0)
+            radius = jnp.where(dx > 0, factor * dx, factor).astype(dt)
+            extra = (dg, jnp.zeros((), dt), jnp.asarray(True))
+        else:
+            js = jac / dg
+            radius = jnp.zeros((), dt)
+            extra = (dg, (tau * jnp.max(jnp.sum(js * js, axis=0))).astype(dt), jnp.asarray(2.0, dt))
+        s = initial_state(oracle, x0, aux=(r, jac) + extra, f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
+        return s._replace(step=radius)
+
+    def finish(s, p, r_t, jac_t, accept, rho, step_log, extra):
+        """Take or refuse the trial step (r, J at the trial point are already evaluated: under
+        vmap the Jacobian is computed for every lane anyway); update D on acceptance."""
+        r, jac, dg = s.aux[:3]
+        x = jnp.where(accept, s.x + p, s.x)
+        r = jnp.where(accept, r_t, r)
+        jac = jnp.where(accept, jac_t, jac)
+        if scale:
+            dg = jnp.where(accept, jnp.maximum(dg, _col_norms(jac_t)), dg)
+        return s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * (jac.T @ r), nfev=s.nfev + 1,
+                          njev=s.njev + accept.astype(jnp.int32), step=step_log.astype(s.x.dtype),
+                          rho=rho.astype(s.x.dtype), aux=(r, jac, dg) + extra)
+
+    def step_more(oracle, s: State) -> State:
+        r, jac, dg, par, first = s.aux
+        dt = s.x.dtype
+        radius = s.step
+        mu, b, v = least_squares_spectrum(jac / dg, r)
+        q_gn = _shifted_step(mu, b, v, 0.0)
+        gn_fits = jnp.linalg.norm(q_gn) <= 1.1 * radius  # MINPACK lmpar: accept λ = 0 within 10 %
+        lam = jnp.where(gn_fits, 0.0, secular_lambda(mu, b, radius, jnp.zeros((), dt)))
+        q = jnp.where(gn_fits, q_gn, _shifted_step(mu, b, v, lam))
+        p = q / dg
+        pnorm = jnp.linalg.norm(q)
+        radius = jnp.where(first, jnp.minimum(radius, pnorm), radius)
+        # MINPACK's reduction ratio, in the scale of ‖r‖ so it stays finite when ‖r_t‖ overflows
+        fnorm = jnp.sqrt(s.f)
+        r_t, jac_t = oracle.residuals_and_jac(s.x + p)
+        fnorm1 = jnp.linalg.norm(r_t)
+        fn_safe = jnp.where(fnorm > 0, fnorm, 1.0)
+        actred = jnp.where(jnp.isfinite(fnorm1) & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / fn_safe) ** 2, -1.0)
+        t1 = jnp.linalg.norm(jac @ p) / fn_safe
+        t2 = jnp.sqrt(lam) * pnorm / fn_safe
+        prered = t1 * t1 + 2.0 * t2 * t2
+        dirder = -(t1 * t1 + t2 * t2)
+        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+        temp = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+        temp = jnp.where((0.1 * fnorm1 >= fnorm) | ~jnp.isfinite(fnorm1) | (temp < 0.1), 0.1, temp)
+        shrunk = temp * jnp.minimum(radius, pnorm / 0.1)
+        grown = pnorm / 0.5
+        radius = jnp.where(ratio <= 0.25, shrunk, jnp.where((lam == 0) | (ratio >= 0.75), grown, radius))
+        accept = (ratio >= 1e-4) & jnp.isfinite(fnorm1)
+        new = finish(s, p, r_t, jac_t, accept, ratio, radius, (lam.astype(dt), first & ~accept))
+        stalled = ~accept & (radius <= 10.0 * jnp.finfo(dt).eps * jnp.linalg.norm(dg * s.x))
+        return new._replace(status=jnp.where(stalled, STATUS_STALLED, s.status).astype(s.status.dtype))
+
+    def step_nielsen(oracle, s: State) -> State:
+        r, jac, dg, damp, nu = s.aux
+        dt = s.x.dtype
+        mu, b, v = least_squares_spectrum(jac / dg, r)
+        q = _shifted_step(mu, b, v, damp)
+        p = q / dg
+        r_t, jac_t = oracle.residuals_and_jac(s.x + p)
+        f_t = jnp.vdot(r_t, r_t)
+        # predicted decrease of Σr² by the damped model: qᵀ(μq − Jsᵀr) (MNT eq. 3.14, ×2 for Σr²)
+        gs = v @ b  # Jsᵀr
+        pred = jnp.vdot(q, damp * q - gs)
+        rho = jnp.where(pred > 0, (s.f - f_t) / jnp.where(pred > 0, pred, 1.0), -1.0)
+        rho = jnp.where(jnp.isfinite(f_t), rho, -1.0)
+        accept = rho > 0
+        damp_ok = damp * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+        damp = jnp.where(accept, damp_ok, damp * nu)
+        nu = jnp.where(accept, 2.0, 2.0 * nu)
+        new = finish(s, p, r_t, jac_t, accept, rho, jnp.linalg.norm(q), (damp.astype(dt), nu.astype(dt)))
+        stalled = ~accept & ~(damp < 1e16 * jnp.maximum(jnp.max(mu), jnp.finfo(dt).tiny))
+        return new._replace(status=jnp.where(stalled, STATUS_STALLED, s.status).astype(s.status.dtype))
+
+    return Optimizer("levenberg-marquardt", init, step_more if damping == "more" else step_nielsen,
+                     {"damping": damping, "factor": factor, "scale": scale, "tau": tau}, needs_residuals=True,
+                     description="Levenberg-Marquardt, Jacobian-scaled, More trust-region or Nielsen damping")

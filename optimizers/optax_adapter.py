@@ -1,0 +1,79 @@
+"""Any optax optimizer, by its factory name: ``optax:adam:learning_rate=0.01``, ``optax:lbfgs``.
+
+The factory ``optax.<name>`` is called with the spec's keyword arguments (checked against its
+signature; ``learning_rate`` defaults to 1e-3 where the factory requires one), and its
+``GradientTransformation`` runs inside the driver like any other method:
+x ← x + update(∇f(x)). Transformations that take extra arguments (optax's L-BFGS and line
+searches) get ``value``, ``grad`` and ``value_fn``; where they store the value and gradient at
+the new point in their state (optax's line searches do), those are reused instead of being
+recomputed, and the line-search trials optax reports (``num_linesearch_steps``, each one f and
+one gradient) are counted.
+"""
+from __future__ import annotations
+
+import inspect
+
+import jax.numpy as jnp
+
+from optbench_core import OptbenchError, call_with_params, close_matches
+
+from .base import Optimizer, State, initial_state
+
+
+def _optax():
+    try:
+        import optax
+    except ImportError:  # optax is a dependency, but say so plainly if it is missing
+        raise OptbenchError("optax optimizers need the optax package (pip install optax)") from None
+    return optax
+
+
+def _members(optax):
+    return sorted(n for n in dir(optax) if not n.startswith("_") and n.islower() and callable(getattr(optax, n)))
+
+
+def optax_family(name: str, **params) -> Optimizer:
+    """An optax optimizer by factory name with its keyword arguments (``optax:<name>:key=value``)."""
+    optax = _optax()
+    fac = getattr(optax, name, None)
+    if fac is None or not callable(fac) or name.startswith("_") or inspect.isclass(fac):
+        raise OptbenchError(f"unknown optax optimizer {name!r}{close_matches(name, _members(optax))}")
+    try:
+        sig = inspect.signature(fac)
+    except (TypeError, ValueError):
+        raise OptbenchError(f"optax.{name} is not an optimizer factory") from None
+    lr = sig.parameters.get("learning_rate")
+    if lr is not None and lr.default is inspect.Parameter.empty and "learning_rate" not in params:
+        params = dict(params, learning_rate=1e-3)
+    tx = call_with_params("optimizer", f"optax:{name}", fac, params)
+    if not isinstance(tx, optax.GradientTransformation):
+        raise OptbenchError(f"optax.{name} does not build an optimizer (got {type(tx).__name__})")
+    extra = isinstance(tx, optax.GradientTransformationExtraArgs)
+
+    def stored(opt_state, key):
+        try:
+            return optax.tree_utils.tree_get(opt_state, key, None)
+        except Exception:  # ambiguous (several entries): do not guess
+            return None
+
+    def init(oracle, x0):
+        s = initial_state(oracle, x0)
+        return s._replace(aux=(tx.init(x0),))
+
+    def step(oracle, s: State) -> State:
+        (opt_state,) = s.aux
+        if extra:
+            updates, opt_state = tx.update(s.g, opt_state, s.x, value=s.f, grad=s.g, value_fn=oracle.f)
+        else:
+            updates, opt_state = tx.update(s.g, opt_state, s.x)
+        x = optax.apply_updates(s.x, updates).astype(s.x.dtype)
+        value, grad, trials = stored(opt_state, "value"), stored(opt_state, "grad"), stored(opt_state, "num_linesearch_steps")
+        nls = jnp.int32(0) if trials is None else jnp.asarray(trials, jnp.int32)
+        if value is not None and grad is not None and getattr(grad, "shape", None) == x.shape:
+            f, g, nf = jnp.asarray(value, x.dtype), jnp.asarray(grad, x.dtype), nls
+        else:
+            f, g = oracle.value_and_grad(x)
+            nf = nls + 1
+        return s._replace(x=x, f=f, g=g, nfev=s.nfev + nf, njev=s.njev + nf, aux=(opt_state,))
+
+    return Optimizer(f"optax:{name}", init, step, dict(params), description=f"optax.{name}")

@@ -41,16 +41,27 @@ SUMMARY_COLUMNS = ["problem", "optimizer", "dim", "starts", "success_rate", "nit
 STARTS_COLUMNS = ["problem", "optimizer", "start", "status", "success", "nit", "nfev", "njev", "nhev", "nhvp",
                   "f_final", "grad_norm_final", "subopt"]
 LOCK_NAME = ".lock"
+#: temporary files of atomic writes start with this (a killed writer may leave one; loaders ignore it)
+TMP_PREFIX = "."
 
 
 def _atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = os.path.join(d, f"{TMP_PREFIX}{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        # a full disk or a vanished directory: the old file stays as it was, the half-written
+        # temporary goes, and the user gets one line naming the file
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); files written before are intact") from None
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -139,45 +150,156 @@ def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[D
     return row, starts
 
 
-class RunWriter:
-    """Creates a run directory and appends finished cells to it atomically."""
+def _lock_info(lock_path: str) -> Dict[str, Any]:
+    """What a lock file says about its owner ({} if unreadable)."""
+    try:
+        with open(lock_path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return {}
+    try:
+        info = json.loads(text)
+        return info if isinstance(info, dict) else {}
+    except ValueError:  # the foundation's lock held a bare pid
+        return {"pid": int(text)} if text.strip().isdigit() else {}
 
-    def __init__(self, path: str, meta: Dict[str, Any], resume: bool = False):
+
+def _lock_is_stale(lock_path: str) -> bool:
+    """True when the lock's owner was on this host and is gone (e.g. SIGKILLed): only then may it
+    be broken. A lock from another host, or one we cannot read, is never judged stale."""
+    info = _lock_info(lock_path)
+    pid = info.get("pid")
+    if not isinstance(pid, int) or info.get("host", socket.gethostname()) != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False
+    return False
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Delete temporaries a killed writer left behind (``.<name>.tmp<pid>``); never a real file."""
+    for d in (path, os.path.join(path, "traces")):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(TMP_PREFIX) and re.search(r"\.tmp\d+$", name):
+                try:
+                    os.remove(os.path.join(d, name))
+                except OSError:
+                    pass
+
+
+class RunWriter:
+    """Creates a run directory (or reopens one with ``resume=True``) and appends finished cells
+    to it atomically, holding the directory's lock file while it lives.
+
+    meta.json is written last for every cell: its ``cells_done`` is the commit record, and
+    :func:`load_run` trusts nothing in the CSVs that it does not list.
+    """
+
+    def __init__(self, path: str, meta: Optional[Dict[str, Any]] = None, resume: bool = False):
         self.path = path
         self._lock = os.path.join(path, LOCK_NAME)
+        self._locked = False
         if resume:
-            run = load_run(path)
+            load_meta(path)  # a one-line error if this is not a run, before touching the lock
+            self._acquire_lock()
+            try:
+                run = load_run(path)
+            except BaseException:
+                self.release()
+                raise
             self.meta = run.meta
             self.summary, self.starts = run.summary, run.starts
-            self._acquire_lock()
+            _remove_stale_temporaries(path)
         else:
-            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-                kind = "a run" if os.path.exists(os.path.join(path, "meta.json")) else "not a run"
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise OptbenchError(f"output path {path} exists and is not a directory; choose another --out")
+            entries = set(os.listdir(path)) if os.path.isdir(path) else set()
+            if LOCK_NAME in entries and entries == {LOCK_NAME} and _lock_is_stale(self._lock):
+                entries = set()  # a writer killed between creating the lock and meta.json
+            if entries:
+                if LOCK_NAME in entries and not _lock_is_stale(self._lock):
+                    raise OptbenchError(self._locked_message())
+                kind = "a run (continue it with --resume)" if "meta.json" in entries else "not a run"
                 raise OptbenchError(f"output directory {path} already exists and is {kind}; choose another --out")
-            os.makedirs(path, exist_ok=True)
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as exc:
+                raise OptbenchError(f"{path}: cannot create the run directory ({exc.strerror or exc})") from None
             self._acquire_lock()
-            self.meta = dict(meta, schema_version=SCHEMA_VERSION, complete=False, cells_done=[])
+            self.meta = dict(meta or {}, schema_version=SCHEMA_VERSION, complete=False, cells_done=[])
             self.summary, self.starts = [], []
             self._write_meta()
         os.makedirs(os.path.join(path, "traces"), exist_ok=True)
 
+    def _locked_message(self) -> str:
+        info = _lock_info(self._lock)
+        who = f"optbench process {info['pid']}" if "pid" in info else "another optbench process"
+        if info.get("host"):
+            who += f" on {info['host']}"
+        if info.get("started"):
+            who += f" (since {info['started']})"
+        return (f"run directory {self.path} is locked by {who}; two runs never write into one directory "
+                f"(if that process is gone, remove {os.path.join(self.path, LOCK_NAME)})")
+
     def _acquire_lock(self):
-        try:
-            fd = os.open(self._lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            raise OptbenchError(f"run directory {self.path} is locked by another optbench process "
-                                f"(remove {LOCK_NAME} there if that process is gone)") from None
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+        """Create the lock with O_EXCL (atomic: of two processes exactly one succeeds). A lock whose
+        owner died on this host is broken once; a live or foreign owner is refused."""
+        for attempt in (0, 1):
+            try:
+                fd = os.open(self._lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if attempt == 0 and _lock_is_stale(self._lock):
+                    try:
+                        os.remove(self._lock)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                raise OptbenchError(self._locked_message()) from None
+            except OSError as exc:
+                raise OptbenchError(f"{self._lock}: cannot create the lock file ({exc.strerror or exc})") from None
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            os.write(fd, json.dumps(info).encode())
+            os.close(fd)
+            self._locked = True
+            return
 
     def release(self):
+        """Remove the lock file if this writer holds it (idempotent)."""
+        if not self._locked:
+            return
         try:
-            os.remove(self._lock)
+            if _lock_info(self._lock).get("pid") in (None, os.getpid()):
+                os.remove(self._lock)
         except FileNotFoundError:
             pass
+        self._locked = False
 
     def done_cells(self):
         return {(c[0], c[1]) for c in self.meta.get("cells_done", [])}
+
+    def mark_interrupted(self, reason: str) -> None:
+        """Record in meta.json that the run stopped early (it stays ``complete: false``)."""
+        self.meta["complete"] = False
+        self.meta["interrupted"] = {"reason": reason, "cells_done": len(self.meta.get("cells_done", [])),
+                                    "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self._write_meta()
+
+    def note_resumed(self, info: Dict[str, Any]) -> None:
+        """Append ``info`` (when, provenance of this process) to meta's ``resumed`` list."""
+        self.meta.pop("interrupted", None)
+        self.meta.setdefault("resumed", []).append(info)
+        self._write_meta()
 
     def _write_meta(self):
         atomic_write_text(os.path.join(self.path, "meta.json"), json.dumps(self.meta, indent=2, default=_json_default) + "\n")
@@ -203,13 +325,16 @@ class RunWriter:
         self.starts.extend(starts)
         atomic_write_text(os.path.join(self.path, "summary.csv"), _csv_text(SUMMARY_COLUMNS, self.summary))
         atomic_write_text(os.path.join(self.path, "starts.csv"), _csv_text(STARTS_COLUMNS, self.starts))
-        self.meta.setdefault("cells_done", []).append([res.problem, res.optimizer])
-        self._write_meta()
+        done = self.meta.setdefault("cells_done", [])
+        if [res.problem, res.optimizer] not in done:
+            done.append([res.problem, res.optimizer])
+        self._write_meta()  # the commit point of the cell
         return row
 
     def finish(self, **updates):
         self.meta.update(updates)
         self.meta["complete"] = True
+        self.meta.pop("interrupted", None)
         self._write_meta()
         self.release()
 
@@ -237,7 +362,13 @@ class Run:
         """The arrays of one cell's .npz (traces under ``trace_<name>``)."""
         for r in self.summary:
             if r["problem"] == problem and r["optimizer"] == optimizer:
-                return load_npz(os.path.join(self.path, r["trace_file"]))
+                path = os.path.join(self.path, r["trace_file"])
+                arrays = load_npz(path)
+                for key, want in (("problem", problem), ("optimizer", optimizer)):
+                    if key in arrays and str(arrays[key]) != want:
+                        raise OptbenchError(f"{path}: holds {key} {str(arrays[key])!r}, but summary.csv "
+                                            f"says {want!r} (file swapped or edited)")
+                return arrays
         raise OptbenchError(f"run {self.path} has no cell {problem} × {optimizer}")
 
     def problems(self) -> List[str]:
@@ -258,8 +389,11 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
         raise OptbenchError(f"{path}: unreadable trace file ({type(exc).__name__}: {exc})") from None
 
 
+_TEXT_COLUMNS = ("problem", "optimizer", "status", "statuses", "dtype", "trace_file")
+
+
 def _parse_csv_value(col: str, v: str):
-    if col in ("problem", "optimizer", "status", "statuses", "dtype", "trace_file"):
+    if col in _TEXT_COLUMNS:
         return v
     if v == "":
         return None
@@ -268,54 +402,124 @@ def _parse_csv_value(col: str, v: str):
     try:
         return int(v)
     except ValueError:
+        pass
+    try:
         return float(v)
+    except ValueError:
+        raise ValueError(f"column {col!r} holds {v[:40]!r}, not a number") from None
 
 
 def _read_csv(path: str, columns: List[str]) -> List[Dict[str, Any]]:
+    """Rows of a run's CSV as dicts of parsed values; a one-line error naming the file, line and
+    column on a missing file, a missing column, a truncated row or a value that is not a number."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            rows = list(reader)
     except FileNotFoundError:
         raise OptbenchError(f"{path}: file is missing") from None
+    except IsADirectoryError:
+        raise OptbenchError(f"{path}: is a directory, not a CSV file") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise OptbenchError(f"{path}: not a valid CSV file ({exc})") from None
+    absent = [c for c in columns if c not in header]
+    if absent:
+        what = "is empty" if not header else f"header lacks column(s) {', '.join(absent)}"
+        raise OptbenchError(f"{path}: {what}")
     out = []
     for i, r in enumerate(rows, start=2):
-        missing = [c for c in columns if c not in r or r[c] is None]
+        missing = [c for c in columns if r.get(c) is None]
         if missing:
-            raise OptbenchError(f"{path}: line {i} lacks column(s) {', '.join(missing)}")
+            raise OptbenchError(f"{path}: line {i} is truncated (lacks {', '.join(missing)})")
+        if None in r:
+            raise OptbenchError(f"{path}: line {i} has more fields than the header")
         try:
-            out.append({c: _parse_csv_value(c, r[c]) for c in r if c is not None})
+            out.append({c: _parse_csv_value(c, r[c]) for c in r})
         except ValueError as exc:
-            raise OptbenchError(f"{path}: line {i}: bad value ({exc})") from None
+            raise OptbenchError(f"{path}: line {i}: {exc}") from None
     return out
 
 
+def read_json(path: str, what: str = "file") -> Dict[str, Any]:
+    """A JSON object from ``path``; a one-line error naming the file if it is missing, truncated,
+    not JSON or not an object (``what`` names the kind of file in the messages)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        raise OptbenchError(f"{path}: {what} is missing") from None
+    except IsADirectoryError:
+        raise OptbenchError(f"{path}: is a directory, not a {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OptbenchError(f"{path}: corrupt or truncated JSON ({exc})") from None
+    except OSError as exc:
+        raise OptbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(obj, dict):
+        raise OptbenchError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
 def load_meta(path: str) -> Dict[str, Any]:
+    """A run directory's meta.json, checked: schema version, config, completion state, cell list."""
     mpath = os.path.join(path, "meta.json")
     if not os.path.isdir(path):
-        raise OptbenchError(f"{path}: not a directory")
-    try:
-        with open(mpath, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except FileNotFoundError:
-        raise OptbenchError(f"{path}: not a run directory (no meta.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OptbenchError(f"{mpath}: corrupt JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise OptbenchError(f"{mpath}: expected a JSON object")
+        raise OptbenchError(f"{path}: not a directory" if os.path.exists(path) else f"{path}: no such run directory")
+    if not os.path.exists(mpath):
+        raise OptbenchError(f"{path}: not a run directory (no meta.json)")
+    meta = read_json(mpath, "meta.json")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise OptbenchError(f"{mpath}: unknown schema_version {meta.get('schema_version')!r} (this optbench reads {SCHEMA_VERSION})")
+    cells = meta.get("cells_done", [])
+    if not (isinstance(cells, list) and all(isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                                            for c in cells)):
+        raise OptbenchError(f"{mpath}: 'cells_done' must be a list of [problem, optimizer] pairs")
+    if not isinstance(meta.get("complete", False), bool):
+        raise OptbenchError(f"{mpath}: 'complete' must be true or false")
+    if "config" in meta and not isinstance(meta["config"], dict):
+        raise OptbenchError(f"{mpath}: 'config' must be an object")
     return meta
 
 
 def load_run(path: str) -> Run:
-    """Load a run directory, or raise a one-line OptbenchError naming the file and the fault."""
+    """Load a run directory, or raise a one-line OptbenchError naming the file and the fault.
+
+    meta.json's ``cells_done`` is the commit record (it is written after a cell's CSV rows and
+    traces): rows of a cell it does not list — a writer killed between files — are ignored, and a
+    listed cell missing from the CSVs, or with fewer start rows than it had starts, is an error.
+    """
     meta = load_meta(path)
-    if not meta.get("cells_done"):
+    done = [tuple(c) for c in meta.get("cells_done", [])]
+    if not done:
         return Run(path, meta, [], [])
-    summary = _read_csv(os.path.join(path, "summary.csv"), SUMMARY_COLUMNS)
-    starts = _read_csv(os.path.join(path, "starts.csv"), STARTS_COLUMNS)
+    spath, tpath = os.path.join(path, "summary.csv"), os.path.join(path, "starts.csv")
+    committed = set(done)
+    summary = [r for r in _read_csv(spath, SUMMARY_COLUMNS) if (r["problem"], r["optimizer"]) in committed]
+    starts = [r for r in _read_csv(tpath, STARTS_COLUMNS) if (r["problem"], r["optimizer"]) in committed]
+    have = {}
+    for r in summary:
+        key = (r["problem"], r["optimizer"])
+        if key in have:
+            raise OptbenchError(f"{spath}: cell {key[0]} × {key[1]} appears twice")
+        have[key] = r
+        tf = r.get("trace_file") or ""
+        norm = os.path.normpath(tf)
+        if os.path.isabs(tf) or norm.split(os.sep)[0] != "traces" or ".." in norm.split(os.sep):
+            raise OptbenchError(f"{spath}: trace_file {tf!r} of {key[0]} × {key[1]} is not under traces/")
+    counts: Dict[tuple, int] = {}
+    for r in starts:
+        key = (r["problem"], r["optimizer"])
+        counts[key] = counts.get(key, 0) + 1
+    for key in done:
+        if key not in have:
+            raise OptbenchError(f"{spath}: lacks the cell {key[0]} × {key[1]} that meta.json lists as done "
+                                f"(truncated or edited)")
+        n = have[key].get("starts")
+        if isinstance(n, int) and counts.get(key, 0) != n:
+            raise OptbenchError(f"{tpath}: cell {key[0]} × {key[1]} has {counts.get(key, 0)} start rows, "
+                                f"summary.csv says {n} (truncated or edited)")
+    order = {k: i for i, k in enumerate(done)}
+    summary.sort(key=lambda r: order[(r["problem"], r["optimizer"])])
     return Run(path, meta, summary, starts)
 
 
@@ -332,3 +536,22 @@ def default_run_dir(root: str = os.path.join("results", "runs")) -> str:
 
 def command_line() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (no NaN/Infinity literals) to ``path`` atomically.
+
+    Used for files outside a run directory, such as ``optbench baseline`` output; a missing
+    parent directory is created.
+    """
+    d = os.path.dirname(path)
+    if d:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise OptbenchError(f"{d}: cannot create directory ({exc.strerror or exc})") from None
+    try:
+        text = json.dumps(obj, indent=1, allow_nan=False, default=_json_default)
+    except ValueError as exc:
+        raise OptbenchError(f"{path}: cannot write non-finite numbers as JSON ({exc})") from None
+    atomic_write_text(path, text + "\n")

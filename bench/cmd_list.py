@@ -1,4 +1,5 @@
-"""``optbench list problems|optimizers``: what is registered, with parameters and defaults."""
+"""``optbench list problems|optimizers|suites``: what is registered, with parameters and defaults,
+and the shipped benchmark suites."""
 from __future__ import annotations
 
 import optimizers
@@ -6,12 +7,14 @@ import problems
 from optbench_core import OptbenchError
 
 NAME = "list"
-HELP = "list registered problems or optimizers"
-WHAT = ("problems", "optimizers")
+HELP = "list registered problems or optimizers, or the shipped suites"
+WHAT = ("problems", "optimizers", "suites")
 
 
 def add_arguments(p):
-    p.add_argument("what", help="problems or optimizers")
+    p.add_argument("what", help="problems, optimizers or suites")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="import a file that registers problems/optimizers first (repeatable)")
 
 
 def _rows(mod):
@@ -25,11 +28,26 @@ def _rows(mod):
 
 def run(args) -> int:
     if args.what not in WHAT:
-        raise OptbenchError(f"can list {' or '.join(WHAT)}, not {args.what!r}")
+        raise OptbenchError(f"can list problems or optimizers or suites, not {args.what!r}")
+    from . import plugins
+    plugins.load_plugins(getattr(args, "plugin", None) or [])
+    if args.what == "suites":
+        return _list_suites()
     mod = problems if args.what == "problems" else optimizers
     rows = _rows(mod)
     w0 = max(len(r[0]) for r in rows)
     w1 = min(44, max(len(r[1]) for r in rows))
     for name, params, doc in rows:
         print(f"{name:<{w0}}  {params:<{w1}}  {doc}")
+    return 0
+
+
+def _list_suites() -> int:
+    """Name and description of each shipped suite, and where the files are."""
+    from . import suite
+    rows = suite.describe_shipped()
+    w0 = max(len(r[0]) for r in rows)
+    for name, desc, _ in rows:
+        print(f"{name:<{w0}}  {desc}")
+    print(f"\n(files in {suite.suites_dir()}; run one with: optbench run NAME or optbench run FILE.toml)")
     return 0

@@ -1,7 +1,13 @@
-"""``optbench run``: every selected problem × optimizer from the same starts, written cell by cell."""
+"""``optbench run [SUITE]``: every selected problem × optimizer from the same starts, written cell by cell.
+
+Without a suite file the shipped ``default`` suite runs; ``--problems``/``--optimizers`` replace a
+suite's selection and the other options override its settings (see ``bench.suite``).
+"""
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import math
 import os
 import sys
 import time
@@ -13,63 +19,95 @@ import problems
 from optbench_core import OptbenchError
 
 from . import plots, store
+from . import plugins as _plugins
+from . import suite as _suite
+from .progress import Progress
 from .solve import resolve_device, solve
 
 NAME = "run"
 HELP = "run problems × optimizers and write a run directory (meta.json, CSVs, traces, plots)"
 
-#: the default selection: small classics that together finish in about a minute on 2 CPU cores
-DEFAULT_PROBLEMS = ["rosenbrock", "himmelblau", "quadratic:dim=10:cond=1000"]
+#: the suite ``optbench run`` runs when no suite file is given (small classics, about a minute)
+DEFAULT_SUITE = "default"
 
 
 def add_arguments(p):
-    p.add_argument("--problems", help="comma-separated problem specs (default: a small classic set)")
-    p.add_argument("--optimizers", help="comma-separated optimizer specs (default: every registered one)")
-    p.add_argument("--starts", type=int, default=10, help="starts per problem: x0 plus N-1 random in the box")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
-    p.add_argument("--max-iter", type=int, default=1000, help="iteration budget per start")
-    p.add_argument("--gtol", type=float, default=1e-8, help="stop when the gradient norm is at most this")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--device", default="cpu", help="cpu or gpu")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats per cell (median reported)")
+    p.add_argument("suite", nargs="?", metavar="SUITE",
+                   help="suite file (.toml) or shipped suite name (optbench list suites); default: 'default'")
+    p.add_argument("--problems", help="comma-separated problem specs, grids allowed (replace the suite's)")
+    p.add_argument("--optimizers", help="comma-separated optimizer specs, grids (gd:lr=[1e-3,1e-2]) and "
+                                        "scipy:<method> allowed (replace the suite's)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="import a file that registers problems/optimizers first (repeatable)")
+    p.add_argument("--starts", type=int, help="starts per problem: x0 plus N-1 random in the box (default 10)")
+    p.add_argument("--seed", type=int, help="seed of the random starts (default 0)")
+    p.add_argument("--max-iter", type=int, help="iteration budget per start (default 1000)")
+    p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default 1e-8)")
+    p.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
+    p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
+    p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
     p.add_argument("--out", help="run directory (default results/runs/<timestamp>)")
     p.add_argument("--no-plots", action="store_true", help="skip figures")
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
+    p.add_argument("--json", action="store_true", help="print the run directory and summary as JSON on stdout")
 
 
 def _split(text):
-    return [s.strip() for s in text.split(",") if s.strip()] if text else []
+    return _suite.split_specs(text) if text else []
 
 
 def default_optimizers():
     return [n for n in optimizers.names() if not n.endswith(":")]
 
 
-def build_plan(args):
-    """Resolve and validate everything before any file is written."""
-    if args.starts < 1:
-        raise OptbenchError(f"--starts must be at least 1, got {args.starts}")
-    if args.max_iter < 1:
-        raise OptbenchError(f"--max-iter must be at least 1, got {args.max_iter}")
-    if not (np.isfinite(args.gtol) and args.gtol >= 0):
-        raise OptbenchError(f"--gtol must be a finite number >= 0, got {args.gtol}")
-    if args.repeats < 1:
-        raise OptbenchError(f"--repeats must be at least 1, got {args.repeats}")
-    pspecs = _split(args.problems) or [s for s in DEFAULT_PROBLEMS if s.split(":")[0] in problems.names()]
-    ospecs = _split(args.optimizers) or default_optimizers()
-    if not pspecs:
-        raise OptbenchError("no problems selected")
-    if not ospecs:
-        raise OptbenchError("no optimizers selected")
-    probs = [problems.get(s) for s in pspecs]
-    opts = [optimizers.get(s) for s in ospecs]
-    for p in probs:
-        p.check()
-    device = resolve_device(args.device)
-    cells = [(p, o) for p in probs for o in opts if not (o.needs_residuals and not p.has_residuals)]
-    if not cells:
-        raise OptbenchError("no problem × optimizer pair fits (least-squares optimizers need residual problems)")
-    return probs, opts, cells, device
+def cli_overrides(args) -> dict:
+    """The command-line values that override a suite's, validated like the suite's own keys."""
+    out = {}
+    for key, attr in (("starts", "starts"), ("max_iter", "max_iter"), ("gtol", "gtol"), ("dtype", "dtype"),
+                      ("repeats", "repeats")):
+        v = getattr(args, attr, None)
+        if v is not None:
+            out[key] = _suite._check_value("cli", key, v)
+    if getattr(args, "seed", None) is not None:
+        out["seeds"] = (_suite._check_value("cli", "seed", args.seed),)
+    for key in ("problems", "optimizers"):
+        text = getattr(args, key, None)
+        if text is not None:
+            specs = _split(text)
+            if not specs:
+                raise OptbenchError(f"--{key} is empty")
+            out[key] = _suite._check_value("cli", key, specs)
+    return out
+
+
+class Plan:
+    """What a run will do, resolved and validated before any file is written."""
+
+    def __init__(self, suite, cells, device, device_name):
+        self.suite, self.cells, self.device, self.device_name = suite, cells, device, device_name
+
+    def config(self) -> dict:
+        return dict(_suite.config(self.suite, self.cells), device=self.device_name)
+
+
+def build_plan(args) -> Plan:
+    """Load plug-ins and the suite, apply command-line overrides, resolve every name."""
+    overrides = cli_overrides(args)
+    _plugins.load_plugins(getattr(args, "plugin", None) or [])
+    suite = _suite.load(getattr(args, "suite", None) or DEFAULT_SUITE)
+    _plugins.load_plugins(suite.plugins)
+    cells = _suite.expand(suite, overrides)
+    device_name = getattr(args, "device", None) or suite.device or "cpu"
+    device = resolve_device(device_name)
+    return Plan(suite, cells, device, device_name)
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (np.floating, np.integer)):
+        return _json_safe(v.item())
+    return v
 
 
 def format_table(rows) -> str:
@@ -100,31 +138,33 @@ def format_table(rows) -> str:
 
 
 def run(args) -> int:
-    probs, opts, cells, device = build_plan(args)
+    plan = build_plan(args)
+    cells = plan.cells
     path = args.out or store.default_run_dir()
-    config = {"problems": [p.spec for p in probs], "optimizers": [o.spec for o in opts], "starts": args.starts,
-              "seed": args.seed, "max_iter": args.max_iter, "gtol": args.gtol, "dtype": args.dtype,
-              "device": args.device, "repeats": args.repeats}
+    config = plan.config()
+    dtype = config["dtype"] if isinstance(config["dtype"], str) else "mixed"
     meta = {"command": store.command_line(), "argv": sys.argv[1:],
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "config": config, **store.provenance(args.dtype, device)}
+            "config": config, **store.provenance(dtype, plan.device)}
     writer = store.RunWriter(path, meta)
     t0 = time.perf_counter()
+    quiet = args.quiet or getattr(args, "json", False)
     try:
-        for i, (p, o) in enumerate(cells, 1):
-            if not args.quiet and sys.stderr.isatty():
-                print(f"\r[{i}/{len(cells)}] {p.spec} × {o.spec}".ljust(70), end="", file=sys.stderr, flush=True)
-            x0s = p.random_starts(args.starts, args.seed)
-            res = solve(p, o, x0s, max_iter=args.max_iter, gtol=args.gtol, dtype=args.dtype,
-                        repeats=args.repeats, device=args.device)
-            writer.add_cell(res, p.dim)
-        if not args.quiet and sys.stderr.isatty():
-            print(file=sys.stderr)
+        with Progress(len(cells), enabled=None if not quiet else False) as bar:
+            for i, cell in enumerate(cells, 1):
+                p, o = cell.problem, cell.optimizer
+                bar.cell(i, f"{p.spec} × {o.spec}")
+                res = cell.run(device=plan.device_name, progress=bar.phase)
+                writer.add_cell(res, p.dim, extra=getattr(res, "extra", None))
         if not args.no_plots:
             plots.plot_run(store.load_run(path))
         writer.finish(wall_s=time.perf_counter() - t0)
     finally:
         writer.release()
+    if getattr(args, "json", False):
+        rows = [{k: _json_safe(v) for k, v in r.items()} for r in writer.summary]
+        print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1))
+        return 0
     if not args.quiet:
         print(format_table(writer.summary))
         print()

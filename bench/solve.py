@@ -201,14 +201,15 @@ def resolve_device(device: Optional[str]):
 
 
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-          repeats: int = 1, device: Optional[str] = None) -> Result:
+          repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
     problem's x0), compiled, batched over starts, with full history.
 
     Terminates each start when ‖∇f‖ ≤ ``gtol`` (``converged``), after ``max_iter`` steps
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success`` additionally
-    requires f − f* ≤ 1e-6·max(1, |f*|) where f* is known.
+    requires f − f* ≤ 1e-6·max(1, |f*|) where f* is known. ``progress(phase)``, if given, is
+    called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
     """
     problem = _problems.get(problem)
     optimizer = _optimizers.get(optimizer)
@@ -247,6 +248,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         compile_s = 0.0
         entry = _COMPILED.get(key)
         if entry is None:
+            if progress is not None:
+                progress("compile")
             t0 = time.perf_counter()
             fn = jax.jit(_build(problem, optimizer, int(max_iter), n))
             exe = fn.lower(xs, data, g).compile()
@@ -255,6 +258,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             entry = (exe, problem, optimizer)  # keep the objects alive so their ids stay valid
             _COMPILED[key] = entry
         exe = entry[0]
+        if progress is not None:
+            progress("run")
         times = []
         out = None
         for _ in range(repeats):

@@ -18,7 +18,7 @@ import optimizers
 import problems
 from optbench_core import OptbenchError
 
-from . import plots, store
+from . import plots, report, store
 from . import plugins as _plugins
 from . import suite as _suite
 from .progress import Progress
@@ -47,7 +47,8 @@ def add_arguments(p):
     p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
     p.add_argument("--out", help="run directory (default results/runs/<timestamp>)")
-    p.add_argument("--no-plots", action="store_true", help="skip figures")
+    p.add_argument("--no-plots", action="store_true", help="skip figures (and so the report)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report (RUN_DIR/report.html)")
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
     p.add_argument("--json", action="store_true", help="print the run directory and summary as JSON on stdout")
 
@@ -156,9 +157,12 @@ def run(args) -> int:
                 bar.cell(i, f"{p.spec} × {o.spec}")
                 res = cell.run(device=plan.device_name, progress=bar.phase)
                 writer.add_cell(res, p.dim, extra=getattr(res, "extra", None))
-        if not args.no_plots:
-            plots.plot_run(store.load_run(path))
+        figures = None if args.no_plots else plots.plot_run_index(store.load_run(path))
         writer.finish(wall_s=time.perf_counter() - t0)
+        # after finish, so the report's provenance says complete and carries the wall time
+        report_path = None
+        if figures is not None and not getattr(args, "no_report", False):
+            report_path = report.write_report(store.load_run(path), figures=figures)
     finally:
         writer.release()
     if getattr(args, "json", False):
@@ -168,5 +172,7 @@ def run(args) -> int:
     if not args.quiet:
         print(format_table(writer.summary))
         print()
+        if report_path:
+            print(f"report: {report_path}")
     print(f"run directory: {path}")
     return 0

@@ -1,25 +1,105 @@
 """Figures from stored traces (never from a live solve), so ``optbench plot`` can redraw any run.
 
-Convergence per problem: f − f* (or ‖∇f‖ where f* is unknown) against iterations, the median
-across starts as a line and the interquartile range as a band, log scale, one colour per
-optimizer (the same colour for an optimizer in every figure of a run).
+Per problem:
+
+- ``convergence_<problem>``: f − f* (or ‖∇f‖ where f* is unknown) against iterations, against
+  weighted evaluations ("work", weights in the axis label) and against wall time (k × run time /
+  iterations the batch ran); median across starts as a line, interquartile range as a band.
+- ``trajectories_<problem>`` (2-D problems): filled contour of f over the problem's box on
+  log-spaced levels, a few starts' paths per optimizer with a marker at each iterate, known
+  minima starred — one panel per optimizer on a shared grid.
+- ``taylor_<problem>`` (trust-region methods, i.e. where ``trace_rho`` is not all NaN): the ratio
+  ρ = actual / predicted reduction and the trust radius per iteration.
+
+Over the whole run: ``profile_performance`` (Dolan & Moré 2002, on iterations, work and time),
+``profile_data`` (Moré & Wild 2009) and ``ecdf`` (runtime ECDF over targets 1e-1 … 1e-8, COCO
+style). One colour per optimizer, the same in every figure of a run; when runs are compared the
+line style tells the runs apart.
+
+Figures are written as PNG and SVG. Rendering is deterministic — no timestamp or software tag in
+the files, fixed SVG ids — so redrawing a run directory reproduces its figures byte for byte.
 """
 from __future__ import annotations
 
+import dataclasses
+import io
+import math
 import os
-from typing import Dict, List, Optional
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from . import metrics  # noqa: E402
+from .metrics import WorkWeights, convergence_values  # noqa: E402,F401  (re-exported)
 from .store import Run  # noqa: E402
 
 #: plotted values are floored here so exact zeros stay on a log axis
 LOG_FLOOR = 1e-20
+#: default file formats of every figure
+FORMATS = ("png", "svg")
+DPI = 100
+#: starts whose paths a trajectory panel draws
+TRAJECTORY_STARTS = 4
+#: contour grid resolution per axis
+CONTOUR_GRID = 160
+#: ρ is clipped to this range in the Taylor-model panel (it can be hugely negative)
+RHO_CLIP = (-1.0, 2.0)
+#: line styles that tell compared runs apart
+RUN_LINESTYLES = ("-", "--", ":", "-.")
 
+#: settings that make the rendering independent of the user's matplotlibrc and reproducible
+_RC = {
+    "svg.hashsalt": "optbench",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "path.simplify": True,
+    "axes.grid": False,
+    "image.composite_image": True,
+}
+
+
+# -- axes ------------------------------------------------------------------------------------------
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decade_label(value, _pos=None) -> str:
+    """``10⁻³``-style labels in plain Unicode: mathtext would cost a TeX-like parse per label."""
+    if value == 0:
+        return "0"
+    e = math.log10(abs(value))
+    if abs(e - round(e)) > 1e-9:
+        return ""
+    sign = "−" if value < 0 else ""
+    e = int(round(e))
+    if e == 0:
+        return sign + "1"
+    return f"{sign}10{str(e).translate(_SUPERSCRIPT)}"
+
+
+def _log_axis(axis, scale: str = "log", **kw) -> None:
+    """Log or symlog scale with plain-text decade labels."""
+    if axis.axis_name == "x":
+        axis.axes.set_xscale(scale, **kw)
+    else:
+        axis.axes.set_yscale(scale, **kw)
+    axis.set_major_formatter(FuncFormatter(_decade_label))
+    axis.set_minor_formatter(NullFormatter())
+
+
+# -- styles ----------------------------------------------------------------------------------------
 
 def optimizer_colors(names: List[str]) -> Dict[str, tuple]:
     """A fixed colour per optimizer, by its order in the run (tab10, then tab20)."""
@@ -27,75 +107,639 @@ def optimizer_colors(names: List[str]) -> Dict[str, tuple]:
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
 
 
-def convergence_values(cell: Dict[str, np.ndarray]) -> (np.ndarray, str):
-    """The (B, T) series a convergence plot shows: f − f* if f* is known, else ‖∇f‖."""
-    f_star = float(cell["f_star"])
-    if np.isfinite(f_star):
-        return cell["trace_f"] - f_star, "f − f*"
-    return cell["trace_grad_norm"], "‖∇f‖"
+@dataclasses.dataclass
+class Style:
+    """How one curve family (an optimizer, or an optimizer in one of several compared runs) looks."""
+
+    label: str
+    color: Any
+    linestyle: str = "-"
 
 
-def median_band(values: np.ndarray) -> (np.ndarray, np.ndarray, np.ndarray):
+def median_band(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median and interquartile range across starts (axis 0), ignoring NaN; floored for log axes."""
-    v = np.where(np.isfinite(values), values, np.nan)
-    v = np.maximum(v, LOG_FLOOR)
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            q25, med, q75 = np.nanpercentile(v, [25, 50, 75], axis=0)
-    return med, q25, q75
+    return metrics.median_band(values, floor=LOG_FLOOR)
 
 
-def plot_convergence(run: Run, problem: str, out_dir: str, colors: Optional[Dict[str, tuple]] = None,
-                     formats=("png",)) -> List[str]:
-    """Write ``convergence_<problem>.<fmt>``: one median line + IQR band per optimizer."""
-    colors = colors or optimizer_colors(run.optimizers())
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ylabel = "f − f*"
-    for row in run.summary:
-        if row["problem"] != problem:
-            continue
-        cell = run.cell(problem, row["optimizer"])
-        vals, ylabel = convergence_values(cell)
-        nit_max = int(np.max(cell["nit"])) if cell["nit"].size else 0
-        vals = vals[:, : nit_max + 1]
-        med, q25, q75 = median_band(vals)
-        k = np.arange(vals.shape[1])
-        c = colors.get(row["optimizer"])
-        label = f"{row['optimizer']} ({row['success_rate']:.0%} solved)"
-        ax.plot(k, med, color=c, lw=1.8, label=label)
-        ax.fill_between(k, q25, q75, color=c, alpha=0.2, lw=0)
-    ax.set_yscale("log")
-    if ax.get_xlim()[1] > 200:
-        ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylabel + " (median, IQR band)")
-    ax.set_title(f"{problem}: convergence over {row['starts'] if run.summary else 0} starts")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+def safe_name(text: str) -> str:
+    """A file-name-safe form of a problem spec."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def _write_bytes(path: str, data: bytes) -> None:
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+_SVG_STRIP = [re.compile(r"<!DOCTYPE[^>]*>\s*", re.S), re.compile(r"\s*<metadata>.*?</metadata>", re.S)]
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """Render ``fig`` to PNG or SVG bytes with no timestamp, software tag or external reference.
+
+    matplotlib's SVG carries an RDF metadata block and a DOCTYPE naming URLs; both are dropped
+    (the file stays valid SVG), so a report embedding it references nothing outside itself.
+    """
+    buf = io.BytesIO()
+    if fmt == "png":
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+        return buf.getvalue()
+    if fmt == "svg":
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+        text = buf.getvalue().decode("utf-8")
+        for pat in _SVG_STRIP:
+            text = pat.sub("", text, count=1)
+        return text.encode("utf-8")
+    raise ValueError(f"unknown figure format {fmt!r}")
+
+
+def _save(fig, out_dir: str, stem: str, formats: Sequence[str]) -> List[str]:
     os.makedirs(out_dir, exist_ok=True)
-    base = os.path.join(out_dir, "convergence_" + safe_name(problem))
     paths = []
     for fmt in formats:
-        paths.append(f"{base}.{fmt}")
-        fig.savefig(paths[-1], dpi=110)
+        path = os.path.join(out_dir, f"{stem}.{fmt}")
+        _write_bytes(path, figure_bytes(fig, fmt))
+        paths.append(path)
     plt.close(fig)
     return paths
 
 
-def safe_name(text: str) -> str:
-    import re
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+# -- per-problem data --------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Series:
+    """One cell's arrays with what the figures need to draw it."""
+
+    key: Any                      # optimizer name, or (run label, optimizer) when comparing
+    cell: Dict[str, np.ndarray]
+    dim: int
+    run_s: Optional[float]
+    success_rate: float
+
+    @property
+    def nit(self) -> np.ndarray:
+        return np.asarray(self.cell["nit"]).astype(int)
+
+    @property
+    def last(self) -> int:
+        return metrics.iterations_run(self.cell)
+
+    @property
+    def time_per_iteration(self) -> float:
+        return metrics.time_per_iteration(self.cell, self.run_s)
 
 
-def plot_run(run: Run, formats=("png",)) -> List[str]:
-    """Every figure of a run, under ``<run>/plots/``."""
-    out = os.path.join(run.path, "plots")
-    colors = optimizer_colors(run.optimizers())
+def run_series(run: Run, problem: str, key: Callable[[str], Any] = lambda o: o) -> List[Series]:
+    """The cells of ``problem`` in ``run``, in summary order."""
+    out = []
+    for row in run.summary:
+        if row["problem"] != problem:
+            continue
+        cell = run.cell(problem, row["optimizer"])
+        out.append(Series(key(row["optimizer"]), cell, int(row["dim"]), row.get("run_s"),
+                          float(row.get("success_rate") or 0.0)))
+    return out
+
+
+# -- convergence -------------------------------------------------------------------------------------
+
+def _work_grid(w: np.ndarray, nit: np.ndarray, max_points: int = 600) -> np.ndarray:
+    vals = w[metrics.valid_mask(nit, w.shape[1])]
+    vals = np.unique(vals[np.isfinite(vals)])
+    if len(vals) > max_points:
+        lo = max(vals[0], 1e-12)
+        vals = np.unique(np.concatenate([vals[:1], np.geomspace(lo, vals[-1], max_points), vals[-1:]]))
+    return vals
+
+
+def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Style],
+                       weights: WorkWeights = WorkWeights(), title_extra: str = ""):
+    """The three-panel convergence figure (iterations | work | time) of one problem."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharey=True)
+    ylabel = "f − f*"
+    starts = 0
+    dims = sorted({s.dim for s in series})
+    tpis = []
+    for s in series:
+        vals, ylabel = convergence_values(s.cell)
+        last = s.last
+        vals = np.maximum(np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1], LOG_FLOOR)
+        starts = max(starts, vals.shape[0])
+        st = styles[s.key]
+        label = f"{st.label} ({s.success_rate:.0%} solved)"
+        med, q25, q75 = median_band(vals)
+        k = np.arange(vals.shape[1])
+        # iterations
+        axes[0].plot(k, med, color=st.color, ls=st.linestyle, lw=1.6, label=label)
+        axes[0].fill_between(k, q25, q75, color=st.color, alpha=0.15, lw=0)
+        # work: each start has its own axis, so take the median of step functions on a common grid
+        w = metrics.work(s.cell, s.dim, weights)[:, : last + 1]
+        grid = _work_grid(w, np.minimum(s.nit, last))
+        if len(grid):
+            res = metrics.resample_steps(w, vals, grid, np.minimum(s.nit, last))
+            wm, w25, w75 = median_band(res)
+            axes[1].plot(grid, wm, color=st.color, ls=st.linestyle, lw=1.6, drawstyle="steps-post")
+            axes[1].fill_between(grid, w25, w75, color=st.color, alpha=0.15, lw=0, step="post")
+        # wall time: k × (run time / iterations the batch ran)
+        # (from iteration 1: time 0 has no place on a log axis)
+        tpi = s.time_per_iteration
+        if np.isfinite(tpi) and tpi > 0 and len(k) > 1:
+            tpis.append(tpi)
+            axes[2].plot(k[1:] * tpi, med[1:], color=st.color, ls=st.linestyle, lw=1.6)
+            axes[2].fill_between(k[1:] * tpi, q25[1:], q75[1:], color=st.color, alpha=0.15, lw=0)
+    for ax in axes:
+        _log_axis(ax.yaxis)
+        ax.grid(True, which="major", alpha=0.3)
+    _log_axis(axes[0].xaxis, "symlog", linthresh=1, linscale=0.4)
+    axes[0].set_xlim(left=0)
+    axes[0].set_xlabel("iteration")
+    _log_axis(axes[1].xaxis)
+    n_txt = f"n = {dims[0]}" if len(dims) == 1 else "n per problem"
+    axes[1].set_xlabel(f"work = {weights.label()}  ({n_txt})", fontsize=8)
+    if tpis:
+        _log_axis(axes[2].xaxis)
+    axes[2].set_xlabel("wall time [s]  (run time / iterations the batch ran; compile excluded)", fontsize=8)
+    axes[0].set_ylabel(ylabel + "  (median, IQR band)")
+    axes[0].legend(loc="best")
+    fig.suptitle(f"{problem}: convergence over {starts} starts{title_extra}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_convergence(run: Run, problem: str, out_dir: str, colors: Optional[Dict[str, tuple]] = None,
+                     formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),
+                     series: Optional[List[Series]] = None) -> List[str]:
+    """Write ``convergence_<problem>.<fmt>`` for one problem of a run."""
+    colors = colors or optimizer_colors(run.optimizers())
+    series = series if series is not None else run_series(run, problem)
+    styles = {s.key: Style(s.key, colors[s.key]) for s in series}
+    with plt.rc_context(_RC):
+        fig = convergence_figure(problem, series, styles, weights)
+        return _save(fig, out_dir, "convergence_" + safe_name(problem), formats)
+
+
+# -- trajectories ----------------------------------------------------------------------------------
+
+def _problem_from_spec(spec: str):
+    """Re-create a registered problem from its spec; None if it cannot be (e.g. a user's problem)."""
+    try:
+        import problems
+        return problems.get(spec)
+    except Exception:  # unregistered or changed problem: draw the paths without a contour
+        return None
+
+
+def contour_grid(problem, lo, hi, n: int = CONTOUR_GRID):
+    """f on an n×n grid over the box [lo, hi] (X, Y, Z), or None if f cannot be evaluated there."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        xs = np.linspace(lo[0], hi[0], n)
+        ys = np.linspace(lo[1], hi[1], n)
+        X, Y = np.meshgrid(xs, ys)
+        pts = jnp.asarray(np.stack([X.ravel(), Y.ravel()], axis=1), jnp.float64)
+        f = jax.jit(jax.vmap(lambda x, d: problem.objective(x, d), in_axes=(0, None)))
+        Z = np.asarray(f(pts, problem.data), dtype=np.float64).reshape(X.shape)
+    except Exception:
+        return None
+    return X, Y, Z
+
+
+def _log_levels(Z: np.ndarray, f_star: Optional[float], n_levels: int = 24):
+    finite = Z[np.isfinite(Z)]
+    if finite.size == 0:
+        return None, None
+    base = finite.min() if f_star is None else min(finite.min(), f_star)
+    D = np.where(np.isfinite(Z), Z - base, np.nan)
+    hi = np.nanmax(D)
+    if not hi > 0:
+        return None, None
+    pos = D[D > 0]
+    # the lowest ~0.1 % of the box shares the darkest level, so a few grid points right at a
+    # minimum do not stretch the scale over decades nobody can see
+    lo = max(np.percentile(pos, 0.1) if pos.size else hi * 1e-6, hi * 1e-8)
+    levels = np.geomspace(lo, hi * 1.0001, n_levels)
+    return np.clip(D, lo, None), levels
+
+
+def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any, Style],
+                      problem=None, n_paths: int = TRAJECTORY_STARTS):
+    """Panels (one per optimizer, shared axes) of starts' paths over a filled log contour of f."""
+    n = len(series)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.0 * nrows + 0.4), sharex=True, sharey=True,
+                             squeeze=False)
+    if problem is not None:
+        lo, hi = np.asarray(problem.bounds[0], float), np.asarray(problem.bounds[1], float)
+    else:  # no problem to read the box from: frame the starts and the ends
+        pts = np.concatenate([np.concatenate([s.cell["x0"], s.cell["x"]]) for s in series])
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        pad = np.maximum(0.1 * (hi - lo), 0.5)
+        lo, hi = lo - pad, hi + pad
+    grid = contour_grid(problem, lo, hi) if problem is not None else None
+    D = levels = None
+    if grid is not None:
+        D, levels = _log_levels(grid[2], problem.f_star)
+    cs = None
+    for i, s in enumerate(series):
+        ax = axes[i // ncols][i % ncols]
+        if D is not None:
+            cs = ax.contourf(grid[0], grid[1], D, levels=levels, norm=LogNorm(levels[0], levels[-1]),
+                             cmap="Greys_r", extend="both", alpha=0.9)
+            cs.set_rasterized(True)
+        st = styles[s.key]
+        tx = s.cell["trace_x"]
+        for b in range(min(n_paths, tx.shape[0])):
+            path = tx[b, : s.nit[b] + 1]
+            ax.plot(path[:, 0], path[:, 1], "-o", color=st.color, lw=1.0, ms=2.8, mec="none", alpha=0.9)
+            ax.plot(path[0, 0], path[0, 1], "s", ms=6, mfc="white", mec=st.color, mew=1.5)
+            ax.plot(path[-1, 0], path[-1, 1], "D", ms=5, color=st.color, mec="black", mew=0.6)
+        if problem is not None:
+            for m in problem.known_minimisers():
+                ax.plot(m[0], m[1], "*", ms=13, mfc="gold", mec="black", mew=0.8, zorder=5)
+            for x, _ in getattr(problem, "local_minima", ()):
+                x = np.asarray(x, float).reshape(-1)
+                ax.plot(x[0], x[1], "o", ms=7, mfc="none", mec="gold", mew=1.4, zorder=5)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_title(f"{st.label}  ({s.success_rate:.0%} solved)", color=st.color)
+        ax.set_aspect("auto")
+    for j in range(n, nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+        # the panel above an empty slot is the bottom of its column: give it the x labels
+        above = axes[j // ncols - 1][j % ncols]
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel("x₁")
+    for ax in axes[-1]:
+        ax.set_xlabel("x₁")
+    for row in axes:
+        row[0].set_ylabel("x₂")
+    note = "" if D is not None else "  (contour unavailable: problem not registered)"
+    fig.suptitle(f"{problem_spec}: paths of {min(n_paths, max(s.cell['trace_x'].shape[0] for s in series))} starts "
+                 f"(□ start, ◆ end, ★ known minima){note}")
+    fig.tight_layout()
+    if cs is not None:
+        fs = "" if problem.f_star is None else "*"
+        cb = fig.colorbar(cs, ax=axes.ravel().tolist(), shrink=0.85, pad=0.01,
+                          label=f"f − f{fs or '_min(grid)'} (log levels)")
+        e_lo, e_hi = math.ceil(math.log10(levels[0])), math.floor(math.log10(levels[-1]))
+        step = max(1, (e_hi - e_lo + 1) // 8)
+        cb.set_ticks([10.0 ** e for e in range(e_lo, e_hi + 1, step)])
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(_decade_label))
+        cb.ax.minorticks_off()
+    return fig
+
+
+def has_2d_paths(s: Series) -> bool:
+    tx = s.cell.get("trace_x")
+    return tx is not None and tx.ndim == 3 and tx.shape[-1] == 2
+
+
+def plot_trajectories(problem_spec: str, series: List[Series], styles: Dict[Any, Style], out_dir: str,
+                      formats: Sequence[str] = FORMATS) -> List[str]:
+    """Write ``trajectories_<problem>.<fmt>`` if the problem is 2-D (paths were recorded)."""
+    series = [s for s in series if has_2d_paths(s)]
+    if not series:
+        return []
+    with plt.rc_context(_RC):
+        fig = trajectory_figure(problem_spec, series, styles, _problem_from_spec(problem_spec))
+        return _save(fig, out_dir, "trajectories_" + safe_name(problem_spec), formats)
+
+
+# -- Taylor model (trust region) ---------------------------------------------------------------------
+
+def has_rho(s: Series) -> bool:
+    """Whether the cell logged a trust-region ratio ρ at some iteration it ran."""
+    rho = s.cell.get("trace_rho")
+    if rho is None:
+        return False
+    rho = np.asarray(rho, float)
+    return bool(np.any(np.isfinite(rho) & metrics.valid_mask(s.nit, rho.shape[1])))
+
+
+def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
+    """ρ = actual/predicted reduction (left) and the trust radius (right) against iterations."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for s in series:
+        st = styles[s.key]
+        rho = np.asarray(s.cell["trace_rho"], float)[:, : s.last + 1]
+        rad = np.asarray(s.cell["trace_step"], float)[:, : s.last + 1]
+        mask = metrics.valid_mask(s.nit, rho.shape[1])
+        rho = np.where(mask, rho, np.nan)
+        rad = np.where(mask, rad, np.nan)
+        k = np.arange(rho.shape[1])
+        kk = np.broadcast_to(k, rho.shape)
+        ok = np.isfinite(rho)
+        axes[0].plot(kk[ok], np.clip(rho[ok], *RHO_CLIP), ".", color=st.color, ms=2.5, alpha=0.35)
+        med, _, _ = metrics.median_band(rho)
+        axes[0].plot(k, np.clip(med, *RHO_CLIP), color=st.color, ls=st.linestyle, lw=1.5,
+                     label=f"{st.label} (median, dots: starts)")
+        rm, r25, r75 = median_band(rad)
+        axes[1].plot(k, rm, color=st.color, ls=st.linestyle, lw=1.5, label=st.label)
+        axes[1].fill_between(k, r25, r75, color=st.color, alpha=0.15, lw=0)
+    for y in (0.25, 0.75):
+        axes[0].axhline(y, color="0.4", lw=0.8, ls="--")
+    axes[0].axhline(1.0, color="0.4", lw=0.8, ls=":")
+    axes[0].set_ylim(RHO_CLIP[0] - 0.05, RHO_CLIP[1] + 0.05)
+    axes[0].set_ylabel(f"ρ = actual / predicted reduction (clipped to [{RHO_CLIP[0]:g}, {RHO_CLIP[1]:g}])")
+    axes[0].set_title("Taylor-model quality (dashed: η = 0.25, 0.75; dotted: exact model)")
+    _log_axis(axes[1].yaxis)
+    axes[1].set_ylabel("trust radius Δ (median, IQR band)")
+    axes[1].set_title("trust radius")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        _log_axis(ax.xaxis, "symlog", linthresh=1, linscale=0.4)
+        ax.set_xlim(left=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+    fig.suptitle(f"{problem}: trust-region model")
+    fig.tight_layout()
+    return fig
+
+
+def plot_taylor(problem: str, series: List[Series], styles: Dict[Any, Style], out_dir: str,
+                formats: Sequence[str] = FORMATS) -> List[str]:
+    """Write ``taylor_<problem>.<fmt>`` for the cells that logged ρ; nothing if none did."""
+    series = [s for s in series if has_rho(s)]
+    if not series:
+        return []
+    with plt.rc_context(_RC):
+        return _save(taylor_figure(problem, series, styles), out_dir, "taylor_" + safe_name(problem), formats)
+
+
+# -- profiles ----------------------------------------------------------------------------------------
+
+class ProfileData:
+    """Per-instance costs accumulated problem by problem, so cells need not stay in memory.
+
+    ``solvers`` are the curve keys (optimizer names, or (run, optimizer) pairs when comparing).
+    A solver with no cell on a problem (e.g. a least-squares method on a general objective)
+    counts as not solving that problem's instances.
+    """
+
+    def __init__(self, solvers: Sequence[Any], weights: WorkWeights = WorkWeights(),
+                 taus: Sequence[float] = metrics.DATA_PROFILE_TAUS, targets: Sequence[float] = metrics.ECDF_TARGETS):
+        self.solvers = list(solvers)
+        self.weights = weights
+        self.taus = tuple(taus)
+        self.targets = tuple(targets)
+        self.perf: Dict[str, List[np.ndarray]] = {m: [] for m in metrics.MEASURES}
+        self.data: Dict[float, List[np.ndarray]] = {t: [] for t in self.taus}
+        self.dims: List[np.ndarray] = []
+        self.ecdf: Dict[Any, List[np.ndarray]] = {s: [] for s in self.solvers}
+        self.max_budget: Dict[Any, float] = {s: 0.0 for s in self.solvers}
+        self.problems = 0
+
+    @property
+    def instances(self) -> int:
+        return int(sum(len(d) for d in self.dims))
+
+    def add_problem(self, series: List[Series]) -> None:
+        """Add one problem's cells (one per solver at most)."""
+        if not series:
+            return
+        self.problems += 1
+        b = max(s.cell["trace_f"].shape[0] for s in series)
+        dim = series[0].dim
+        col = {k: j for j, k in enumerate(self.solvers)}
+        for m in metrics.MEASURES:
+            block = np.full((b, len(self.solvers)), np.inf)
+            for s in series:
+                c = metrics.success_costs(s.cell, m, s.dim, self.weights, s.run_s)
+                # one unit is the least a solve can cost, so ratios stay finite when a start is solved at x0
+                unit = s.time_per_iteration if m == "time" else 1.0
+                block[: len(c), col[s.key]] = np.maximum(c, unit)
+            self.perf[m].append(block)
+        f_low = metrics.best_values([s.cell["trace_f"] for s in series], [s.nit for s in series])
+        for tau in self.taus:
+            block = np.full((b, len(self.solvers)), np.inf)
+            for s in series:
+                bs = s.cell["trace_f"].shape[0]
+                idx = metrics.data_profile_test(s.cell["trace_f"], f_low[:bs], tau, s.nit)
+                block[:bs, col[s.key]] = metrics.cost_at(metrics.work(s.cell, s.dim, self.weights), idx)
+            self.data[tau].append(block)
+        self.dims.append(np.full(b, dim))
+        for s in series:
+            rt = metrics.ecdf_runtimes(s.cell, s.dim, self.targets, self.weights)
+            missing = b - rt.shape[0]
+            if missing:
+                rt = np.vstack([rt, np.full((missing, rt.shape[1]), np.inf)])
+            self.ecdf[s.key].append(rt.reshape(-1))
+            spent = metrics.cost_at(metrics.work(s.cell, s.dim, self.weights) / s.dim, s.nit)
+            self.max_budget[s.key] = max(self.max_budget[s.key], float(np.max(spent[np.isfinite(spent)], initial=0)))
+        for key in self.solvers:  # solvers absent on this problem reach no target
+            if key not in {s.key for s in series}:
+                self.ecdf[key].append(np.full(b * len(self.targets), np.inf))
+
+    def perf_costs(self, measure: str) -> np.ndarray:
+        return np.vstack(self.perf[measure]) if self.perf[measure] else np.zeros((0, len(self.solvers)))
+
+    def data_costs(self, tau: float) -> np.ndarray:
+        return np.vstack(self.data[tau]) if self.data[tau] else np.zeros((0, len(self.solvers)))
+
+    def all_dims(self) -> np.ndarray:
+        return np.concatenate(self.dims) if self.dims else np.zeros(0)
+
+
+_MEASURE_TITLE = {"iterations": "iterations", "work": "work (weighted evaluations)", "time": "wall time"}
+
+
+def performance_figure(pd: ProfileData, styles: Dict[Any, Style]):
+    """Dolan–Moré performance profiles on iterations, work and time, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, m in zip(axes, metrics.MEASURES):
+        costs = pd.perf_costs(m)
+        ratios = metrics.performance_ratios(costs) if costs.size else costs
+        finite = ratios[np.isfinite(ratios)] if costs.size else np.zeros(0)
+        tmax = max(2.0, float(finite.max()) * 1.25 if finite.size else 2.0)
+        taus, rho = metrics.performance_profile(costs)
+        taus = np.concatenate([taus, [tmax]])
+        rho = np.vstack([rho, rho[-1:]]) if rho.size else np.zeros((len(taus), len(pd.solvers)))
+        for j, key in enumerate(pd.solvers):
+            st = styles[key]
+            ax.plot(taus, rho[:, j], drawstyle="steps-post", color=st.color, ls=st.linestyle, lw=1.6, label=st.label)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(1, tmax)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("τ  (within a factor τ of the best)")
+        ax.set_title(f"on {_MEASURE_TITLE[m]}")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("fraction of (problem, start) pairs solved")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(f"Performance profiles (Dolan & Moré 2002): {pd.instances} (problem, start) pairs from "
+                 f"{pd.problems} problems; solved = driver's success test; work = {pd.weights.label()}")
+    fig.tight_layout()
+    return fig
+
+
+def data_figure(pd: ProfileData, styles: Dict[Any, Style]):
+    """Moré–Wild data profiles, one panel per tolerance τ."""
+    n = len(pd.taus)
+    ncols = 2 if n > 1 else 1
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
+    dims = pd.all_dims()
+    for i, tau in enumerate(pd.taus):
+        ax = axes[i // ncols][i % ncols]
+        costs = pd.data_costs(tau)
+        kap = costs / (dims[:, None] + 1.0) if costs.size else costs
+        finite = kap[np.isfinite(kap)] if costs.size else np.zeros(0)
+        if finite.size:
+            lo, hi = max(float(finite.min()) / 1.5, 1e-3), float(finite.max()) * 1.5
+            grid = np.unique(np.concatenate([[lo], finite, [hi]]))
+            prof = metrics.data_profile(costs, dims, grid)
+            for j, key in enumerate(pd.solvers):
+                st = styles[key]
+                ax.plot(grid, prof[:, j], drawstyle="steps-post", color=st.color, ls=st.linestyle, lw=1.6,
+                        label=st.label)
+            _log_axis(ax.xaxis)
+            ax.set_xlim(lo, hi)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"τ = {tau:g}")
+        ax.set_xlabel("κ = work / (n + 1)")
+        ax.grid(True, alpha=0.3)
+    for j in range(n, nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("fraction of (problem, start) pairs")
+    axes[0][0].legend(loc="lower right")
+    fig.suptitle("Data profiles (Moré & Wild 2009): solved when f(x₀) − f(x) ≥ (1 − τ)(f(x₀) − f_L), "
+                 f"f_L = best f any optimizer reached;\nwork = {pd.weights.label()}")
+    fig.tight_layout()
+    return fig
+
+
+def ecdf_figure(pd: ProfileData, styles: Dict[Any, Style]):
+    """Runtime ECDF over all (problem, start, target) triples against work / n (COCO style)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    all_rt = [np.concatenate(v) for v in pd.ecdf.values() if v]
+    finite = np.concatenate([r[np.isfinite(r)] for r in all_rt]) if all_rt else np.zeros(0)
+    if finite.size:
+        lo = max(float(finite.min()) / 1.5, 1e-3)
+        hi = max(max(pd.max_budget.values(), default=0.0), float(finite.max())) * 1.5
+        for key in pd.solvers:
+            if not pd.ecdf[key]:
+                continue
+            rt = np.concatenate(pd.ecdf[key])
+            st = styles[key]
+            fin = np.sort(rt[np.isfinite(rt)])
+            grid = np.unique(np.concatenate([[lo], fin, [pd.max_budget[key] or lo, hi]]))
+            y = metrics.runtime_ecdf(rt, grid)
+            ax.plot(grid, y, drawstyle="steps-post", color=st.color, ls=st.linestyle, lw=1.6, label=st.label)
+            b = pd.max_budget[key]
+            if b > 0:
+                ax.plot([b], [metrics.runtime_ecdf(rt, [b])[0]], "x", color=st.color, ms=9, mew=2)
+        _log_axis(ax.xaxis)
+        ax.set_xlim(lo, hi)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"work / n   (work = {pd.weights.label()})", fontsize=8)
+    ax.set_ylabel("fraction of (problem, start, target) triples")
+    tg = pd.targets
+    ax.set_title(f"Runtime ECDF (COCO style): targets f − f* ∈ {{{tg[0]:.0e} … {tg[-1]:.0e}}} "
+                 f"(‖∇f‖ where f* is unknown)\n{pd.instances} (problem, start) pairs; × = largest budget used",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_profiles(pd: ProfileData, styles: Dict[Any, Style], out_dir: str,
+                  formats: Sequence[str] = FORMATS) -> List[str]:
+    """Write ``profile_performance``, ``profile_data`` and ``ecdf`` figures."""
     paths = []
-    for p in run.problems():
-        paths += plot_convergence(run, p, out, colors, formats)
+    with plt.rc_context(_RC):
+        paths += _save(performance_figure(pd, styles), out_dir, "profile_performance", formats)
+        paths += _save(data_figure(pd, styles), out_dir, "profile_data", formats)
+        paths += _save(ecdf_figure(pd, styles), out_dir, "ecdf", formats)
     return paths
+
+
+# -- whole runs --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class FigureIndex:
+    """Which files a plotting pass wrote: run-wide profiles and, per problem, its figures."""
+
+    profiles: List[str] = dataclasses.field(default_factory=list)
+    problems: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+
+    def all(self) -> List[str]:
+        return self.profiles + [p for v in self.problems.values() for p in v]
+
+
+def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),
+                   out_dir: Optional[str] = None) -> FigureIndex:
+    """Draw every figure of a run under ``<run>/plots/`` (or ``out_dir``) and say which is which."""
+    out = out_dir or os.path.join(run.path, "plots")
+    colors = optimizer_colors(run.optimizers())
+    styles = {o: Style(o, colors[o]) for o in run.optimizers()}
+    idx = FigureIndex()
+    pd = ProfileData(run.optimizers(), weights)
+    for p in run.problems():
+        series = run_series(run, p)
+        paths = plot_convergence(run, p, out, colors, formats, weights, series=series)
+        paths += plot_trajectories(p, series, styles, out, formats)
+        paths += plot_taylor(p, series, styles, out, formats)
+        idx.problems[p] = paths
+        pd.add_problem(series)
+    if run.summary:
+        idx.profiles = plot_profiles(pd, styles, out, formats)
+    return idx
+
+
+def plot_run(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights()) -> List[str]:
+    """Every figure of a run, under ``<run>/plots/``; returns the paths written."""
+    return plot_run_index(run, formats, weights).all()
+
+
+def run_labels(runs: Sequence[Run]) -> List[str]:
+    """Short distinct labels for runs: the directory name, with its parent where names clash."""
+    base = [os.path.basename(os.path.normpath(r.path)) for r in runs]
+    if len(set(base)) == len(base):
+        return base
+    two = [os.path.join(*os.path.normpath(r.path).split(os.sep)[-2:]) for r in runs]
+    if len(set(two)) == len(two):
+        return two
+    return [f"{i + 1}:{b}" for i, b in enumerate(base)]
+
+
+def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FORMATS,
+                 weights: WorkWeights = WorkWeights(), labels: Optional[Sequence[str]] = None) -> FigureIndex:
+    """Overlay several runs: colour = optimizer, line style = run; profiles treat each
+    (run, optimizer) as a solver over the shared (problem, start) pairs."""
+    labels = list(labels or run_labels(runs))
+    opts = list(dict.fromkeys(o for r in runs for o in r.optimizers()))
+    colors = optimizer_colors(opts)
+    styles = {}
+    for i, (run, lab) in enumerate(zip(runs, labels)):
+        for o in run.optimizers():
+            styles[(lab, o)] = Style(f"{o} [{lab}]", colors[o], RUN_LINESTYLES[i % len(RUN_LINESTYLES)])
+    solvers = [(lab, o) for run, lab in zip(runs, labels) for o in run.optimizers()]
+    problems_all = list(dict.fromkeys(p for r in runs for p in r.problems()))
+    idx = FigureIndex()
+    pd = ProfileData(solvers, weights)
+    for p in problems_all:
+        series = []
+        for run, lab in zip(runs, labels):
+            if p in run.problems():
+                series += run_series(run, p, key=lambda o, lab=lab: (lab, o))
+        extra = "  (line style: " + ", ".join(f"{RUN_LINESTYLES[i % 4]} {lab}" for i, lab in enumerate(labels)) + ")"
+        with plt.rc_context(_RC):
+            paths = _save(convergence_figure(p, series, styles, weights, extra), out_dir,
+                          "convergence_" + safe_name(p), formats)
+        paths += plot_trajectories(p, series, styles, out_dir, formats)
+        paths += plot_taylor(p, series, styles, out_dir, formats)
+        idx.problems[p] = paths
+        pd.add_problem(series)
+    if problems_all:
+        idx.profiles = plot_profiles(pd, styles, out_dir, formats)
+    return idx

@@ -27,3 +27,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def figure_run(tmp_path_factory):
+    """A small finished run with its figures and report (two 2-D problems × two optimizers),
+    shared by the plot and report tests. Same settings as test_cli's run, so a session that runs
+    both compiles once. Tests that change files must work on a copy."""
+    from bench.cli import main
+    out = str(tmp_path_factory.mktemp("figure_run") / "run")
+    rc = main(["run", "--problems", "himmelblau,rosenbrock", "--optimizers", "newton,gd-linesearch",
+               "--starts", "4", "--max-iter", "200", "--repeats", "2", "--out", out, "--quiet"])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One cell (himmelblau × newton, same shapes as ``figure_run``, so no new compile), run with
+    ``--no-report``. Tests that change files must work on a copy."""
+    from bench.cli import main
+    out = str(tmp_path_factory.mktemp("tiny_run") / "tiny")
+    rc = main(["run", "--problems", "himmelblau", "--optimizers", "newton", "--starts", "4", "--max-iter", "200",
+               "--repeats", "1", "--out", out, "--quiet", "--no-report"])
+    assert rc == 0
+    return out

@@ -36,8 +36,8 @@ def test_run_writes_every_file(small_run):
     starts = list(csv.DictReader(open(os.path.join(small_run, "starts.csv"))))
     assert len(starts) == 16 and set(store.STARTS_COLUMNS) <= set(starts[0])
     assert len(os.listdir(os.path.join(small_run, "traces"))) == 4
-    pngs = sorted(os.listdir(os.path.join(small_run, "plots")))
-    assert pngs == ["convergence_himmelblau.png", "convergence_rosenbrock.png"]
+    pngs = sorted(n for n in os.listdir(os.path.join(small_run, "plots")) if n.endswith(".png"))
+    assert {"convergence_himmelblau.png", "convergence_rosenbrock.png"} <= set(pngs)  # all kinds: test_plots.py
     for png in pngs:
         with open(os.path.join(small_run, "plots", png), "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,44 @@
+"""``optbench plot RUN_DIR``: redraw every figure of a run from its stored traces (no solving)."""
+from __future__ import annotations
+
+import os
+
+from optbench_core import OptbenchError
+
+from . import plots, store
+from .metrics import WorkWeights
+
+NAME = "plot"
+HELP = "redraw a run's figures (PNG and SVG under RUN_DIR/plots) from its stored traces"
+
+
+def add_weights_argument(p):
+    """The ``--work-weights`` option shared by plot, report and compare."""
+    p.add_argument("--work-weights", metavar="g=1,h=2n,hvp=2",
+                   help="weights of the work axis nfev + g·njev + h·nhev + hvp·nhvp; h=2n scales with the "
+                        "dimension (default g=1,h=2n,hvp=2)")
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by optbench run")
+    p.add_argument("--formats", default="png,svg", help="comma-separated figure formats: png, svg (default both)")
+    add_weights_argument(p)
+
+
+def parse_formats(text: str):
+    fmts = [f.strip().lower() for f in (text or "").split(",") if f.strip()]
+    bad = [f for f in fmts if f not in ("png", "svg")]
+    if bad or not fmts:
+        raise OptbenchError(f"--formats takes png and/or svg, got {text!r}")
+    return tuple(dict.fromkeys(fmts))
+
+
+def run(args) -> int:
+    formats = parse_formats(args.formats)
+    weights = WorkWeights.parse(args.work_weights)
+    r = store.load_run(args.run_dir)
+    if not r.summary:
+        raise OptbenchError(f"{args.run_dir}: the run has no finished cells to plot")
+    paths = plots.plot_run(r, formats=formats, weights=weights)
+    print(f"{len(paths)} figures written to {os.path.join(args.run_dir, 'plots')}")
+    return 0

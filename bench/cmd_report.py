@@ -1,0 +1,31 @@
+"""``optbench report RUN_DIR [--out FILE]``: one self-contained HTML page for a run."""
+from __future__ import annotations
+
+import os
+
+from optbench_core import OptbenchError
+
+from . import plots, report, store
+from .cmd_plot import add_weights_argument
+from .metrics import WorkWeights
+
+NAME = "report"
+HELP = "write a self-contained HTML report of a run (figures embedded; default RUN_DIR/report.html)"
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by optbench run")
+    p.add_argument("--out", metavar="FILE", help="where to write the HTML (default RUN_DIR/report.html)")
+    add_weights_argument(p)
+
+
+def run(args) -> int:
+    weights = WorkWeights.parse(args.work_weights)
+    if args.out and os.path.isdir(args.out):
+        raise OptbenchError(f"--out {args.out} is a directory; give a file name such as report.html")
+    r = store.load_run(args.run_dir)
+    # the report embeds PNGs: draw those afresh (``optbench plot`` also redraws the SVGs)
+    figures = plots.plot_run_index(r, formats=("png",), weights=weights)
+    path = report.write_report(r, out=args.out, figures=figures, weights=weights)
+    print(f"report: {path}")
+    return 0

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from optbench_core import OptbenchError
 
-COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run"]
+COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run", "bench.cmd_plot", "bench.cmd_report", "bench.cmd_compare"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,6 +33,8 @@ from optbench_core import OptbenchError
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, STATUS_NAMES, STATUS_RUNNING,
                              Oracle, where_state)
 
+from . import limits as _limits
+
 jax.config.update("jax_enable_x64", True)
 
 #: a start succeeds when it converged and f − f* ≤ SUCCESS_RTOL · max(1, |f*|)
@@ -237,6 +239,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     problem.check()
 
     dev = resolve_device(device)
+    _limits.check(problem, optimizer, x0s.shape[0], int(max_iter), dtype, dev)  # refuse what cannot fit, up front
     jdtype = jnp.dtype(dtype)
     b, n = x0s.shape
     with jax.default_device(dev):

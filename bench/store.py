@@ -157,11 +157,13 @@ def _lock_info(lock_path: str) -> Dict[str, Any]:
             text = fh.read()
     except OSError:
         return {}
+    if text.strip().isdigit():  # the foundation's lock held a bare pid
+        return {"pid": int(text)}
     try:
         info = json.loads(text)
-        return info if isinstance(info, dict) else {}
-    except ValueError:  # the foundation's lock held a bare pid
-        return {"pid": int(text)} if text.strip().isdigit() else {}
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _lock_is_stale(lock_path: str) -> bool:

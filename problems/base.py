@@ -126,8 +126,12 @@ class Problem:
         except Exception as exc:  # a user's function failing to trace: report, don't crash
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OptbenchError(f"problem {self.name!r}: f fails at x0 of dim {self.dim}: {type(exc).__name__}: {msg}") from None
+        if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+            raise OptbenchError(f"problem {self.name!r}: f must return a scalar array, got {type(out).__name__}")
         if out.shape != ():
             raise OptbenchError(f"problem {self.name!r}: f must return a scalar, got shape {out.shape}")
+        if not jnp.issubdtype(out.dtype, jnp.floating):  # autodiff needs a real floating value
+            raise OptbenchError(f"problem {self.name!r}: f must return a floating-point value, got {out.dtype}")
 
     def known_minimisers(self):
         """All known global minimisers (x_star first), as an (k, dim) array (k may be 0)."""

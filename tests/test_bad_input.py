@@ -1,0 +1,208 @@
+"""Every kind of bad input the reliability issue lists: exit code 2, one line on stderr, no
+traceback, and no run directory left behind (an existing directory is left exactly as it was)."""
+import os
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import bench
+import optimizers
+from bench.cli import main
+from optbench_core import OptbenchError
+from problems import Problem
+
+
+def _has_gpu():
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+def _plugin(tmp_path, name, body):
+    """A plug-in file registering one problem ``name`` built from ``body`` (its f and x0)."""
+    path = tmp_path / f"{name.replace('-', '_')}.py"
+    path.write_text(textwrap.dedent("""\
+        import numpy as np
+        import jax.numpy as jnp
+        import problems
+        """) + textwrap.dedent(body) + f"\nproblems.register(problems.Problem(name={name!r}, f=f, x0=x0))\n")
+    return str(path)
+
+
+def _suite(tmp_path, text):
+    path = tmp_path / "bad_suite.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+#: (id, argv builder taking tmp_path, text the one line must contain). ``OUT`` is replaced by the
+#: run directory that must not appear.
+CASES = [
+    ("unknown problem", lambda t: ["--problems", "rosenbrok"], "did you mean: rosenbrock"),
+    ("unknown optimizer", lambda t: ["--optimizers", "newtn"], "did you mean: newton"),
+    ("mistyped parameter", lambda t: ["--problems", "rosenbrock:dimm=3"], "unknown parameter 'dimm'"),
+    ("parameter of wrong type", lambda t: ["--problems", "rosenbrock:dim=abc"], "must be an integer"),
+    ("parameter out of range", lambda t: ["--optimizers", "gd:lr=-1"], "lr"),
+    ("dim below the minimum", lambda t: ["--problems", "rosenbrock:dim=1"], "dim >= 2"),
+    ("malformed spec", lambda t: ["--problems", "rosenbrock::dim=3"], "empty segment"),
+    ("negative tolerance", lambda t: ["--gtol", "-1e-8"], "--gtol must be a finite number >= 0"),
+    ("infinite tolerance", lambda t: ["--gtol", "inf"], "--gtol"),
+    ("zero starts", lambda t: ["--starts", "0"], "--starts must be at least 1"),
+    ("starts not a number", lambda t: ["--starts", "ten"], "invalid int value"),
+    ("zero iterations", lambda t: ["--max-iter", "0"], "--max-iter must be at least 1"),
+    ("zero repeats", lambda t: ["--repeats", "0"], "--repeats must be at least 1"),
+    ("unknown dtype", lambda t: ["--dtype", "float16"], "invalid choice"),
+    ("unknown device", lambda t: ["--device", "tpu7"], "unknown device"),
+    ("unknown option", lambda t: ["--startz", "3"], "unrecognized arguments"),
+    ("dense Hessian at n = 10^6", lambda t: ["--problems", "rosenbrock:dim=1000000", "--optimizers", "newton",
+                                             "--starts", "1"], "TiB (a dense 1000000×1000000 matrix per start)"),
+    ("history beyond memory", lambda t: ["--problems", "rosenbrock", "--optimizers", "gd", "--starts", "1000000",
+                                         "--max-iter", "1000000"], "fewer starts or a smaller --max-iter"),
+    ("f raises", lambda t: ["--plugin", _plugin(t, "bad-raises", """
+        x0 = np.zeros(2)
+        def f(x):
+            raise ValueError("model exploded")
+        """), "--problems", "bad-raises", "--optimizers", "newton"], "ValueError: model exploded"),
+    ("f returns a vector", lambda t: ["--plugin", _plugin(t, "bad-vector", """
+        x0 = np.zeros(3)
+        def f(x):
+            return x ** 2
+        """), "--problems", "bad-vector", "--optimizers", "newton"], "f must return a scalar, got shape (3,)"),
+    ("f returns nothing", lambda t: ["--plugin", _plugin(t, "bad-none", """
+        x0 = np.zeros(2)
+        def f(x):
+            pass
+        """), "--problems", "bad-none", "--optimizers", "newton"], "bad-none"),
+    ("f returns an integer", lambda t: ["--plugin", _plugin(t, "bad-int", """
+        x0 = np.zeros(2)
+        def f(x):
+            return jnp.sum(x > 0)
+        """), "--problems", "bad-int", "--optimizers", "newton"], "bad-int"),
+    ("x0 and f disagree on the dimension", lambda t: ["--plugin", _plugin(t, "bad-dim", """
+        A = np.eye(3)
+        x0 = np.zeros(2)
+        def f(x):
+            return x @ (A @ x)
+        """), "--problems", "bad-dim", "--optimizers", "newton"], "f fails at x0 of dim 2"),
+    ("plug-in file missing", lambda t: ["--plugin", str(t / "nope.py")], "not found"),
+    ("plug-in with a syntax error", lambda t: ["--plugin", str((t / "syn.py").write_text("def (:\n") and t / "syn.py")],
+     "syntax error"),
+    ("suite file missing", lambda t: [str(t / "nope.toml")], "not found"),
+    ("suite file not TOML", lambda t: [_suite(t, "problems = [rosenbrock\n")], "not valid TOML"),
+    ("suite key unknown", lambda t: [_suite(t, 'problems = ["rosenbrock"]\nstrats = 3\n')], "unknown key 'strats'"),
+    ("suite value of wrong type", lambda t: [_suite(t, 'problems = ["rosenbrock"]\nstarts = "ten"\n')],
+     "must be an integer"),
+    ("suite with zero starts", lambda t: [_suite(t, 'problems = ["rosenbrock"]\nstarts = 0\n')], "at least 1"),
+    ("suite with negative gtol", lambda t: [_suite(t, 'problems = ["rosenbrock"]\ngtol = -1.0\n')], ">= 0"),
+    ("resume of something not a run", lambda t: ["--resume", str(t)], "not a run directory"),
+    ("resume of a missing directory", lambda t: ["--resume", str(t / "gone")], "no such run directory"),
+]
+
+
+@pytest.mark.parametrize("case, build, needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, capsys, case, build, needle):
+    out = tmp_path / "never"
+    before = sorted(os.listdir(tmp_path))
+    argv = build(tmp_path)
+    before = sorted(os.listdir(tmp_path))  # the builder may write input files
+    rc = main(["run", *argv, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("optbench: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert needle in err
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == before
+
+
+def test_gpu_requested_on_machine_without_one(tmp_path, capsys, monkeypatch):
+    if _has_gpu():  # exercise the same path by hiding the GPU from this process
+        real = jax.devices
+
+        def devices(backend=None):
+            if backend == "gpu":
+                raise RuntimeError("Unknown backend gpu")
+            return real(backend)
+        monkeypatch.setattr(jax, "devices", devices)
+    out = tmp_path / "never"
+    assert main(["run", "--device", "gpu", "--problems", "himmelblau", "--optimizers", "newton",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no gpu device is visible" in err and "--device cpu" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "not a run"])
+def test_out_that_exists_is_left_alone(tmp_path, capsys, kind):
+    out = tmp_path / "taken"
+    if kind == "file":
+        out.write_text("precious")
+    else:
+        out.mkdir()
+        (out / "precious.txt").write_text("precious")
+    assert main(["run", "--problems", "himmelblau", "--optimizers", "newton", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("not a directory" in err if kind == "file" else "not a run" in err)
+    assert (out.read_text() if kind == "file" else (out / "precious.txt").read_text()) == "precious"
+    if kind != "file":
+        assert os.listdir(out) == ["precious.txt"]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(OptbenchError, match="did you mean"):
+        main(["--debug", "run", "--problems", "rosenbrok", "--out", str(tmp_path / "never")])
+
+
+# -- the same mistakes through the Python API: OptbenchError, one line ---------------------------
+
+def _quadratic():
+    return Problem(name="api-quadratic", f=lambda x: x @ x, x0=np.ones(3))
+
+
+API_CASES = [
+    ("starts of the wrong dimension", lambda: bench.solve(_quadratic(), "newton", np.ones((4, 2))),
+     "starts have dimension 2 but problem 'api-quadratic' has dim 3"),
+    ("no starts", lambda: bench.solve(_quadratic(), "newton", np.ones((0, 3))), "starts must have shape"),
+    ("non-finite start", lambda: bench.solve(_quadratic(), "newton", np.array([1.0, np.nan, 0.0])), "non-finite"),
+    ("negative gtol", lambda: bench.solve(_quadratic(), "newton", gtol=-1.0), "gtol"),
+    ("zero max_iter", lambda: bench.solve(_quadratic(), "newton", max_iter=0), "max_iter"),
+    ("f raises", lambda: bench.solve(Problem(name="api-raise", f=lambda x: 1 / 0, x0=np.ones(2)), "newton"),
+     "ZeroDivisionError"),
+    ("f non-scalar", lambda: bench.solve(Problem(name="api-vec", f=lambda x: x, x0=np.ones(2)), "newton"),
+     "must return a scalar"),
+    ("x0 and f disagree", lambda: bench.solve(Problem(name="api-dim", f=lambda x: x @ np.ones(5), x0=np.ones(2)),
+                                              "newton"), "f fails at x0 of dim 2"),
+    ("unknown optimizer", lambda: bench.solve(_quadratic(), "bfsg"), "did you mean: bfgs"),
+    ("residual method on a plain f", lambda: bench.solve(_quadratic(), "gauss-newton"), "needs a least-squares problem"),
+    ("dense Hessian too large", lambda: bench.solve(Problem(name="api-big", f=lambda x: x @ x, x0=np.ones(10 ** 6)),
+                                                    "newton"), "a matrix-free method"),
+    ("problem with no x0", lambda: Problem(name="api-nox0", f=lambda x: x @ x), "needs a standard start x0"),
+]
+
+
+@pytest.mark.parametrize("case, call, needle", API_CASES, ids=[c[0] for c in API_CASES])
+def test_bad_input_python_api(case, call, needle):
+    with pytest.raises(OptbenchError) as info:
+        call()
+    msg = str(info.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_memory_estimate_scales_as_documented(monkeypatch):
+    """The estimate that refuses requests: n² per start for dense methods, none for matrix-free ones."""
+    from bench import limits
+    import problems
+    small, big = problems.get("rosenbrock:dim=100"), problems.get("rosenbrock:dim=1000")
+    newton, lbfgs = optimizers.get("newton"), optimizers.get("lbfgs")
+    r = limits.estimate(big, newton, 10, 100)["matrices"] / limits.estimate(small, newton, 10, 100)["matrices"]
+    assert r == pytest.approx(100.0)
+    assert limits.estimate(big, lbfgs, 10, 100)["matrices"] == 0
+    assert limits.matrix_kind(optimizers.get("levenberg-marquardt")) == "jacobian"
+    limits.check(big, newton, 10, 100)  # 320 MB: fits
+    monkeypatch.setenv(limits.ENV_LIMIT, "1M")
+    with pytest.raises(OptbenchError, match=r"needs about 3\d\d\.\d MiB .* but 1\.0 MiB is available"):
+        limits.check(big, newton, 10, 100)
+    monkeypatch.setenv(limits.ENV_LIMIT, "lots")
+    with pytest.raises(OptbenchError, match="not a size"):
+        limits.check(big, newton, 10, 100)

@@ -39,6 +39,10 @@ def run(args) -> int:
     w1 = min(44, max(len(r[1]) for r in rows))
     for name, params, doc in rows:
         print(f"{name:<{w0}}  {params:<{w1}}  {doc}")
+    if mod is optimizers:
+        from . import scipy_runner
+        print(f"\nscipy:<method> runs scipy.optimize on the same problems and starts (optional extra, "
+              f"{scipy_runner.INSTALL_HINT}):\n  " + ", ".join(scipy_runner.method_names()))
     return 0
 
 

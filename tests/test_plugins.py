@@ -1,0 +1,111 @@
+"""User plug-ins: a file registering a problem and an optimizer runs through ``optbench run`` under
+its own names, appears in summary.csv, the figures and the report; the Python API sees the same
+names; a broken plug-in is one line, exit 2, nothing written."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import bench
+import optimizers
+import problems
+from bench import plugins, store
+from bench.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "my_plugin.py")
+
+
+@pytest.fixture(scope="module")
+def plugin_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("plug") / "run")
+    rc = main(["run", "--plugin", EXAMPLE, "--problems", "decay-fit,my-bowl:dim=3:cond=1e3",
+               "--optimizers", "bb,newton", "--starts", "3", "--max-iter", "300", "--repeats", "1",
+               "--out", out, "--quiet"])
+    assert rc == 0
+    return out
+
+
+def test_plugin_cells_in_summary(plugin_run):
+    rows = list(csv.DictReader(open(os.path.join(plugin_run, "summary.csv"))))
+    cells = {(r["problem"], r["optimizer"]): r for r in rows}
+    bowl = problems.get("my-bowl:dim=3:cond=1e3").spec
+    assert set(cells) == {(p, o) for p in ("decay-fit", bowl) for o in ("bb", "newton")}
+    # the plug-in optimizer really optimises: it solves both plug-in problems from every start
+    for (p, o), r in cells.items():
+        assert float(r["success_rate"]) == 1.0, (p, o, r["statuses"])
+    # f* and x* of the plug-in problem are used like a built-in's
+    run = store.load_run(plugin_run)
+    cell = run.cell("decay-fit", "bb")
+    np.testing.assert_allclose(cell["x"], np.tile([2.5, 1.3], (3, 1)), atol=1e-6)
+
+
+def test_plugin_names_in_figures_and_report(plugin_run):
+    plots_dir = os.path.join(plugin_run, "plots")
+    names = os.listdir(plots_dir)
+    assert any(n.startswith("convergence_decay-fit") or n.startswith("convergence_decay_fit") for n in names), names
+    report = os.path.join(plugin_run, "report.html")
+    if not os.path.exists(report):
+        pytest.skip("this checkout writes no report.html")
+    html = open(report, encoding="utf-8").read()
+    assert "decay-fit" in html and "my-bowl" in html and "bb" in html
+
+
+def test_plugin_through_python_api():
+    plugins.load_plugin(EXAMPLE)   # already imported by the run above: loaded once per process
+    assert "decay-fit" in problems.names() and "my-bowl" in problems.names() and "bb" in optimizers.names()
+    assert optimizers.describe("bb")["params"] == {"lr0": 1e-3, "max_step": 1e4}
+    p = problems.get("my-bowl:dim=4")
+    res = bench.solve(p, "bb:lr0=0.01", p.random_starts(2, 1), max_iter=400, gtol=1e-10)
+    assert list(res.status) == ["converged", "converged"]
+    np.testing.assert_allclose(res.x, 0.0, atol=1e-9)
+    # BB counts one f and one gradient per step, plus the initial pair
+    np.testing.assert_array_equal(res.nfev, res.nit + 1)
+
+
+def test_plugin_loaded_once(tmp_path):
+    f = tmp_path / "once.py"
+    f.write_text("import optimizers\nCOUNT = globals().get('COUNT', 0) + 1\n"
+                 "@optimizers.register('once-gd')\n"
+                 "def once_gd(lr: float = 0.1):\n"
+                 "    return optimizers.get('gd:lr=' + str(lr))\n")
+    m1 = plugins.load_plugin(str(f))
+    m2 = plugins.load_plugin(str(f))
+    assert m1 is m2 and m1.COUNT == 1
+    # the decorator form with parameters: optimizers.get builds it like a built-in
+    assert optimizers.get("once-gd:lr=0.5").params["lr"] == 0.5
+
+
+@pytest.mark.parametrize("body, needle", [
+    (None, "not found"),
+    ("def broken(:\n", "(line 1): syntax error"),
+    ("import numpy\n\nraise RuntimeError('no data file')\n", "(line 3) failed: RuntimeError: no data file"),
+    ("import problems\nproblems.register(problems.Problem(name='rosenbrock', f=lambda x: x @ x, x0=[1.0]))\n",
+     "problem 'rosenbrock' is already registered"),
+    ("import optimizers\noptimizers.register('bad:name', lambda: None)\n", "without ':'"),
+    ("import problems\nproblems.register(problems.Problem(name='noodle', x0=[1.0]))\n", "needs f or residuals"),
+])
+def test_bad_plugin_one_line_exit_2(tmp_path, capsys, body, needle):
+    path = tmp_path / "plug.py"
+    if body is not None:
+        path.write_text(body)
+    out = str(tmp_path / "never")
+    rc = main(["run", "--plugin", str(path), "--problems", "rosenbrock", "--optimizers", "newton", "--out", out])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and str(path) in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not os.path.exists(out)
+
+
+def test_plugin_must_be_python(tmp_path, capsys):
+    path = tmp_path / "plug.txt"
+    path.write_text("x = 1\n")
+    assert main(["list", "problems", "--plugin", str(path)]) == 2
+    assert "must be a Python file" in capsys.readouterr().err
+
+
+def test_list_with_plugin(capsys):
+    assert main(["list", "optimizers", "--plugin", EXAMPLE]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("bb ") for line in out.splitlines()) and "Barzilai" in out

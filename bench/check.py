@@ -1,0 +1,853 @@
+"""Regression checks against a stored baseline: ``optbench baseline`` and ``optbench check``.
+
+A *baseline* is a JSON file holding, for every problem × optimizer cell of one run, the metrics a
+change could make worse — success rate, median and 90th-percentile iterations and evaluations,
+median final log10(f − f*), run time — together with the settings the run was made with and its
+provenance. ``check`` recomputes the same metrics from a fresh run and compares them, metric by
+metric, against stated tolerances.
+
+Two kinds of metric, two rules:
+
+* **Convergence metrics** (success, iterations, evaluations, f − f*) are deterministic in float64
+  on a CPU: the same code, inputs and software stack give the same bits. They are compared with
+  tight tolerances — by default any drop in success rate and any rise of more than 10 % in an
+  iteration or evaluation count is a regression.
+* **Time** is noisy, so it is off by default. When asked for, a slowdown is a regression only if
+  the ratio of medians exceeds a factor *and* the per-repeat times are consistently slower: a
+  one-sided Mann–Whitney U test (Mann & Whitney 1947, *Ann. Math. Stat.* 18:50–60) at level
+  ``alpha``. This is the rule of asv (airspeed velocity), whose ``compare`` requires both a factor
+  and statistical significance. The report states how noisy the machine was (spread of repeats).
+
+Cells present in the run but not in the baseline are reported as ``new`` and not gated (a newly
+registered optimizer does not fail CI; regenerate the baseline to gate it); cells of the baseline
+missing from the run are failures. A baseline made with other settings (dtype, starts, seeds,
+max_iter, gtol) is bad input, not a regression: the two cannot be compared.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from optbench_core import OptbenchError
+
+from . import store
+
+#: version of the baseline file layout; loaders refuse any other
+BASELINE_SCHEMA_VERSION = 1
+BASELINE_KIND = "optbench-baseline"
+#: the settings two runs must share for their convergence metrics to be comparable
+SETTING_KEYS = ("dtype", "starts", "seeds", "max_iter", "gtol")
+COUNTS = ("nit", "nfev", "njev", "nhev", "nhvp")
+#: f − f* below SUBOPT_FLOOR_EPS · eps(dtype) · max(1, |f*|) is round-off, not a result: clamp it
+SUBOPT_FLOOR_EPS = 100.0
+
+#: metric name → (family, direction): "higher" means bigger is better
+METRICS: Dict[str, Tuple[str, str]] = {"success_rate": ("success", "higher")}
+for _c in COUNTS:
+    METRICS[f"{_c}_median"] = ("nit" if _c == "nit" else "evals", "lower")
+    METRICS[f"{_c}_p90"] = ("nit" if _c == "nit" else "evals", "lower")
+METRICS["log10_subopt_median"] = ("subopt", "lower")
+METRICS["run_s"] = ("time", "lower")
+
+#: family → (default tolerance, meaning)
+FAMILIES: Dict[str, Tuple[float, str]] = {
+    "success": (0.0, "absolute drop in success rate allowed"),
+    "nit": (0.10, "relative rise in iterations allowed"),
+    "evals": (0.10, "relative rise in evaluation counts allowed"),
+    "subopt": (1.0, "rise in log10(f − f*) allowed, in decades"),
+    "time": (1.5, "slowdown factor (ratio of median run times) beyond which a significant change counts"),
+}
+DEFAULT_ALPHA = 0.05
+
+
+# -- statistics ----------------------------------------------------------------------------------
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given the average of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_v = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def _u_distribution(n1: int, n2: int) -> List[int]:
+    """Counts of the arrangements giving U = 0 … n1·n2 when there are no ties.
+
+    The generating function of U is the Gaussian binomial coefficient
+    ∏_{i=1}^{n1} (1 − q^{n2+i}) / (1 − q^i) (Mann & Whitney 1947); we multiply by each numerator
+    factor and divide by each denominator factor exactly, in integers.
+    """
+    size = n1 * n2 + 1
+    c = [0] * (size + n1 + n2 + 1)
+    c[0] = 1
+    for i in range(1, n1 + 1):
+        k = n2 + i
+        for u in range(len(c) - 1, k - 1, -1):  # multiply by (1 − q^k)
+            c[u] -= c[u - k]
+        for u in range(i, len(c)):  # divide by (1 − q^i): c'[u] = c[u] + c'[u − i]
+            c[u] += c[u - i]
+    return c[:size]
+
+
+#: largest n1 + n2 for which the exact distribution is used (when there are no ties)
+EXACT_MAX_N = 40
+
+
+def mann_whitney_u(x: Sequence[float], y: Sequence[float], alternative: str = "greater") -> Tuple[float, float]:
+    """Mann–Whitney U statistic of ``x`` against ``y`` and its one-sided p-value.
+
+    ``alternative="greater"``: H1 is that values of ``x`` tend to be larger than those of ``y``
+    (``"less"``: smaller). U = #{(i, j): x_i > y_j} + ½ #{x_i = y_j}. Without ties and for
+    n1 + n2 ≤ 40 the p-value is exact (the null distribution of U, Mann & Whitney 1947);
+    otherwise the normal approximation with tie correction and continuity correction
+    (as ``scipy.stats.mannwhitneyu(method="asymptotic")``).
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("mann_whitney_u needs two non-empty samples")
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    both = np.concatenate([x, y])
+    ranks = _average_ranks(both)
+    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
+    n = n1 + n2
+    _, tie_counts = np.unique(both, return_counts=True)
+    has_ties = bool(np.any(tie_counts > 1))
+    if not has_ties and n <= EXACT_MAX_N:
+        dist = _u_distribution(n1, n2)
+        total = math.comb(n, n1)
+        u = int(round(u1))
+        hits = sum(dist[u:]) if alternative == "greater" else sum(dist[:u + 1])
+        return u1, hits / total
+    mu = n1 * n2 / 2.0
+    tie_term = float(np.sum(tie_counts ** 3 - tie_counts)) / (n * (n - 1)) if n > 1 else 0.0
+    var = n1 * n2 / 12.0 * ((n + 1) - tie_term)
+    if var <= 0:
+        return u1, 1.0
+    if alternative == "greater":
+        z = (u1 - mu - 0.5) / math.sqrt(var)
+    else:
+        z = (mu - u1 - 0.5) / math.sqrt(var)
+    return u1, 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def min_attainable_p(n1: int, n2: int) -> float:
+    """The smallest one-sided p-value the exact U test can reach with these sample sizes."""
+    return 1.0 / math.comb(n1 + n2, n1)
+
+
+def repeat_spread(times: Sequence[float]) -> Optional[float]:
+    """Relative spread of a cell's repeated run times: median absolute deviation / median.
+
+    Robust to the odd outlier (a first call that warms caches, a neighbour's burst of load),
+    which a max − min range is not; None with fewer than two repeats.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    t = t[np.isfinite(t)]
+    if len(t) < 2 or np.median(t) <= 0:
+        return None
+    med = np.median(t)
+    return float(np.median(np.abs(t - med)) / med)
+
+
+# -- metrics of one run ---------------------------------------------------------------------------
+
+def _p90(a: np.ndarray) -> float:
+    """90th percentile by nearest rank: a value some start actually reached."""
+    return float(np.percentile(a, 90, method="inverted_cdf"))
+
+
+def subopt_floor(dtype: str, f_star: float) -> float:
+    """The clamp below which f − f* is taken as round-off: 100 · eps(dtype) · max(1, |f*|)."""
+    return SUBOPT_FLOOR_EPS * float(np.finfo(np.dtype(dtype)).eps) * max(1.0, abs(f_star))
+
+
+def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str) -> Tuple[Dict[str, Any], List[float]]:
+    """Per-cell metrics from a cell's stored arrays (see :mod:`bench.store`), and the per-repeat
+    run times they were timed over.
+
+    ``log10_subopt_median`` is the median over starts of log10(max(f − f*, floor)), a
+    non-finite final f counting as +inf; it is None when f* is unknown.
+    """
+    out: Dict[str, Any] = {}
+    success = np.asarray(arrays["success"]).astype(bool)
+    out["success_rate"] = float(np.mean(success)) if success.size else float("nan")
+    for c in COUNTS:
+        a = np.asarray(arrays[c], dtype=np.float64)
+        out[f"{c}_median"] = float(np.median(a))
+        out[f"{c}_p90"] = _p90(a)
+    f_star = float(np.asarray(arrays.get("f_star", np.nan)))
+    if math.isfinite(f_star):
+        fun = np.asarray(arrays["fun"], dtype=np.float64)
+        sub = np.where(np.isfinite(fun), fun - f_star, np.inf)
+        with np.errstate(divide="ignore"):
+            logs = np.log10(np.maximum(sub, subopt_floor(dtype, f_star)))
+        out["log10_subopt_median"] = float(np.median(logs))
+    else:
+        out["log10_subopt_median"] = None
+    times = [float(t) for t in np.asarray(arrays.get("run_s_all", []), dtype=np.float64).ravel()]
+    out["run_s"] = float(np.median(times)) if times else None
+    return out, times
+
+
+def _statuses(arrays) -> Dict[str, int]:
+    names, counts = np.unique(np.asarray(arrays["status"]).astype(str), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}
+
+
+def _norm_setting(key: str, v: Any) -> Any:
+    if key == "seeds":
+        if v is None:
+            return None
+        return [int(s) for s in (v if isinstance(v, (list, tuple)) else [v])]
+    if key == "gtol" and v is not None:
+        return float(v)
+    if key in ("starts", "max_iter") and v is not None:
+        return int(v)
+    return v
+
+
+def _cell_settings(meta: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[Tuple[str, str], Dict[str, Any]]]:
+    """The run's common settings and, where meta.json lists them, each cell's own."""
+    cfg = meta.get("config") or {}
+    common = {}
+    for k in SETTING_KEYS:
+        v = cfg.get(k)
+        if k == "seeds" and v is None and "seed" in cfg:
+            v = cfg["seed"]
+        common[k] = _norm_setting(k, v)
+    per_cell = {}
+    for c in cfg.get("cells") or []:
+        if isinstance(c, dict) and "problem" in c and "optimizer" in c:
+            s = {k: _norm_setting(k, c.get(k, common.get(k))) for k in SETTING_KEYS}
+            if c.get("seeds") is None and "seed" in c:
+                s["seeds"] = _norm_setting("seeds", c["seed"])
+            per_cell[(c["problem"], c["optimizer"])] = s
+    return common, per_cell
+
+
+def _portable_command(cmd: Any) -> Any:
+    """The command line with absolute paths cut to their last component (no machine paths)."""
+    if not isinstance(cmd, str):
+        return cmd
+    return " ".join(os.path.basename(t.rstrip("/")) or t if os.path.isabs(t) else t for t in cmd.split(" "))
+
+
+def _provenance(run: store.Run) -> Dict[str, Any]:
+    m = run.meta
+    keys = ("created", "git_commit", "host", "platform", "cpu_count", "backend", "device_kind", "device_count",
+            "x64", "versions")
+    out = {k: m.get(k) for k in keys}
+    out["command"] = _portable_command(m.get("command"))
+    out["run_dir"] = os.path.basename(os.path.normpath(run.path))
+    cfg = m.get("config") or {}
+    out["suite"] = cfg.get("suite")
+    out["repeats"] = cfg.get("repeats")
+    return out
+
+
+def run_metrics(path: str) -> Dict[str, Any]:
+    """Load a complete run directory and compute every cell's metrics, in baseline layout."""
+    run = store.load_run(path)
+    if not run.meta.get("complete", False):
+        raise OptbenchError(f"{path}: run is incomplete (meta.json says complete: false); finish it before "
+                            "making or checking a baseline")
+    if not run.summary:
+        raise OptbenchError(f"{path}: run has no cells")
+    common, per_cell = _cell_settings(run.meta)
+    cells = []
+    for row in run.summary:
+        key = (row["problem"], row["optimizer"])
+        arrays = run.cell(*key)
+        settings = dict(per_cell.get(key, common))
+        dtype = settings.get("dtype") or row.get("dtype") or "float64"
+        settings["dtype"] = dtype
+        missing = [k for k, v in settings.items() if v is None]
+        if missing:
+            raise OptbenchError(f"{path}: meta.json does not record the setting(s) {', '.join(missing)} "
+                                f"of cell {key[0]} × {key[1]}")
+        metrics, times = cell_metrics(arrays, dtype)
+        cells.append({"problem": key[0], "optimizer": key[1], "dim": row.get("dim"), "starts_run": row.get("starts"),
+                      "settings": settings, "metrics": metrics, "run_s_all": times, "statuses": _statuses(arrays)})
+    return {"schema_version": BASELINE_SCHEMA_VERSION, "kind": BASELINE_KIND,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": _provenance(run), "settings": _common_settings(cells),
+            "definitions": {
+                "success_rate": "fraction of starts that converged (gradient norm <= gtol) with f - f* <= 1e-6 max(1,|f*|)",
+                "<count>_median / <count>_p90": "median / nearest-rank 90th percentile over starts",
+                "log10_subopt_median": f"median over starts of log10(max(f - f*, {SUBOPT_FLOOR_EPS:g} eps(dtype) "
+                                       "max(1,|f*|))); non-finite f counts as +inf; null where f* is unknown",
+                "run_s": "median wall time of one batched run over the repeats (run_s_all)"},
+            "cells": cells}
+
+
+def _common_settings(cells: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out = {}
+    for k in SETTING_KEYS:
+        vals = []
+        for c in cells:
+            if c["settings"][k] not in vals:
+                vals.append(c["settings"][k])
+        out[k] = vals[0] if len(vals) == 1 else "mixed"
+    return out
+
+
+def _encode(obj):
+    """Non-finite floats as strings, so the file stays strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    return obj
+
+
+def _decode_number(v: Any, where: str) -> Optional[float]:
+    if v is None:
+        return None
+    if isinstance(v, str) and v in ("inf", "-inf", "nan"):
+        return float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise OptbenchError(f"{where}: expected a number, got {v!r}")
+    return float(v)
+
+
+def write_baseline(run_dir: str, out: str) -> Dict[str, Any]:
+    """Compute the baseline of a run directory and write it to ``out`` (JSON)."""
+    doc = run_metrics(run_dir)
+    store.write_json(out, _encode(doc))
+    return doc
+
+
+def load_baseline(path: str) -> Dict[str, Any]:
+    """Read and validate a baseline file; any fault is a one-line OptbenchError (exit 2)."""
+    doc = store.read_json(path, "baseline file")
+    if not isinstance(doc, dict) or doc.get("kind") != BASELINE_KIND:
+        raise OptbenchError(f"{path}: not an optbench baseline (no \"kind\": \"{BASELINE_KIND}\")")
+    ver = doc.get("schema_version")
+    if ver != BASELINE_SCHEMA_VERSION:
+        raise OptbenchError(f"{path}: unknown baseline schema_version {ver!r} (this optbench reads "
+                            f"{BASELINE_SCHEMA_VERSION})")
+    cells = doc.get("cells")
+    if not isinstance(cells, list) or not cells:
+        raise OptbenchError(f"{path}: baseline has no cells")
+    seen = set()
+    for i, c in enumerate(cells):
+        where = f"{path}: cell {i}"
+        if not isinstance(c, dict) or not isinstance(c.get("problem"), str) or not isinstance(c.get("optimizer"), str):
+            raise OptbenchError(f"{where}: needs string 'problem' and 'optimizer'")
+        key = (c["problem"], c["optimizer"])
+        if key in seen:
+            raise OptbenchError(f"{where}: cell {key[0]} × {key[1]} appears twice")
+        seen.add(key)
+        where = f"{path}: cell {key[0]} × {key[1]}"
+        if not isinstance(c.get("settings"), dict) or any(k not in c["settings"] for k in SETTING_KEYS):
+            raise OptbenchError(f"{where}: needs 'settings' with {', '.join(SETTING_KEYS)}")
+        c["settings"] = {k: _norm_setting(k, c["settings"][k]) for k in SETTING_KEYS}
+        m = c.get("metrics")
+        if not isinstance(m, dict) or any(k not in m for k in METRICS):
+            lacking = [k for k in METRICS if not isinstance(m, dict) or k not in m]
+            raise OptbenchError(f"{where}: metrics lack {', '.join(lacking)}")
+        c["metrics"] = {k: _decode_number(m[k], f"{where}: metric {k}") for k in METRICS}
+        for k in METRICS:
+            if k not in ("log10_subopt_median", "run_s") and c["metrics"][k] is None:
+                raise OptbenchError(f"{where}: metric {k} is null")
+        times = c.get("run_s_all", [])
+        if not isinstance(times, list):
+            raise OptbenchError(f"{where}: run_s_all must be a list")
+        c["run_s_all"] = [_decode_number(t, f"{where}: run_s_all") for t in times]
+    return doc
+
+
+# -- tolerances -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Tolerances:
+    """Per-family tolerances, per-metric overrides, whether time is checked, and the test level."""
+
+    family: Dict[str, float] = dataclasses.field(default_factory=lambda: {k: v[0] for k, v in FAMILIES.items()})
+    metric: Dict[str, float] = dataclasses.field(default_factory=dict)
+    time: bool = False
+    alpha: float = DEFAULT_ALPHA
+
+    def of(self, metric: str) -> float:
+        return self.metric.get(metric, self.family[METRICS[metric][0]])
+
+    def describe(self) -> str:
+        parts = [f"success rate: {'any drop' if self.family['success'] == 0 else 'drop > ' + _num(self.family['success'])}",
+                 f"iterations: +{self.family['nit']:.0%}", f"evaluations: +{self.family['evals']:.0%}",
+                 f"log10(f-f*): +{self.family['subopt']:g} decade(s)",
+                 (f"time: x{self.family['time']:g} and Mann-Whitney p <= {self.alpha:g}" if self.time else "time: off")]
+        parts += [f"{k}: {v:g}" for k, v in self.metric.items()]
+        return "; ".join(parts)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"family": dict(self.family), "metric": dict(self.metric), "time": self.time, "alpha": self.alpha}
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DEFAULT_ALPHA) -> Tolerances:
+    """``["nit=0.2", "evals=15%,subopt=0.5", "nit_p90=0.3", "time=1.3"]`` → :class:`Tolerances`.
+
+    Keys are the families (success, nit, evals, subopt, time) or single metric names. A time
+    tolerance also turns the time check on.
+    """
+    tol = Tolerances(time=bool(time), alpha=alpha)
+    if not (0 < alpha < 1):
+        raise OptbenchError(f"--alpha must be in (0, 1), got {alpha:g}")
+    for item in items or []:
+        for part in [p.strip() for p in item.split(",") if p.strip()]:
+            key, eq, val = part.partition("=")
+            key = key.strip()
+            if not eq or not val.strip():
+                raise OptbenchError(f"--tolerance: expected KEY=VALUE, got {part!r}")
+            if key not in FAMILIES and key not in METRICS:
+                from optbench_core import close_matches
+                raise OptbenchError(f"--tolerance: unknown key {key!r}{close_matches(key, list(FAMILIES) + list(METRICS))}; "
+                                    f"use one of {', '.join(FAMILIES)} or a metric name")
+            text = val.strip()
+            try:
+                v = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+            except ValueError:
+                raise OptbenchError(f"--tolerance: {key} needs a number, got {text!r}") from None
+            fam = key if key in FAMILIES else METRICS[key][0]
+            if not math.isfinite(v) or v < 0:
+                raise OptbenchError(f"--tolerance: {key} must be a finite number >= 0, got {text}")
+            if fam == "success" and v > 1:
+                raise OptbenchError(f"--tolerance: {key} is a drop in success rate, between 0 and 1; got {text}")
+            if fam == "time":
+                if text.endswith("%"):
+                    v = 1.0 + v
+                if v <= 1:
+                    raise OptbenchError(f"--tolerance: {key} is a slowdown factor > 1 (e.g. 1.5 or 50%), got {text}")
+                tol.time = True
+            if key in FAMILIES:
+                tol.family[key] = v
+            else:
+                tol.metric[key] = v
+    return tol
+
+
+# -- comparison ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class MetricRow:
+    metric: str
+    baseline: Optional[float]
+    current: Optional[float]
+    verdict: str          # "same", "regression", "improvement", "inconclusive", "n/a"
+    change: str = ""
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class CellResult:
+    problem: str
+    optimizer: str
+    status: str           # "ok", "regression", "new", "missing"
+    rows: List[MetricRow] = dataclasses.field(default_factory=list)
+    run_s: Optional[float] = None
+
+    def changed(self) -> List[MetricRow]:
+        return [r for r in self.rows if r.verdict in ("regression", "improvement", "inconclusive")]
+
+
+@dataclasses.dataclass
+class Comparison:
+    baseline_path: str
+    run_path: str
+    baseline: Dict[str, Any]
+    current: Dict[str, Any]
+    tolerances: Tolerances
+    cells: List[CellResult]
+    noise: Dict[str, Any]
+    notes: List[str]
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.cells)
+
+    @property
+    def regressions(self) -> List[Tuple[CellResult, MetricRow]]:
+        return [(c, r) for c in self.cells for r in c.rows if r.verdict == "regression"]
+
+    @property
+    def improvements(self) -> List[Tuple[CellResult, MetricRow]]:
+        return [(c, r) for c in self.cells for r in c.rows if r.verdict == "improvement"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if (self.regressions or self.count("missing")) else 0
+
+    @property
+    def verdict(self) -> str:
+        return "regression" if self.exit_code else "pass"
+
+    def headline(self) -> str:
+        n = len(self.cells)
+        parts = [f"{len(self.regressions)} regression(s) in {self.count('regression')} cell(s)",
+                 f"{len(self.improvements)} improvement(s)", f"{self.count('missing')} missing",
+                 f"{self.count('new')} new"]
+        word = "FAIL" if self.exit_code else "PASS"
+        return f"optbench check: {word} — {n} cells: " + ", ".join(parts)
+
+
+def _fmt_value(metric: str, v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if metric == "success_rate":
+        return f"{v:.0%}"
+    if metric == "run_s":
+        return f"{v * 1e3:.3g} ms"
+    if metric == "log10_subopt_median":
+        return "inf" if v == math.inf else f"{v:.2f}"
+    return f"{v:g}"
+
+
+def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: Tolerances,
+                    b_times: Sequence[float], c_times: Sequence[float]) -> MetricRow:
+    fam, _ = METRICS[metric]
+    t = tol.of(metric)
+    if b is None or c is None or (isinstance(b, float) and math.isnan(b)) or (isinstance(c, float) and math.isnan(c)):
+        return MetricRow(metric, b, c, "n/a")
+    if fam == "success":
+        d = c - b
+        change = f"{d * 100:+.1f} pts"
+        eps = 1e-12  # rates are means of booleans: exact, but leave room for the last bit
+        if d < -(t + eps):
+            return MetricRow(metric, b, c, "regression", change, f"tolerance: drop <= {t * 100:g} pts")
+        if d > t + eps:
+            return MetricRow(metric, b, c, "improvement", change)
+        return MetricRow(metric, b, c, "same", change)
+    if fam in ("nit", "evals"):
+        change = f"{(c - b) / b:+.1%}" if b > 0 else (f"{c - b:+g}" if c != b else "+0")
+        if c > b * (1.0 + t) and c > b:
+            return MetricRow(metric, b, c, "regression", change, f"tolerance: +{t:.0%}")
+        if c * (1.0 + t) < b:
+            return MetricRow(metric, b, c, "improvement", change)
+        return MetricRow(metric, b, c, "same", change)
+    if fam == "subopt":
+        if b == c:
+            return MetricRow(metric, b, c, "same", "+0 dec")
+        d = c - b
+        change = "+inf dec" if d == math.inf else ("-inf dec" if d == -math.inf else f"{d:+.2f} dec")
+        if d > t:
+            return MetricRow(metric, b, c, "regression", change, f"tolerance: +{t:g} decade(s)")
+        if d < -t:
+            return MetricRow(metric, b, c, "improvement", change)
+        return MetricRow(metric, b, c, "same", change)
+    # time: a factor and a consistent shift over repeats (asv's rule)
+    if not tol.time:
+        return MetricRow(metric, b, c, "n/a", f"x{c / b:.2f}" if b > 0 else "", "time not checked")
+    if b <= 0:
+        return MetricRow(metric, b, c, "n/a")
+    ratio = c / b
+    change = f"x{ratio:.2f}"
+    slower, faster = ratio > t, ratio < 1.0 / t
+    if not (slower or faster):
+        return MetricRow(metric, b, c, "same", change)
+    if len(b_times) < 1 or len(c_times) < 1:
+        return MetricRow(metric, b, c, "inconclusive", change, "no per-repeat times")
+    _, p = mann_whitney_u(c_times, b_times, "greater" if slower else "less")
+    detail = f"Mann-Whitney p={p:.3g} over {len(c_times)}+{len(b_times)} repeats"
+    if p <= tol.alpha:
+        return MetricRow(metric, b, c, "regression" if slower else "improvement", change, detail)
+    floor = min_attainable_p(len(c_times), len(b_times))
+    if floor > tol.alpha:
+        detail += f"; these repeat counts cannot reach p <= {tol.alpha:g} (best {floor:.3g}): use more --repeats"
+    return MetricRow(metric, b, c, "inconclusive", change, detail)
+
+
+def _noise(doc: Dict[str, Any]) -> Dict[str, Any]:
+    spreads = []
+    for c in doc["cells"]:
+        s = repeat_spread(c.get("run_s_all") or [])
+        if s is not None:
+            spreads.append((s, f"{c['problem']} × {c['optimizer']}"))
+    reps = sorted({len(c.get("run_s_all") or []) for c in doc["cells"]})
+    if not spreads:
+        return {"cells_timed": 0, "repeats": reps, "median_spread": None, "max_spread": None, "worst_cell": None}
+    spreads.sort()
+    return {"cells_timed": len(spreads), "repeats": reps,
+            "median_spread": float(np.median([s for s, _ in spreads])), "max_spread": spreads[-1][0],
+            "worst_cell": spreads[-1][1]}
+
+
+def _check_settings(base: Dict[str, Any], cur: Dict[str, Any], baseline_path: str) -> None:
+    """Raise a one-line OptbenchError naming every setting on which the two runs differ."""
+    bcells = {(c["problem"], c["optimizer"]): c for c in base["cells"]}
+    diffs: Dict[str, Tuple[Any, Any, str]] = {}
+    for c in cur["cells"]:
+        b = bcells.get((c["problem"], c["optimizer"]))
+        if b is None:
+            continue
+        for k in SETTING_KEYS:
+            if b["settings"][k] != c["settings"][k] and k not in diffs:
+                diffs[k] = (b["settings"][k], c["settings"][k], f"{c['problem']} × {c['optimizer']}")
+    if not any((c["problem"], c["optimizer"]) in bcells for c in cur["cells"]):
+        for k in SETTING_KEYS:  # nothing in common: the common settings still say whether they compare
+            bv, cv = base.get("settings", {}).get(k), cur["settings"].get(k)
+            if bv is not None and bv != cv and not (bv == "mixed" or cv == "mixed"):
+                diffs[k] = (bv, cv, "")
+    if diffs:
+        text = "; ".join(f"{k} {bv!r} in the baseline vs {cv!r} in the run" for k, (bv, cv, _) in diffs.items())
+        raise OptbenchError(f"{baseline_path}: baseline was made with different settings: {text} "
+                            "(rerun with the baseline's settings or regenerate the baseline)")
+
+
+def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
+            baseline_path: str = "baseline", run_path: str = "run") -> Comparison:
+    """Compare a run's metrics (:func:`run_metrics`) with a baseline (:func:`load_baseline`)."""
+    _check_settings(baseline, current, baseline_path)
+    notes = []
+    bsrc, csrc = baseline.get("source", {}), current.get("source", {})
+    same_dev = (bsrc.get("backend"), bsrc.get("device_kind")) == (csrc.get("backend"), csrc.get("device_kind"))
+    if not same_dev:
+        where = (f"baseline on {bsrc.get('backend')} ({bsrc.get('device_kind')}), run on {csrc.get('backend')} "
+                 f"({csrc.get('device_kind')})")
+        if tol.time:
+            raise OptbenchError(f"{baseline_path}: cannot compare times across devices: {where}")
+        notes.append(f"{where}: convergence metrics compared; they may differ in the last bits across devices")
+    if bsrc.get("versions", {}).get("jax") != csrc.get("versions", {}).get("jax"):
+        notes.append(f"jax {bsrc.get('versions', {}).get('jax')} in the baseline, {csrc.get('versions', {}).get('jax')} "
+                     "in the run: compiled code may differ, regenerate the baseline after an upgrade")
+    bcells = {(c["problem"], c["optimizer"]): c for c in baseline["cells"]}
+    ccells = {(c["problem"], c["optimizer"]): c for c in current["cells"]}
+    results = []
+    for key, c in ccells.items():
+        b = bcells.get(key)
+        if b is None:
+            results.append(CellResult(key[0], key[1], "new", run_s=c["metrics"].get("run_s")))
+            continue
+        rows = [_compare_metric(m, b["metrics"].get(m), c["metrics"].get(m), tol, b.get("run_s_all") or [],
+                                c.get("run_s_all") or []) for m in METRICS]
+        status = "regression" if any(r.verdict == "regression" for r in rows) else "ok"
+        results.append(CellResult(key[0], key[1], status, rows, run_s=c["metrics"].get("run_s")))
+    for key in bcells:
+        if key not in ccells:
+            results.append(CellResult(key[0], key[1], "missing"))
+    noise = {"baseline": _noise(baseline), "run": _noise(current)}
+    if tol.time:
+        med = noise["run"]["median_spread"]
+        if med is None:
+            notes.append("time check asked for, but the run has fewer than two repeats per cell: "
+                         "no time difference can be significant (use --repeats 5 or more)")
+        elif med > tol.family["time"] - 1.0:
+            notes.append(f"the machine is noisier (repeats vary by {med:.0%}) than the time threshold "
+                         f"(x{tol.family['time']:g}): smaller slowdowns cannot be told from noise")
+    if any(r.status == "new" for r in results):
+        notes.append("new cells are not in the baseline and are not checked: regenerate the baseline to gate them")
+    return Comparison(baseline_path, run_path, baseline, current, tol, results, noise, notes)
+
+
+# -- reports ------------------------------------------------------------------------------------------
+
+def _noise_line(noise: Dict[str, Any]) -> str:
+    parts = []
+    for who in ("baseline", "run"):
+        n = noise[who]
+        if n["median_spread"] is None:
+            parts.append(f"{who}: not measurable ({'/'.join(map(str, n['repeats'])) or 0} repeat(s) per cell)")
+        else:
+            parts.append(f"{who}: repeats vary by {n['median_spread']:.1%} (MAD/median; median over cells), "
+                         f"worst {n['max_spread']:.1%} ({n['worst_cell']}), "
+                         f"{'/'.join(map(str, n['repeats']))} repeats per cell")
+    return "timing noise — " + "; ".join(parts)
+
+
+def _source_line(label: str, path: str, src: Dict[str, Any]) -> str:
+    commit = (src.get("git_commit") or "unknown")[:12]
+    return (f"{label}: {path} (run {src.get('run_dir')} of {src.get('created')}, commit {commit}, "
+            f"{src.get('backend')} {src.get('device_kind')}, jax {src.get('versions', {}).get('jax')})")
+
+
+def _settings_line(s: Dict[str, Any]) -> str:
+    return "settings: " + " ".join(f"{k}={s.get(k)}" for k in SETTING_KEYS)
+
+
+def _table_rows(cmp: Comparison) -> List[List[str]]:
+    rows = []
+    order = {"regression": 0, "inconclusive": 1, "improvement": 2}
+    for c in cmp.cells:
+        if c.status in ("new", "missing"):
+            rows.append([c.problem, c.optimizer, "(cell)", "-" if c.status == "new" else "present",
+                         "present" if c.status == "new" else "-", "",
+                         "MISSING" if c.status == "missing" else "new (not checked)"])
+            continue
+        for r in sorted(c.changed(), key=lambda r: order[r.verdict]):
+            verdict = {"regression": "REGRESSION", "improvement": "improvement", "inconclusive": "inconclusive"}[r.verdict]
+            if r.detail and r.verdict != "improvement":
+                verdict += f" ({r.detail})"
+            rows.append([c.problem, c.optimizer, r.metric, _fmt_value(r.metric, r.baseline),
+                         _fmt_value(r.metric, r.current), r.change, verdict])
+    return rows
+
+
+_HEAD = ["problem", "optimizer", "metric", "baseline", "current", "change", "verdict"]
+
+
+def format_text(cmp: Comparison) -> str:
+    """The report as plain text: headline, provenance, tolerances, noise, and a table of changes."""
+    lines = [cmp.headline(), _source_line("baseline", cmp.baseline_path, cmp.baseline.get("source", {})),
+             _source_line("run     ", cmp.run_path, cmp.current.get("source", {})),
+             _settings_line(cmp.current["settings"]), "tolerances: " + cmp.tolerances.describe(),
+             _noise_line(cmp.noise)]
+    lines += [f"note: {n}" for n in cmp.notes]
+    rows = _table_rows(cmp)
+    lines.append("")
+    if not rows:
+        lines.append(f"no metric changed beyond its tolerance ({sum(c.status == 'ok' for c in cmp.cells)} cells × "
+                     f"{len(METRICS)} metrics compared)")
+    else:
+        table = [_HEAD] + rows
+        w = [max(len(r[i]) for r in table) for i in range(len(_HEAD))]
+        for j, r in enumerate(table):
+            lines.append("  ".join(s.ljust(w[i]) for i, s in enumerate(r)).rstrip())
+            if j == 0:
+                lines.append("  ".join("-" * x for x in w))
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def format_markdown(cmp: Comparison) -> str:
+    """The report as GitHub-flavoured markdown, for a pull-request comment."""
+    word = "❌ regression" if cmp.exit_code else "✅ no regression"
+    out = [f"### optbench check: {word}", "", cmp.headline().split(" — ", 1)[1] + ".", "",
+           f"- {_md_escape(_source_line('baseline', cmp.baseline_path, cmp.baseline.get('source', {})))}",
+           f"- {_md_escape(_source_line('run', cmp.run_path, cmp.current.get('source', {})))}",
+           f"- {_md_escape(_settings_line(cmp.current['settings']))}",
+           f"- tolerances: {_md_escape(cmp.tolerances.describe())}",
+           f"- {_md_escape(_noise_line(cmp.noise))}"]
+    out += [f"- note: {_md_escape(n)}" for n in cmp.notes]
+    rows = _table_rows(cmp)
+    out.append("")
+    if not rows:
+        out.append("No metric changed beyond its tolerance.")
+    else:
+        out.append("| " + " | ".join(_HEAD) + " |")
+        out.append("|" + "|".join(["---"] * 2 + ["---"] + ["---:"] * 3 + ["---"]) + "|")
+        for r in rows:
+            cells = [f"`{_md_escape(r[0])}`", f"`{_md_escape(r[1])}`"] + [_md_escape(x) for x in r[2:]]
+            if r[-1].startswith(("REGRESSION", "MISSING")):
+                cells[-1] = f"**{cells[-1]}**"
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _json_num(v):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None if v is None or math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def as_dict(cmp: Comparison) -> Dict[str, Any]:
+    """The report as a JSON-ready dict (non-finite numbers as the strings "inf"/"-inf")."""
+    return {
+        "schema_version": BASELINE_SCHEMA_VERSION, "verdict": cmp.verdict, "exit_code": cmp.exit_code,
+        "headline": cmp.headline(), "baseline": {"path": cmp.baseline_path, **cmp.baseline.get("source", {})},
+        "run": {"path": cmp.run_path, **cmp.current.get("source", {})}, "settings": cmp.current["settings"],
+        "tolerances": cmp.tolerances.as_dict(), "noise": cmp.noise, "notes": cmp.notes,
+        "counts": {"cells": len(cmp.cells), "regressions": len(cmp.regressions),
+                   "improvements": len(cmp.improvements),
+                   **{s: cmp.count(s) for s in ("ok", "regression", "new", "missing")}},
+        "cells": [{"problem": c.problem, "optimizer": c.optimizer, "status": c.status,
+                   "metrics": [{"metric": r.metric, "baseline": _json_num(r.baseline), "current": _json_num(r.current),
+                                "verdict": r.verdict, "change": r.change, "detail": r.detail} for r in c.rows]}
+                  for c in cmp.cells]}
+
+
+def format_json(cmp: Comparison) -> str:
+    return json.dumps(as_dict(cmp), indent=1, allow_nan=False) + "\n"
+
+
+#: characters XML 1.0 cannot hold, even escaped
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _xml_safe(text: str) -> str:
+    return _XML_BAD.sub("?", text)
+
+
+def format_junit(cmp: Comparison) -> str:
+    """JUnit XML: one ``testcase`` per problem × optimizer (classname ``optbench.<problem>``).
+
+    A regression or a missing cell is a ``failure`` whose message names the metrics; a new cell
+    is ``skipped``; improvements and inconclusive time changes go to ``system-out``.
+    """
+    failures = sum(c.status in ("regression", "missing") for c in cmp.cells)
+    skipped = cmp.count("new")
+    total_time = sum(c.run_s or 0.0 for c in cmp.cells)
+    suites = ET.Element("testsuites", name="optbench check", tests=str(len(cmp.cells)), failures=str(failures),
+                        errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
+    suite = ET.SubElement(suites, "testsuite", name="optbench check", tests=str(len(cmp.cells)),
+                          failures=str(failures), errors="0", skipped=str(skipped), time=f"{total_time:.6f}",
+                          timestamp=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("baseline", cmp.baseline_path), ("run", cmp.run_path),
+                        ("baseline_commit", cmp.baseline.get("source", {}).get("git_commit") or ""),
+                        ("run_commit", cmp.current.get("source", {}).get("git_commit") or ""),
+                        ("settings", _settings_line(cmp.current["settings"])),
+                        ("tolerances", cmp.tolerances.describe()), ("noise", _noise_line(cmp.noise))):
+        ET.SubElement(props, "property", name=name, value=str(value))
+    for c in cmp.cells:
+        tc = ET.SubElement(suite, "testcase", classname=f"optbench.{c.problem}", name=c.optimizer,
+                           time=f"{(c.run_s or 0.0):.6f}")
+        if c.status == "missing":
+            ET.SubElement(tc, "failure", type="missing", message="cell is in the baseline but not in the run").text = (
+                f"{c.problem} × {c.optimizer} is in the baseline but the run has no such cell")
+        elif c.status == "new":
+            ET.SubElement(tc, "skipped", message="new cell: not in the baseline, not checked")
+        else:
+            regs = [r for r in c.rows if r.verdict == "regression"]
+            if regs:
+                msg = "; ".join(f"{r.metric} {_fmt_value(r.metric, r.baseline)} -> {_fmt_value(r.metric, r.current)} "
+                                f"({r.change})" for r in regs)
+                body = "\n".join(f"{r.metric}: baseline {_fmt_value(r.metric, r.baseline)}, current "
+                                 f"{_fmt_value(r.metric, r.current)}, change {r.change}; {r.detail}" for r in regs)
+                ET.SubElement(tc, "failure", type="regression", message=msg).text = body
+            other = [r for r in c.rows if r.verdict in ("improvement", "inconclusive")]
+            if other:
+                ET.SubElement(tc, "system-out").text = "\n".join(
+                    f"{r.verdict}: {r.metric} {_fmt_value(r.metric, r.baseline)} -> "
+                    f"{_fmt_value(r.metric, r.current)} ({r.change}) {r.detail}".rstrip() for r in other)
+    ET.SubElement(suite, "system-out").text = format_text(cmp)
+    for el in suites.iter():
+        if el.text:
+            el.text = _xml_safe(el.text)
+        for k, v in el.attrib.items():
+            el.attrib[k] = _xml_safe(v)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+FORMATTERS = {"text": format_text, "markdown": format_markdown, "json": format_json, "junit": format_junit}
+
+
+def check(run_dir: str, baseline_path: str, tol: Optional[Tolerances] = None) -> Comparison:
+    """Load both sides and compare them (bad input raises a one-line OptbenchError)."""
+    baseline = load_baseline(baseline_path)
+    current = run_metrics(run_dir)
+    return compare(baseline, current, tol or Tolerances(), baseline_path, run_dir)

@@ -1,0 +1,43 @@
+"""``optbench check RUN_DIR --baseline FILE``: compare a run with a baseline; exit 1 on a regression.
+
+Exit codes: 0 nothing regressed, 1 a regression (or a baseline cell missing from the run),
+2 bad input (missing or corrupt file, unknown schema version, a baseline made with other
+settings). See :mod:`bench.check` for the metrics and rules.
+"""
+from __future__ import annotations
+
+from . import check, store
+
+NAME = "check"
+HELP = "compare a run with a baseline: exit 0 ok, 1 regression, 2 bad input"
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run directory")
+    p.add_argument("--baseline", required=True, metavar="FILE", help="baseline file (optbench baseline)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tolerance (repeatable, or comma-separated): success=0 (drop in success rate), "
+                        "nit=0.1 or 10%% (rise in iterations), evals=0.1 (rise in evaluation counts), "
+                        "subopt=1 (decades of f-f*), time=1.5 (slowdown factor; turns the time check on), "
+                        "or a single metric such as nit_p90=0.2")
+    p.add_argument("--time", action="store_true",
+                   help="also check run time: a slowdown beyond the factor that a Mann-Whitney U test over the "
+                        "repeats finds significant")
+    p.add_argument("--alpha", type=float, default=check.DEFAULT_ALPHA,
+                   help="significance level of the time test (default 0.05)")
+    p.add_argument("--format", choices=sorted(check.FORMATTERS), default="text", help="report format (default text)")
+    p.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout (the headline is still "
+                                                 "printed)")
+
+
+def run(args) -> int:
+    tol = check.parse_tolerances(args.tolerance, time=args.time, alpha=args.alpha)
+    cmp = check.check(args.run_dir, args.baseline, tol)
+    report = check.FORMATTERS[args.format](cmp)
+    if args.out:
+        store.atomic_write_text(args.out, report)
+        print(cmp.headline())
+        print(f"report ({args.format}): {args.out}")
+    else:
+        print(report, end="")
+    return cmp.exit_code

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import List, Optional
 
 from optbench_core import OptbenchError
 
-COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run", "bench.cmd_baseline", "bench.cmd_check"]
+COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run", "bench.cmd_plot", "bench.cmd_report", "bench.cmd_compare",
+                   "bench.cmd_baseline", "bench.cmd_check"]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage + exiting, so errors stay one line."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        # argparse takes "-1e-8" for an option (its pattern knows only -1 and -.5), so
+        # `--gtol -1e-8` would say "expected one argument" instead of "must be >= 0"
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf$|^-nan$")
 
     def error(self, message):
         raise OptbenchError(message)

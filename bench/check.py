@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from optbench_core import OptbenchError
+from optbench_core import OptbenchError, close_matches
 
 from . import store
 
@@ -423,7 +423,6 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
             if not eq or not val.strip():
                 raise OptbenchError(f"--tolerance: expected KEY=VALUE, got {part!r}")
             if key not in FAMILIES and key not in METRICS:
-                from optbench_core import close_matches
                 raise OptbenchError(f"--tolerance: unknown key {key!r}{close_matches(key, list(FAMILIES) + list(METRICS))}; "
                                     f"use one of {', '.join(FAMILIES)} or a metric name")
             text = val.strip()

@@ -1,7 +1,6 @@
 """optbench baseline / check: the statistics against scipy, the comparison rules on synthetic
 metrics, and end to end on real runs (identical runs pass, a weakened optimizer fails with exit 1
 naming the metric, bad or mismatched baselines exit 2 with one line)."""
-import copy
 import itertools
 import json
 import math

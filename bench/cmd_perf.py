@@ -1,0 +1,93 @@
+"""``optbench perf``: optbench, the hand-written floor and the installed peers, side by side."""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import sys
+import time
+
+from optbench_core import OptbenchError
+
+from . import perf, store
+from .solve import disable_compilation_cache, resolve_device
+
+NAME = "perf"
+HELP = "time optbench against hand-written JAX kernels and scipy/optimistix/optax/jaxopt (medians, ratios)"
+
+
+def add_arguments(p):
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny sizes (seconds; what the test suite runs)")
+    size.add_argument("--large", action="store_true",
+                      help="extended Rosenbrock n = 10⁵, 10⁶ and a 2·10⁶×50 float32 regression (minutes)")
+    p.add_argument("--cases", help=f"comma-separated families to run (default all: {', '.join(perf.CASE_FAMILIES)})")
+    p.add_argument("--device", default="cpu", help="where the JAX side runs: cpu or gpu (scipy stays on the host)")
+    p.add_argument("--repeats", type=int, help="timed rounds per case (default 5; quick 2; large 3)")
+    p.add_argument("--out", help="output directory (default results/perf/<UTC timestamp>)")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("--warm-cache", action="store_true",
+                   help="let the persistent compilation cache serve compiles (default: cold compiles, so the "
+                        "compile column compares like with like)")
+
+
+def _default_dir():
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = os.path.join("results", "perf", stamp)
+    i = 1
+    while os.path.exists(path):
+        i += 1
+        path = os.path.join("results", "perf", f"{stamp}-{i}")
+    return path
+
+
+def _clean(v):
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    return v
+
+
+def run(args) -> int:
+    sizes = perf.QUICK if args.quick else perf.LARGE if args.large else perf.DEFAULT
+    families = tuple(s.strip() for s in args.cases.split(",") if s.strip()) if args.cases else perf.CASE_FAMILIES
+    bad = [f for f in families if f not in perf.CASE_FAMILIES]
+    if bad:
+        raise OptbenchError(f"unknown case family {bad[0]!r}: choose from {', '.join(perf.CASE_FAMILIES)}")
+    if args.repeats is not None and args.repeats < 1:
+        raise OptbenchError(f"--repeats must be at least 1, got {args.repeats}")
+    device = resolve_device(args.device)   # one line, exit 2, when there is no such device
+    if not args.warm_cache:
+        disable_compilation_cache()
+    if args.out and os.path.exists(args.out) and os.listdir(args.out):
+        raise OptbenchError(f"{args.out}: exists and is not empty")
+    tty = sys.stderr.isatty()
+
+    def progress(msg):
+        if tty:
+            print(f"\r{msg[:100]}".ljust(101), end="", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    rows = perf.run_perf(sizes, args.device, families, args.repeats, progress)
+    if tty:
+        print(file=sys.stderr)
+    table = perf.format_table(rows)
+    print(table)
+    if args.no_write:
+        return 0
+    path = args.out or _default_dir()
+    meta = {"command": store.command_line(), "argv": sys.argv[1:],
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
+                       "sizes": sizes, "families": list(families), "device": args.device,
+                       "repeats": args.repeats or sizes["repeats"], "warm_cache": bool(args.warm_cache)},
+            "peers": perf.peer_versions(), "wall_s": time.perf_counter() - t0,
+            **store.provenance("float64", device)}
+    clean_rows = [{k: _clean(v) for k, v in r.items()} for r in rows]
+    store.write_json(os.path.join(path, "perf.json"), {"meta": meta, "rows": clean_rows})
+    store.atomic_write_text(os.path.join(path, "perf.csv"), perf.rows_csv(clean_rows))
+    store.atomic_write_text(os.path.join(path, "table.md"), table + "\n")
+    print(f"\nperf directory: {path}")
+    return 0

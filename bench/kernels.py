@@ -1,0 +1,321 @@
+"""Hand-written JAX kernels: the floor that ``optbench perf`` measures optbench against.
+
+Each kernel does one job for one problem, with derivatives written out by hand, no history, no
+status bookkeeping beyond an iteration count, and the smallest state that does the job. It is what
+a lean single-purpose program reaches on this hardware, so the perf table can say how far the
+general driver (``bench.solve``) is from the limit, not only from other libraries.
+
+The kernels run the *same method* as the optbench optimizer they are matched with (same safeguards,
+same constants), so iteration counts agree and the time ratio measures overhead alone:
+
+* :func:`rosenbrock2_newton` — Newton with the eigenvalue-modified Hessian and Armijo backtracking
+  (Nocedal & Wright §3.4, Alg. 3.1; optbench's ``newton``) on 2-D Rosenbrock, batched over starts,
+  closed-form gradient, Hessian, 2×2 eigen-decomposition and Cramer solve.
+* :func:`ext_rosenbrock_newton_cg` — line-search Newton-CG (N&W Alg. 7.1, forcing term
+  η = min(0.5, √‖g‖)) on the extended (separable-pairs) Rosenbrock function of Moré, Garbow &
+  Hillstrom (1981, problem 21) with a closed-form Hessian-vector product.
+* :func:`linreg_gd_blocked` — gradient descent on ‖Xw − y‖² whose gradient reads X once per
+  iteration: row blocks small enough to stay in cache, ``X_b w`` then ``X_bᵀ r_b`` while the block
+  is hot (a single streaming pass instead of XLA's two).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+jax.config.update("jax_enable_x64", True)
+
+
+# --------------------------------------------------------------------------------------------
+# 2-D Rosenbrock, batched Newton with a closed-form 2×2 everything
+# --------------------------------------------------------------------------------------------
+def _rosen2(x, y):
+    t = y - x * x
+    return 100.0 * t * t + (1.0 - x) ** 2
+
+
+def _rosen2_derivs(x, y):
+    t = y - x * x
+    f = 100.0 * t * t + (1.0 - x) ** 2
+    gx = -400.0 * x * t - 2.0 * (1.0 - x)
+    gy = 200.0 * t
+    hxx = 1200.0 * x * x - 400.0 * y + 2.0
+    hxy = -400.0 * x
+    return f, gx, gy, hxx, hxy
+
+
+def _modified_newton_2x2(hxx, hxy, hyy, gx, gy, rel_floor=1e-8, abs_floor=1e-12):
+    """d = −Ĥ⁻¹g, Ĥ = V max(|Λ|, δ) Vᵀ (N&W eq. 3.41, absolute-value variant), δ = max(rel·max|λ|,
+    abs); Cramer's rule when H is safely positive definite — the rule of optbench's
+    ``modified_newton_direction``, without trigonometry.
+
+    With λ± = m ± r (m the mean of the diagonal, r = √(h² + b²), h half their difference, b the
+    off-diagonal), the spectral projector on λ+ is P = (H − λ−I)/(2r), entries
+    ((r + h)/2r, b/2r, (r − h)/2r), each bounded by 1, so it is accurate even when r is tiny;
+    then Ĥ⁻¹g = Pg/μ+ + (g − Pg)/μ−. (The eigenvector form through arctan2/cos/sin computes the
+    same thing and cost 4.4× as much per batch of 10⁴ on this CPU: XLA's transcendental functions
+    dominate a 2×2 step.) When r = 0, H = mI and any split P + (I − P) = I works: P = I/2.
+    """
+    m, h = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy)
+    r = jnp.sqrt(h * h + hxy * hxy)
+    lo, hi = m - r, m + r
+    delta = jnp.maximum(rel_floor * jnp.maximum(jnp.abs(lo), jnp.abs(hi)), abs_floor)
+    mu_lo, mu_hi = jnp.maximum(jnp.abs(lo), delta), jnp.maximum(jnp.abs(hi), delta)
+    split = r > 0
+    inv2r = jnp.where(split, 0.5 / jnp.where(split, r, 1.0), 0.0)
+    pxx = jnp.where(split, (r + h) * inv2r, 0.5)
+    pyy = jnp.where(split, (r - h) * inv2r, 0.5)
+    pxy = hxy * inv2r
+    phx, phy = pxx * gx + pxy * gy, pxy * gx + pyy * gy
+    dx_ev = -(phx / mu_hi + (gx - phx) / mu_lo)
+    dy_ev = -(phy / mu_hi + (gy - phy) / mu_lo)
+    det = hxx * hyy - hxy * hxy
+    pd = lo >= delta
+    return (jnp.where(pd, -(hyy * gx - hxy * gy) / det, dx_ev),
+            jnp.where(pd, -(hxx * gy - hxy * gx) / det, dy_ev))
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter", "max_backtracks"))
+def rosenbrock2_newton(x0s, gtol, max_iter=200, c1=1e-4, shrink=0.5, max_backtracks=60):
+    """Batched modified Newton + Armijo on f = 100(y − x²)² + (1 − x)², starts (B, 2).
+
+    Returns (x (B, 2), f (B,), ‖g‖ (B,), nit (B,), iterations run). A lane stops when
+    ‖g‖ ≤ gtol or its line search fails; the batch stops when every lane has.
+    """
+    x, y = x0s[:, 0], x0s[:, 1]
+    f, gx, gy, hxx, hxy = _rosen2_derivs(x, y)
+    gtol2 = gtol * gtol
+    active = gx * gx + gy * gy > gtol2
+    nit = jnp.zeros(x.shape, jnp.int32)
+
+    def cond(c):
+        k, *_, active, _ = c
+        return (k < max_iter) & jnp.any(active)
+
+    def body(c):
+        k, x, y, f, gx, gy, hxx, hxy, active, nit = c
+        dx, dy = _modified_newton_2x2(hxx, hxy, 200.0, gx, gy)
+        slope = gx * dx + gy * dy
+
+        def ls_cond(l):
+            alpha, ft, n, done = l
+            return jnp.any(~done)
+
+        def ls_body(l):
+            alpha, ft, n, done = l
+            # safeguarded quadratic interpolation (N&W §3.5), as optbench's armijo_backtracking
+            denom = 2.0 * (ft - f - slope * alpha)
+            aq = -slope * alpha * alpha / jnp.where(denom > 0, denom, 1.0)
+            aq = jnp.where(jnp.isfinite(ft) & (denom > 0), aq, 0.1 * alpha)
+            alpha = jnp.where(done, alpha, jnp.clip(aq, 0.1 * alpha, shrink * alpha))
+            ft = jnp.where(done, ft, _rosen2(x + alpha * dx, y + alpha * dy))
+            n = n + (~done).astype(jnp.int32)
+            ok = jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope)
+            return alpha, ft, n, done | ok | (n >= max_backtracks)
+
+        alpha0 = jnp.ones_like(x)
+        f0 = _rosen2(x + dx, y + dy)
+        ok0 = jnp.isfinite(f0) & (f0 <= f + c1 * slope)
+        alpha, ft, _, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha0, f0, jnp.ones_like(nit), ok0 | ~active))
+        ok = jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope) & (slope < 0)
+        move = active & ok
+        xn, yn = jnp.where(move, x + alpha * dx, x), jnp.where(move, y + alpha * dy, y)
+        fn, gxn, gyn, hxxn, hxyn = _rosen2_derivs(xn, yn)
+        nit = nit + active.astype(jnp.int32)
+        active = move & (gxn * gxn + gyn * gyn > gtol2)
+        return k + 1, xn, yn, fn, gxn, gyn, hxxn, hxyn, active, nit
+
+    k, x, y, f, gx, gy, _, _, _, nit = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), x, y, f, gx, gy, hxx, hxy, active, nit))
+    return jnp.stack([x, y], axis=1), f, jnp.sqrt(gx * gx + gy * gy), nit, k
+
+
+# --------------------------------------------------------------------------------------------
+# Extended Rosenbrock (separable pairs), line-search Newton-CG with a closed-form Hessian-vector product
+# --------------------------------------------------------------------------------------------
+def ext_rosenbrock(x):
+    """Moré, Garbow & Hillstrom (1981) problem 21, f = Σ r² over pairs (x_{2i−1}, x_{2i}):
+    100(x_{2i} − x_{2i−1}²)² + (1 − x_{2i−1})²; f* = 0 at (1, …, 1). n even."""
+    u, v = x[0::2], x[1::2]
+    t = v - u * u
+    return jnp.sum(100.0 * t * t + (1.0 - u) ** 2)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter", "max_cg"))
+def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink=0.5, max_backtracks=60):
+    """Line-search Newton-CG (Nocedal & Wright Alg. 7.1) on :func:`ext_rosenbrock`.
+
+    CG on H p = −g stops at ‖r‖ ≤ η‖g‖ with η = min(0.5, √‖g‖) (superlinear forcing) or on
+    non-positive curvature (then the last iterate, or −g on the first CG step); the step is
+    Armijo backtracking from 1 with safeguarded quadratic interpolation. Everything works on the
+    pair halves u = x[0::2], v = x[1::2], where the Hessian is 2×2 block-diagonal, so a
+    Hessian-vector product is four multiply-adds per pair.
+
+    Returns (x, f, ‖g‖, iterations, CG iterations in total).
+    """
+    dt = x0.dtype
+    u, v = x0[0::2], x0[1::2]
+
+    def fg(u, v):
+        t = v - u * u
+        return (jnp.sum(100.0 * t * t + (1.0 - u) ** 2), -400.0 * u * t - 2.0 * (1.0 - u), 200.0 * t)
+
+    def fval(u, v):
+        t = v - u * u
+        return jnp.sum(100.0 * t * t + (1.0 - u) ** 2)
+
+    def dot(a1, a2, b1, b2):
+        return jnp.sum(a1 * b1) + jnp.sum(a2 * b2)
+
+    def body(c):
+        k, u, v, f, gu, gv, ncg = c
+        huu = 1200.0 * u * u - 400.0 * v + 2.0
+        huv = -400.0 * u
+        gg = dot(gu, gv, gu, gv)
+        gnorm = jnp.sqrt(gg)
+        eps = jnp.minimum(0.5, jnp.sqrt(gnorm)) * gnorm
+
+        def cg_cond(s):
+            j, zu, zv, ru, rv, du, dv, rr, done, pu, pv = s
+            return (~done) & (j < max_cg)
+
+        def cg_body(s):
+            j, zu, zv, ru, rv, du, dv, rr, done, pu, pv = s
+            hdu = huu * du + huv * dv
+            hdv = huv * du + 200.0 * dv
+            curv = dot(du, dv, hdu, hdv)
+            neg = curv <= 0.0
+            alpha = rr / jnp.where(neg, 1.0, curv)
+            zu2, zv2 = zu + alpha * du, zv + alpha * dv
+            ru2, rv2 = ru + alpha * hdu, rv + alpha * hdv
+            rr2 = dot(ru2, rv2, ru2, rv2)
+            conv = jnp.sqrt(rr2) <= eps
+            beta = rr2 / rr
+            # on negative curvature: the iterate so far, or steepest descent if there is none
+            nu = jnp.where(j == 0, -gu, zu)
+            nv = jnp.where(j == 0, -gv, zv)
+            pu = jnp.where(neg, nu, zu2)
+            pv = jnp.where(neg, nv, zv2)
+            return (j + 1, zu2, zv2, ru2, rv2, -ru2 + beta * du, -rv2 + beta * dv, rr2, neg | conv, pu, pv)
+
+        zero = jnp.zeros_like(u)
+        j, *_, pu, pv = jax.lax.while_loop(
+            cg_cond, cg_body, (jnp.int32(0), zero, zero, gu, gv, -gu, -gv, gg, jnp.asarray(False), -gu, -gv))
+        slope = dot(gu, gv, pu, pv)
+
+        def ls_cond(l):
+            alpha, ft, n = l
+            return ~(jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope)) & (n < max_backtracks)
+
+        def ls_body(l):
+            alpha, ft, n = l
+            denom = 2.0 * (ft - f - slope * alpha)
+            aq = -slope * alpha * alpha / jnp.where(denom > 0, denom, 1.0)
+            aq = jnp.where(jnp.isfinite(ft) & (denom > 0), aq, 0.1 * alpha)
+            alpha = jnp.clip(aq, 0.1 * alpha, shrink * alpha)
+            return alpha, fval(u + alpha * pu, v + alpha * pv), n + 1
+
+        one = jnp.ones((), dt)
+        alpha, _, _ = jax.lax.while_loop(ls_cond, ls_body, (one, fval(u + pu, v + pv), jnp.int32(1)))
+        u, v = u + alpha * pu, v + alpha * pv
+        f, gu, gv = fg(u, v)
+        return k + 1, u, v, f, gu, gv, ncg + j
+
+    def cond(c):
+        k, u, v, f, gu, gv, _ = c
+        return (k < max_iter) & (dot(gu, gv, gu, gv) > gtol * gtol)
+
+    f, gu, gv = fg(u, v)
+    k, u, v, f, gu, gv, ncg = jax.lax.while_loop(cond, body, (jnp.int32(0), u, v, f, gu, gv, jnp.int32(0)))
+    x = jnp.stack([u, v], axis=1).reshape(-1)
+    return x, f, jnp.sqrt(dot(gu, gv, gu, gv)), k, ncg
+
+
+# --------------------------------------------------------------------------------------------
+# Least squares ‖Xw − y‖² read once per gradient: row blocks that stay in cache
+# --------------------------------------------------------------------------------------------
+def _split(x, y, block_rows):
+    """X as (nb, block_rows, d) full blocks plus a tail of the remaining rows (possibly empty)."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    m, d = x.shape
+    block_rows = max(1, min(int(block_rows), m))
+    nb = m // block_rows
+    cut = nb * block_rows
+    return (x[:cut].reshape(nb, block_rows, d), y[:cut].reshape(nb, block_rows)), (x[cut:], y[cut:])
+
+
+def sse_value_and_grad_blocked(w, x, y, block_rows=8000):
+    """(‖Xw − y‖², 2Xᵀ(Xw − y)) in ONE pass over X: for each row block X_b (≈1–2 MB, resident in
+    L2), r_b = X_b w − y_b and then r_bᵀX_b while X_b is still in cache. XLA's own CPU code for
+    Xᵀr is a separate, strided pass (measured ~10× slower than streaming X once); this form is
+    bandwidth-bound. Rows beyond the last full block are handled as one short block. The
+    accumulation order differs from a plain X.T @ r: results agree to rounding, not bit for bit."""
+    (xb, yb), (xt, yt) = _split(x, y, block_rows)
+    dt = jnp.result_type(w, xb)
+
+    def body(i, c):
+        f, g = c
+        blk = xb[i]
+        r = blk @ w - yb[i]
+        return f + jnp.dot(r, r), g + r @ blk
+
+    rt = xt @ w - yt
+    f, g = jax.lax.fori_loop(0, xb.shape[0], body, (jnp.dot(rt, rt).astype(dt), (rt @ xt).astype(dt)))
+    return f, 2.0 * g
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def sse_blocked(w, x, y, block_rows=8000):
+    """f(w) = ‖Xw − y‖² whose derivative is computed by :func:`sse_value_and_grad_blocked`.
+
+    A ``custom_jvp`` (not ``custom_vjp``) so that reverse mode (gradient), forward-over-reverse
+    (Hessian-vector products) and ``jax.hessian`` all work: the tangent rule is ⟨∇f, ẇ⟩ with
+    ∇f from the single-pass loop, which JAX can differentiate again.
+    """
+    (xb, yb), (xt, yt) = _split(x, y, block_rows)
+
+    def body(i, f):
+        r = xb[i] @ w - yb[i]
+        return f + jnp.dot(r, r)
+
+    rt = xt @ w - yt
+    return jax.lax.fori_loop(0, xb.shape[0], body, jnp.dot(rt, rt).astype(jnp.result_type(w, xb)))
+
+
+@sse_blocked.defjvp
+def _sse_blocked_jvp(block_rows, primals, tangents):
+    w, x, y = primals
+    dw = tangents[0]
+    f, g = sse_value_and_grad_blocked(w, x, y, block_rows)
+    # data tangents (dX, dy) are ignored: the data is a constant of the problem
+    return f, jnp.dot(g, dw)
+
+
+def sse(w, x, y, block_rows=8000):
+    """‖Xw − y‖², single-pass blocked derivative on CPU, the plain form elsewhere.
+
+    ``lax.platform_dependent`` picks the branch when the program is lowered for its device, so
+    one problem definition is fast on both: the CPU's transposed matrix-vector product is slow
+    and the blocked loop fixes that; on a GPU the plain ``X.T @ r`` is one well-tuned kernel and
+    a loop over small blocks would serialise it. This is the form proposed for a regression
+    problem's f (problems/regression.py ``linreg``).
+    """
+    return jax.lax.platform_dependent(
+        w, x, y, cpu=lambda w, x, y: sse_blocked(w, x, y, block_rows),
+        default=lambda w, x, y: jnp.sum(jnp.square(x @ w - y)))
+
+
+@functools.partial(jax.jit, static_argnames=("iters", "block_rows"))
+def linreg_gd_blocked(x, y, w0, lr, iters, block_rows=8000):
+    """``iters`` steps of gradient descent w ← w − lr·∇‖Xw − y‖², one pass over X per step.
+
+    Returns (w, f at the last iterate before the final step).
+    """
+    def body(_, c):
+        w, _ = c
+        f, g = sse_value_and_grad_blocked(w, x, y, block_rows)
+        return w - lr * g, f
+
+    return jax.lax.fori_loop(0, iters, body, (w0, jnp.zeros((), x.dtype)))

@@ -1,0 +1,631 @@
+"""Speed, side by side: optbench against the hand-written floor and the peers that are installed.
+
+Each *case* (a problem, its starts, a tolerance) is run through several *contenders*:
+
+* ``floor`` — a hand-written single-purpose JAX kernel (:mod:`bench.kernels`) or a hardware limit
+  (a streaming read of the data): how far optbench is from what this machine can do;
+* ``optbench`` — the registered optimizer through the one driver, :func:`bench.solve`;
+* ``peer`` — scipy.optimize, optimistix, optax, jaxopt on the same starts and tolerance.
+
+Measurement (what benchopt and asv teach: time only the solve, repeat, interleave, take medians):
+every contender is compiled first, with the compile timed on its own; one untimed warm-up run
+yields its outcome (iterations, how many starts reached ‖∇f‖ ≤ gtol); then the timed repeats are
+*interleaved* — round r runs every contender once, in an order rotated by r — so slow drift of a
+shared machine falls on all contenders alike. The table holds medians and ratios: ``x_floor`` =
+median / the floor's median, ``speedup`` (peer rows) = the peer's median / the matched optbench
+method's median, ``growth`` = median / the same contender's median at the family's previous size.
+
+Peers whose run is a Python loop over starts (scipy) are timed on a subset of the starts and
+scaled to the whole batch (their cost is linear in the starts); such rows say so.
+
+Peers are optional (``pip install optbench[peers]``): a missing one is skipped, not an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import optimizers as _optimizers
+import problems as _problems
+from optbench_core import OptbenchError
+
+from . import kernels
+from .solve import resolve_device, solve
+
+jax.config.update("jax_enable_x64", True)
+
+TABLE_COLUMNS = ["case", "method", "contender", "kind", "compile_s", "median_ms", "ms_per_iter", "nit_median",
+                 "nit_max", "solved", "x_floor", "speedup", "growth", "note"]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a contender's run reached: iterations per start and final gradient norms."""
+
+    nit: np.ndarray
+    grad_norm: np.ndarray
+    gtol: float
+
+    @property
+    def solved(self) -> float:
+        """Fraction of starts with ‖∇f‖ ≤ gtol (a relative slack of 1e-6 for the last bit)."""
+        g = np.asarray(self.grad_norm, dtype=np.float64)
+        return float(np.mean(np.isfinite(g) & (g <= self.gtol * (1 + 1e-6))))
+
+
+# A prepared contender: run() -> (seconds or None to use the wall time, Outcome)
+Runner = Callable[[], Tuple[Optional[float], Outcome]]
+
+
+@dataclasses.dataclass
+class Contender:
+    label: str
+    method: str          # rows with the same method compare: the optbench row and its peers
+    kind: str            # "floor", "optbench" or "peer"
+    prepare: Callable[[], Runner]
+    scale: float = 1.0   # multiplies the measured time (a subset run scaled to the whole batch)
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    family: str          # cases of one family differ only in size: growth compares them
+    size: int
+    gtol: float
+    contenders: List[Contender]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# problems used by the cases (same functions for every contender)
+# --------------------------------------------------------------------------------------------
+def _rosen_residuals(x):
+    return jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]])
+
+
+def rosenbrock_ls_problem():
+    """2-D Rosenbrock in residual form, r = (10(y − x²), 1 − x), f = Σ r² — the same function as
+    ``rosenbrock``, for the least-squares methods (Gauss-Newton, Levenberg-Marquardt)."""
+    return _problems.Problem(name="rosenbrock-ls", residuals=_rosen_residuals, x0=np.array([-1.2, 1.0]),
+                             f_star=0.0, x_star=np.ones(2), bounds=(-2.0 * np.ones(2), 2.0 * np.ones(2)))
+
+
+def ext_rosenbrock_problem(n: int):
+    """Extended Rosenbrock (Moré, Garbow & Hillstrom 1981, #21), separable pairs, start (−1.2, 1, …)."""
+    if n < 2 or n % 2:
+        raise OptbenchError(f"extended Rosenbrock needs an even n >= 2, got {n}")
+    return _problems.Problem(name=f"ext-rosenbrock-{n}", f=kernels.ext_rosenbrock, x0=np.tile([-1.2, 1.0], n // 2),
+                             f_star=0.0, x_star=np.ones(n))
+
+
+def _rosen_grad_np(x):
+    x = np.asarray(x, dtype=np.float64).reshape(-1, 2)
+    t = x[:, 1] - x[:, 0] ** 2
+    return np.hypot(-400.0 * x[:, 0] * t - 2.0 * (1.0 - x[:, 0]), 200.0 * t)
+
+
+def _ext_rosen_gnorm_np(x):
+    x = np.asarray(x, dtype=np.float64)
+    u, v = x[0::2], x[1::2]
+    t = v - u * u
+    return float(np.sqrt(np.sum((-400.0 * u * t - 2.0 * (1.0 - u)) ** 2) + np.sum((200.0 * t) ** 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# contender builders
+# --------------------------------------------------------------------------------------------
+def peer_versions() -> Dict[str, Optional[str]]:
+    """Installed versions of the peers (None where absent), for the provenance record."""
+    from importlib import metadata
+    out = {}
+    for name in ("scipy", "optimistix", "optax", "jaxopt"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def rows_csv(rows) -> str:
+    """The rows as CSV (``TABLE_COLUMNS`` plus family and size)."""
+    import csv
+    import io
+    cols = ["family", "size"] + TABLE_COLUMNS
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def _have(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except Exception:  # an installed peer that fails to import is as good as absent
+        return False
+
+
+def _aot(fn, *args):
+    """Compile ``fn`` ahead of time for ``args``; return (executable, compile seconds)."""
+    t0 = time.perf_counter()
+    exe = jax.jit(fn).lower(*args).compile()
+    return exe, time.perf_counter() - t0
+
+
+class _Timed:
+    """A prepare() that records compile seconds for the table."""
+
+    def __init__(self, build):
+        self.build = build
+        self.compile_s = 0.0
+
+    def __call__(self):
+        out = self.build()
+        self.compile_s, runner = out
+        return runner
+
+
+def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="float64", method=None,
+                       label=None, note="") -> Contender:
+    """An optbench optimizer through :func:`bench.solve`; the time is ``Result.run_s`` (the
+    compiled run, history recording included)."""
+    if not isinstance(device, str):
+        device = device.platform
+
+    def build():
+        res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device)
+
+        def run():
+            r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device)
+            return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(r.grad_norm), gtol)
+        return res.compile_s, run
+    return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
+
+
+def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcome], device, note="") -> Contender:
+    """A jitted JAX program (a kernel or a peer), compiled ahead of time and timed with
+    ``block_until_ready``."""
+    def build():
+        with jax.default_device(device):
+            dargs = jax.device_put(args, device)
+            exe, cs = _aot(fn, *dargs)
+
+        def run():
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(exe(*dargs))
+            dt = time.perf_counter() - t0
+            return dt, outcome(jax.device_get(out))
+        return cs, run
+    return Contender(label, method, kind, _Timed(build), note=note)
+
+
+def host_contender(label, method, kind, prepare_fn, note="", scale=1.0) -> Contender:
+    """A host program (scipy, numpy): ``prepare_fn() -> (compile seconds, runner)``."""
+    return Contender(label, method, kind, _Timed(prepare_fn), note=note, scale=scale)
+
+
+# -- 2-D Rosenbrock, many starts --------------------------------------------------------------
+def _rosen_f(x):
+    return 100.0 * (x[1] - x[0] ** 2) ** 2 + (1.0 - x[0]) ** 2
+
+
+def _optimistix_min(solver_name, rtol, atol, max_iter):
+    import optimistix as optx
+    solver = getattr(optx, solver_name)(rtol=rtol, atol=atol)
+
+    def one(y0):
+        sol = optx.minimise(lambda y, _: _rosen_f(y), solver, y0, max_steps=max_iter, throw=False)
+        return sol.value, sol.stats["num_steps"]
+    return jax.vmap(one)
+
+
+def _optimistix_lsq(solver_name, rtol, atol, max_iter):
+    import optimistix as optx
+    solver = getattr(optx, solver_name)(rtol=rtol, atol=atol)
+
+    def one(y0):
+        sol = optx.least_squares(lambda y, _: _rosen_residuals(y), solver, y0, max_steps=max_iter, throw=False)
+        return sol.value, sol.stats["num_steps"]
+    return jax.vmap(one)
+
+
+def _jaxopt_run(make):
+    def one(y0):
+        sol = make().run(y0)
+        return sol.params, sol.state.iter_num
+    return jax.vmap(one)
+
+
+def _optax_lbfgs(f, gtol, max_iter):
+    """optax.lbfgs (zoom line search, its defaults) in a jitted ``while_loop`` until ‖∇f‖ ≤ gtol —
+    the loop optax's documentation shows."""
+    import optax
+    import optax.tree_utils as otu
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
+
+    def one(x0):
+        def cond(c):
+            _, st, k = c
+            g = otu.tree_get(st, "grad")
+            return (k == 0) | ((k < max_iter) & (otu.tree_norm(g) > gtol))
+
+        def body(c):
+            x, st, k = c
+            v, g = value_and_grad(x, state=st)
+            upd, st = opt.update(g, st, x, value=v, grad=g, value_fn=f)
+            return optax.apply_updates(x, upd), st, k + 1
+
+        x, _, k = jax.lax.while_loop(cond, body, (x0, opt.init(x0), jnp.int32(0)))
+        return x, k
+    return one
+
+
+def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None):
+    """scipy.optimize.minimize, one start after another (scipy has no batch)."""
+    import scipy.optimize as so
+
+    def run():
+        nit, xs = [], []
+        for x0 in x0s:
+            opts = {"maxiter": max_iter}
+            if method in ("BFGS", "trust-exact", "trust-ncg", "trust-krylov"):
+                opts["gtol"] = gtol
+            elif method == "L-BFGS-B":
+                opts.update(gtol=gtol, ftol=0.0, maxcor=10)  # pgtol on the inf-norm; ftol off
+            elif method == "Newton-CG":
+                opts["xtol"] = 1e-30   # its only test is on the step; the gradient is checked after
+            r = so.minimize(fun, x0, jac=jac, hess=hess, hessp=hessp, method=method, options=opts)
+            nit.append(r.nit)
+            xs.append(r.x)
+        return None, xs, np.asarray(nit)
+    return run
+
+
+def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100, max_iter=200,
+                    include_slow_peers=True, methods=None) -> Case:
+    """2-D Rosenbrock from ``n_starts`` random starts in [−2, 2]² to ‖∇f‖ ≤ gtol."""
+    p = _problems.get("rosenbrock")
+    pls = p if p.has_residuals else rosenbrock_ls_problem()
+    x0s = p.random_starts(n_starts, seed)
+    names = set(_optimizers.names())
+    xj = jnp.asarray(x0s)
+    g = jnp.asarray(gtol)
+
+    def batch_outcome(xcol=0, ncol=1):
+        return lambda out: Outcome(np.asarray(out[ncol]), _rosen_grad_np(out[xcol]), gtol)
+
+    cs: List[Contender] = [
+        jax_contender("floor: closed-form Newton (2×2)", "newton", "floor",
+                      lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
+                      lambda out: Outcome(np.asarray(out[3]), np.asarray(out[2]), gtol), device,
+                      note="same method as newton, derivatives by hand"),
+        # minimisation Newton: on a residual problem ``newton`` would otherwise solve r(x) = 0
+        optbench_contender(p, "newton:mode=minimize", x0s, gtol, max_iter, device, method="newton")]
+    sub = x0s[:min(scipy_starts, n_starts)]
+    scale = n_starts / len(sub)
+    snote = f"{len(sub)} of {n_starts} starts, time ×{scale:g}" if scale != 1 else ""
+
+    def scipy_peer(label, method, smethod, hess=False):
+        def prep():
+            import scipy.optimize as so
+            run = _scipy_loop(smethod, sub, gtol, max_iter, so.rosen, so.rosen_der, so.rosen_hess if hess else None)
+
+            def runner():
+                _, xs, nit = run()
+                return None, Outcome(nit, _rosen_grad_np(np.asarray(xs)), gtol)
+            return 0.0, runner
+        return host_contender(label, method, "peer", prep, note=snote, scale=scale)
+
+    if _have("scipy.optimize"):
+        cs.append(scipy_peer("scipy trust-exact", "newton", "trust-exact", hess=True))
+    if "bfgs" in names:
+        cs.append(optbench_contender(p, "bfgs", x0s, gtol, max_iter, device))
+    if _have("optimistix"):
+        cs.append(jax_contender("optimistix BFGS", "bfgs", "peer", _optimistix_min("BFGS", 1e-12, 1e-12, max_iter),
+                                (xj,), batch_outcome(), device, note="rtol=atol=1e-12 (Cauchy test)"))
+    if _have("jaxopt") and include_slow_peers:
+        import jaxopt
+        cs.append(jax_contender("jaxopt BFGS", "bfgs", "peer",
+                                _jaxopt_run(lambda: jaxopt.BFGS(fun=_rosen_f, maxiter=max_iter, tol=gtol)),
+                                (xj,), batch_outcome(), device))
+    if _have("scipy.optimize"):
+        cs.append(scipy_peer("scipy BFGS", "bfgs", "BFGS"))
+    if "lbfgs" in names:
+        cs.append(optbench_contender(p, "lbfgs", x0s, gtol, max_iter, device))
+    if _have("optax"):
+        cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
+                                jax.vmap(_optax_lbfgs(_rosen_f, gtol, max_iter)), (xj,), batch_outcome(), device))
+    if _have("scipy.optimize"):
+        cs.append(scipy_peer("scipy L-BFGS-B", "lbfgs", "L-BFGS-B"))
+    if "levenberg-marquardt" in names:
+        cs.append(optbench_contender(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
+                                     note="residual form"))
+    if _have("jaxopt"):
+        import jaxopt
+        # jaxopt minimises ½Σr², whose gradient is half of ∇Σr²: tol = gtol/2 is the same test
+        cs.append(jax_contender("jaxopt LevenbergMarquardt", "levenberg-marquardt", "peer",
+                                _jaxopt_run(lambda: jaxopt.LevenbergMarquardt(
+                                    _rosen_residuals, maxiter=max_iter, tol=gtol / 2, stop_criterion="grad-l2-norm")),
+                                (xj,), batch_outcome(), device, note="grad-l2-norm stop at gtol/2 (½Σr²)"))
+    if _have("optimistix"):
+        cs.append(jax_contender("optimistix LevenbergMarquardt", "levenberg-marquardt", "peer",
+                                _optimistix_lsq("LevenbergMarquardt", 1e-12, 1e-12, max_iter), (xj,),
+                                batch_outcome(), device, note="rtol=atol=1e-12"))
+    if "gauss-newton" in names:
+        cs.append(optbench_contender(pls, "gauss-newton", x0s, gtol, max_iter, device, note="residual form"))
+    if _have("optimistix"):
+        cs.append(jax_contender("optimistix GaussNewton", "gauss-newton", "peer",
+                                _optimistix_lsq("GaussNewton", 1e-12, 1e-12, max_iter), (xj,),
+                                batch_outcome(), device, note="rtol=atol=1e-12"))
+    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
+    return Case(f"rosenbrock-2d B={n_starts}", "rosenbrock-2d", n_starts, gtol, cs,
+                f"2-D Rosenbrock, {n_starts} starts in [−2,2]², to ‖∇f‖ ≤ {gtol:g}, float64")
+
+
+# -- extended Rosenbrock, large n, one start --------------------------------------------------
+def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None) -> Case:
+    """Extended Rosenbrock at dimension n from (−1.2, 1, …) to ‖∇f‖ ≤ gtol: matrix-free methods."""
+    p = ext_rosenbrock_problem(n)
+    x0 = p.x0
+    names = set(_optimizers.names())
+    xj = jnp.asarray(x0)
+
+    def single(xcol=0, ncol=1):
+        return lambda out: Outcome(np.atleast_1d(np.asarray(out[ncol])), np.array([_ext_rosen_gnorm_np(out[xcol])]),
+                                   gtol)
+
+    cs = [jax_contender("floor: Newton-CG, closed-form Hv", "newton-cg", "floor",
+                        lambda x, g: kernels.ext_rosenbrock_newton_cg(x, g, max_iter=max_iter),
+                        (xj, jnp.asarray(gtol)), lambda out: Outcome(np.atleast_1d(out[3]), np.atleast_1d(out[2]), gtol),
+                        device, note="N&W Alg. 7.1 + Armijo")]
+    for spec in ("newton-cg", "trust-ncg", "lbfgs"):
+        if spec in names:
+            cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
+    vg = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
+    hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(kernels.ext_rosenbrock), (x,), (v,))[1])
+
+    def scipy_peer(label, method, smethod):
+        def prep():
+            t0 = time.perf_counter()
+            jax.block_until_ready(vg(xj))
+            jax.block_until_ready(hvp(xj, xj))
+            cs_ = time.perf_counter() - t0
+            fun = lambda x: tuple(np.asarray(a, dtype=np.float64) for a in vg(x))  # noqa: E731
+            hp = (lambda x, v: np.asarray(hvp(x, v), dtype=np.float64)) if smethod != "L-BFGS-B" else None  # noqa: E731
+            run = _scipy_loop(smethod, [x0], gtol, max_iter, fun, True, hessp=hp)
+
+            def runner():
+                _, xs, nit = run()
+                return None, Outcome(nit, np.array([_ext_rosen_gnorm_np(xs[0])]), gtol)
+            return cs_, runner
+        return host_contender(label, method, "peer", prep, note="same jitted f, ∇f, Hv")
+
+    if _have("scipy.optimize"):
+        cs.append(scipy_peer("scipy Newton-CG", "newton-cg", "Newton-CG"))
+        cs.append(scipy_peer("scipy trust-ncg", "trust-ncg", "trust-ncg"))
+        cs.append(scipy_peer("scipy L-BFGS-B", "lbfgs", "L-BFGS-B"))
+    if _have("optax"):
+        cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
+                                _optax_lbfgs(kernels.ext_rosenbrock, gtol, max_iter), (xj,), single(), device))
+    if _have("jaxopt"):
+        import jaxopt
+        cs.append(jax_contender("jaxopt LBFGS", "lbfgs", "peer",
+                                lambda x: (lambda s: (s.params, s.state.iter_num))(
+                                    jaxopt.LBFGS(fun=kernels.ext_rosenbrock, maxiter=max_iter, tol=gtol).run(x)),
+                                (xj,), single(), device))
+    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
+    return Case(f"ext-rosenbrock n={n}", "ext-rosenbrock", n, gtol, cs,
+                f"extended Rosenbrock, n = {n}, start (−1.2, 1, …), to ‖∇f‖ ≤ {gtol:g}, float64")
+
+
+# -- memory-bound least squares -----------------------------------------------------------------
+def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_rows: int = 8000,
+                methods=None) -> Case:
+    """Gradient descent on ‖Xw − y‖², X of shape (rows, d) in float32: time per iteration against
+    one streaming read of X (the bandwidth floor). Fixed iterations, no tolerance (gtol = 0)."""
+    block_rows = min(block_rows, rows)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, d), dtype=np.float32)
+    y = (x @ rng.standard_normal(d).astype(np.float32) + 0.1 * rng.standard_normal(rows)).astype(np.float32)
+    w0 = np.zeros(d, np.float32)
+    lr = np.float32(0.25 / rows)  # < 2/L with L = 2λmax(XᵀX) ≈ 2·rows for standard normal X
+    flat = x.reshape(-1)
+    nothing = Outcome(np.array([iters]), np.array([np.nan]), 0.0)
+
+    def read_prep():
+        def runner():
+            np.dot(flat, flat)   # every byte of X read once, nothing written
+            return None, Outcome(np.array([1]), np.array([np.nan]), 0.0)
+        return 0.0, runner
+
+    def numpy_prep():
+        def runner():
+            w = w0.copy()
+            for _ in range(iters):
+                w = w - lr * (2.0 * (x.T @ (x @ w - y)))
+            return None, nothing
+        return 0.0, runner
+
+    data = {"X": x, "y": y}
+
+    def plain_f(w, data):
+        r = data["X"] @ w - data["y"]
+        return jnp.sum(r * r)
+
+    def blocked_f(w, data):
+        return kernels.sse(w, data["X"], data["y"], block_rows)
+
+    p_plain = _problems.Problem(name=f"linreg-{rows}x{d}", f=plain_f, x0=w0, data=data)
+    p_block = _problems.Problem(name=f"linreg-blocked-{rows}x{d}", f=blocked_f, x0=w0, data=data)
+    per_iter = lambda out: nothing  # noqa: E731
+    cs = [host_contender("floor: read X once (numpy dot)", "read", "floor", read_prep,
+                         note="streaming-read limit of one gradient"),
+          jax_contender("floor: blocked single-pass GD", "gd", "floor",
+                        lambda x, y, w, lr: kernels.linreg_gd_blocked(x, y, w, lr, iters, block_rows),
+                        (x, y, w0, lr), per_iter, device, note=f"{block_rows}-row blocks"),
+          optbench_contender(p_plain, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
+                             method="gd", label="optbench gd (plain f)", note="autodiff of ‖Xw−y‖²"),
+          optbench_contender(p_block, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
+                             method="gd", label="optbench gd (blocked f)", note="custom_jvp single-pass f"),
+          host_contender("numpy Xᵀ(Xw − y)", "gd", "peer", numpy_prep, note="two passes"),
+          jax_contender("jax.jit plain GD", "gd", "peer",
+                        lambda x, y, w, lr: jax.lax.fori_loop(
+                            0, iters, lambda _, w: w - lr * jax.grad(lambda w: jnp.sum((x @ w - y) ** 2))(w), w),
+                        (x, y, w0, lr), per_iter, device)]
+    if "linreg" in _problems.names():
+        try:
+            pl = _problems.get(f"linreg:n={rows}:d={d}")
+            cs.append(optbench_contender(pl, f"gd:lr={float(lr)!r}", pl.x0[None], 0.0, iters, device,
+                                         dtype="float32", method="gd", label="optbench gd on problems' linreg"))
+        except OptbenchError:
+            pass
+    if methods is not None:   # quick: the floors and optbench's blocked form only
+        cs = [c for c in cs if c.kind == "floor" or c.label == "optbench gd (blocked f)"]
+    return Case(f"linreg {rows}×{d} f32", "linreg", rows, 0.0, cs,
+                f"gradient descent on ‖Xw − y‖², X {rows}×{d} float32 ({x.nbytes / 1e6:.0f} MB), {iters} iterations",)
+
+
+# --------------------------------------------------------------------------------------------
+# measurement and the table
+# --------------------------------------------------------------------------------------------
+def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+    """Compile every contender, warm up, then time ``repeats`` interleaved rounds; one row each."""
+    prepared = []
+    for c in case.contenders:
+        if progress:
+            progress(f"{case.name}: compiling {c.label}")
+        runner = c.prepare()
+        _, outcome = runner()   # warm-up (untimed): the outcome
+        prepared.append((c, runner, outcome))
+    times: Dict[int, List[float]] = {i: [] for i in range(len(prepared))}
+    for r in range(repeats):
+        if progress:
+            progress(f"{case.name}: round {r + 1}/{repeats}")
+        order = list(range(len(prepared)))
+        k = r % len(order)
+        order = order[k:] + order[:k]
+        for i in order:
+            c, runner, _ = prepared[i]
+            t0 = time.perf_counter()
+            sec, _ = runner()
+            wall = time.perf_counter() - t0
+            times[i].append((wall if sec is None else sec) * c.scale)
+    rows = []
+    for i, (c, _, outcome) in enumerate(prepared):
+        med = float(np.median(times[i]))
+        nit = np.asarray(outcome.nit)
+        nit_max = int(np.max(nit)) if nit.size else 0
+        rows.append({"case": case.name, "family": case.family, "size": case.size, "method": c.method,
+                     "contender": c.label, "kind": c.kind, "compile_s": float(c.prepare.compile_s),
+                     "median_ms": 1e3 * med, "times_ms": [1e3 * t for t in times[i]],
+                     "ms_per_iter": 1e3 * med / nit_max if nit_max > 0 else None,
+                     "nit_median": float(np.median(nit)) if nit.size else None, "nit_max": nit_max,
+                     "solved": outcome.solved if case.gtol > 0 else None, "note": c.note})
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows):
+    floor = next((r for r in rows if r["kind"] == "floor"), None)
+    ob = {r["method"]: r for r in rows if r["kind"] == "optbench"}
+    for r in rows:
+        r["x_floor"] = r["median_ms"] / floor["median_ms"] if floor and floor["median_ms"] > 0 else None
+        m = ob.get(r["method"])
+        r["speedup"] = (r["median_ms"] / m["median_ms"]) if (r["kind"] == "peer" and m and m["median_ms"] > 0) else None
+        r.setdefault("growth", None)
+
+
+def add_growth(rows: List[Dict[str, Any]]) -> None:
+    """growth = median / the same contender's median at the next smaller size of its family."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["family"], r["contender"]), []).append(r)
+    for group in by.values():
+        group.sort(key=lambda r: r["size"])
+        for prev, cur in zip(group, group[1:]):
+            if prev["median_ms"] > 0:
+                cur["growth"] = cur["median_ms"] / prev["median_ms"]
+
+
+def _fmt(v, kind):
+    if v is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * v:.0f}%"
+    if kind == "x":
+        return f"{v:.2f}×" if v < 100 else f"{v:.0f}×"
+    if kind == "ms":
+        return f"{v:.3g}" if v < 1000 else f"{v:.0f}"
+    if kind == "s":
+        return f"{v:.2f}"
+    if kind == "i":
+        return f"{v:g}"
+    return str(v)
+
+
+def format_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """A Markdown table of the rows (readable as plain text too)."""
+    cols = [("case", "case", ""), ("method", "method", ""), ("contender", "contender", ""),
+            ("compile s", "compile_s", "s"), ("median ms", "median_ms", "ms"), ("ms/iter", "ms_per_iter", "ms"),
+            ("iters med/max", None, ""), ("solved", "solved", "pct"), ("× floor", "x_floor", "x"),
+            ("peer/optbench", "speedup", "x"), ("growth", "growth", "x"), ("note", "note", "")]
+    out = ["| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        cells = []
+        for _, key, kind in cols:
+            if key is None:
+                cells.append(f"{_fmt(r['nit_median'], 'i')}/{r['nit_max']}")
+            else:
+                cells.append(_fmt(r.get(key), kind) if key not in ("case", "method", "contender", "note")
+                             else (r.get(key) or ""))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+#: the test suite's preset: one small size per family, only the first method of each (each compile
+#: costs seconds on a shared 2-core machine)
+QUICK = {"rosen_starts": [8], "scipy_starts": 2, "ext_n": [32], "linreg": [(2000, 5)], "repeats": 2,
+         "methods": ["newton", "newton-cg", "gd", "read"]}
+DEFAULT = {"rosen_starts": [1000, 10000], "scipy_starts": 100, "ext_n": [10_000], "linreg": [(200_000, 50)],
+           "repeats": 5}
+LARGE = {"rosen_starts": [], "scipy_starts": 0, "ext_n": [100_000, 1_000_000], "linreg": [(2_000_000, 50)],
+         "repeats": 3}
+CASE_FAMILIES = ("rosenbrock", "ext-rosenbrock", "linreg")
+
+
+def case_builders(sizes: dict, device, families=CASE_FAMILIES) -> List[Callable[[], Case]]:
+    """Builders (built one at a time, so a large case's data lives only while it is measured)
+    for a size preset (``QUICK``, ``DEFAULT``, ``LARGE``) and a family selection."""
+    out = []
+    if "rosenbrock" in families:
+        for b in sizes["rosen_starts"]:
+            out.append(lambda b=b: rosenbrock_case(b, 1e-8, device, scipy_starts=sizes["scipy_starts"],
+                                                   include_slow_peers=b <= 1000, methods=sizes.get("methods")))
+    if "ext-rosenbrock" in families:
+        for n in sizes["ext_n"]:
+            out.append(lambda n=n: ext_rosenbrock_case(n, 1e-6, device, methods=sizes.get("methods")))
+    if "linreg" in families:
+        for rows, d in sizes["linreg"]:
+            out.append(lambda rows=rows, d=d: linreg_case(rows, d, device, methods=sizes.get("methods")))
+    return out
+
+
+def run_perf(sizes: dict, device_name: str = "cpu", families=CASE_FAMILIES, repeats: Optional[int] = None,
+             progress=None) -> List[Dict[str, Any]]:
+    """Build and measure every case; rows carry medians, ratios and growth."""
+    device = resolve_device(device_name)
+    rows = []
+    for build in case_builders(sizes, device, families):
+        rows.extend(measure_case(build(), repeats or sizes["repeats"], progress))
+    add_growth(rows)
+    return rows

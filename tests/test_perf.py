@@ -1,0 +1,173 @@
+"""``optbench perf``, the hand-written floor kernels, sharding over devices and the compile caches.
+
+No timing is asserted (the machine is shared): the table's structure and finiteness, the kernels'
+answers against closed forms and scipy, bit-for-bit equality of sharded and one-device runs, and
+cache hits counted by JAX itself.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bench
+import problems
+from bench import cli, kernels, perf, store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_py(code, env_extra, timeout=300):
+    env = dict(os.environ, PYTHONPATH=ROOT, **env_extra)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+# -- the floor kernels ------------------------------------------------------------------------
+def test_rosenbrock_kernel_is_newton_and_matches_optbench():
+    p = problems.get("rosenbrock")
+    x0s = p.random_starts(12, seed=5)
+    x, f, gn, nit, k = kernels.rosenbrock2_newton(jnp.asarray(x0s), 1e-8)
+    np.testing.assert_allclose(np.asarray(x), np.ones((12, 2)), atol=1e-8)
+    assert np.all(np.asarray(gn) <= 1e-8) and int(k) == int(np.max(nit))
+    # the same method as optbench's newton: same iteration counts (the 2×2 fast paths round alike)
+    res = bench.solve(p, "newton:mode=minimize", x0s, max_iter=200, gtol=1e-8)
+    assert np.mean(np.asarray(nit) == res.nit) >= 0.8, (np.asarray(nit), res.nit)
+
+
+def test_modified_direction_2x2_equals_eigen_form():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = rng.standard_normal((2, 2)) * 10 ** rng.uniform(-3, 3)
+        h = a + a.T
+        g = rng.standard_normal(2)
+        lam, v = np.linalg.eigh(h)
+        delta = max(1e-8 * np.max(np.abs(lam)), 1e-12)
+        ref = -(v @ ((v.T @ g) / np.maximum(np.abs(lam), delta)))
+        dx, dy = kernels._modified_newton_2x2(h[0, 0], h[0, 1], h[1, 1], g[0], g[1])
+        np.testing.assert_allclose([float(dx), float(dy)], ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+    # H = mI (no preferred eigenvector): the split P = I/2 still gives −g/|m|
+    dx, dy = kernels._modified_newton_2x2(-3.0, 0.0, -3.0, 1.0, 2.0)
+    np.testing.assert_allclose([float(dx), float(dy)], [-1 / 3, -2 / 3])
+
+
+def test_newton_cg_kernel_against_scipy():
+    so = pytest.importorskip("scipy.optimize")
+    n = 40
+    x0 = np.tile([-1.2, 1.0], n // 2)
+    x, f, gn, k, ncg = kernels.ext_rosenbrock_newton_cg(jnp.asarray(x0), 1e-6)
+    assert float(gn) <= 1e-6 and int(k) > 10 and int(ncg) >= int(k)
+    fr = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
+    ref = so.minimize(lambda z: tuple(np.asarray(a) for a in fr(z)), x0, jac=True, method="BFGS",
+                      options={"gtol": 1e-9})
+    np.testing.assert_allclose(np.asarray(x), ref.x, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(x), np.ones(n), atol=1e-6)
+
+
+def test_blocked_least_squares_derivatives():
+    rng = np.random.default_rng(1)
+    x, y, w = rng.standard_normal((650, 4)), rng.standard_normal(650), rng.standard_normal(4)  # 3 blocks + tail
+    v = rng.standard_normal(4)
+
+    @jax.jit
+    def derivs(w, v):
+        f = lambda w: kernels.sse(w, x, y, 200)  # noqa: E731
+        return f(w), jax.grad(f)(w), jax.jvp(jax.grad(f), (w,), (v,))[1], kernels.linreg_gd_blocked(x, y, w, 1e-4, 3, 200)[0]
+
+    f, g, hv, w3 = derivs(w, v)
+    r = x @ w - y
+    np.testing.assert_allclose(float(f), r @ r, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g), 2 * x.T @ r, rtol=1e-11)
+    np.testing.assert_allclose(np.asarray(hv), 2 * x.T @ (x @ v), rtol=1e-11)
+    ref = w
+    for _ in range(3):
+        ref = ref - 1e-4 * 2 * x.T @ (x @ ref - y)
+    np.testing.assert_allclose(np.asarray(w3), ref, rtol=1e-11)
+
+
+# -- optbench perf --quick ----------------------------------------------------------------------
+def test_perf_quick_writes_a_finite_table(tmp_path, capsys):
+    out = tmp_path / "perf"
+    assert cli.main(["perf", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "perf.json").read_text())
+    rows, meta = doc["rows"], doc["meta"]
+    assert meta["device_count"] >= 1 and meta["versions"]["jax"] == jax.__version__
+    families = {r["family"] for r in rows}
+    assert families == {"rosenbrock-2d", "ext-rosenbrock", "linreg"}
+    for fam in families:
+        kinds = [r["kind"] for r in rows if r["family"] == fam]
+        assert kinds.count("floor") >= 1 and "optbench" in kinds, (fam, kinds)
+    for r in rows:
+        assert set(perf.TABLE_COLUMNS) <= set(r), r
+        assert r["median_ms"] > 0 and math.isfinite(r["median_ms"]) and len(r["times_ms"]) == 2
+        assert r["x_floor"] is not None and math.isfinite(r["x_floor"]) and r["x_floor"] > 0, r
+        if r["kind"] == "peer" and r["method"] in {q["method"] for q in rows if q["kind"] == "optbench"}:
+            assert r["speedup"] is not None and math.isfinite(r["speedup"]) and r["speedup"] > 0, r
+        if r["solved"] is not None:   # every contender reaches the tolerance on these easy cases
+            assert r["solved"] == 1.0, r
+    # the printed table and the files agree
+    table = (out / "table.md").read_text()
+    assert table.strip() in printed and table.count("\n") == len(rows) + 2
+    assert (out / "perf.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_perf_bad_input_is_one_line(capsys):
+    assert cli.main(["perf", "--quick", "--cases", "nope"]) == 2
+    assert "unknown case family 'nope'" in capsys.readouterr().err
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        assert cli.main(["perf", "--quick", "--device", "gpu"]) == 2
+        err = capsys.readouterr().err
+        assert "no gpu device" in err and err.count("\n") == 1
+
+
+# -- sharding over devices ------------------------------------------------------------------------
+def test_sharded_run_equals_single_device_bit_for_bit(tmp_path):
+    args = ["run", "--problems", "rosenbrock", "--optimizers", "bfgs", "--starts", "10",
+            "--max-iter", "60", "--repeats", "1", "--no-plots", "--quiet"]
+    four = tmp_path / "four"
+    _run_py(f"""
+        import sys
+        from bench import cli
+        sys.exit(cli.main({args + ['--out', str(four)]!r}))
+    """, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "OPTBENCH_CACHE_DIR": "off"})
+    one = tmp_path / "one"
+    assert cli.main(args + ["--out", str(one)]) == 0
+    r4, r1 = store.load_run(str(four)), store.load_run(str(one))
+    assert r4.meta["device_count"] == 4 and r1.meta["device_count"] == 1
+    assert (four / "starts.csv").read_text() == (one / "starts.csv").read_text()
+    for row in r1.summary:
+        c1, c4 = r1.cell(row["problem"], row["optimizer"]), r4.cell(row["problem"], row["optimizer"])
+        for key in c1:
+            if key.startswith("trace_") or key in ("x", "fun", "nit", "nfev", "njev"):
+                assert np.array_equal(c1[key], c4[key], equal_nan=True), key
+
+
+# -- compile caches ---------------------------------------------------------------------------------
+def test_second_process_loads_compiles_from_the_persistent_cache(tmp_path):
+    code = """
+        import jax, bench, problems
+        hits = []
+        jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
+        p = problems.get("himmelblau")
+        r = bench.solve(p, "gd-linesearch", p.random_starts(3, 0), max_iter=50)
+        print(r.compile_s, len(hits))
+    """
+    env = {"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    c1, h1 = _run_py(code, env).split()
+    files1 = sorted(os.listdir(tmp_path / "cache"))
+    c2, h2 = _run_py(code, env).split()
+    files2 = sorted(os.listdir(tmp_path / "cache"))
+    print(f"compile: first process {float(c1):.2f} s, second {float(c2):.2f} s "
+          f"({float(c1) / max(float(c2), 1e-9):.1f}× less)")
+    assert len(files1) >= 2 and int(h1) == 0
+    assert int(h2) >= 2          # both executables (start, advance) came from the cache
+    assert files2 == files1      # and nothing new had to be compiled and stored

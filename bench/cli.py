@@ -15,7 +15,7 @@ from typing import List, Optional
 from optbench_core import OptbenchError
 
 COMMAND_MODULES = ["bench.cmd_list", "bench.cmd_run", "bench.cmd_plot", "bench.cmd_report", "bench.cmd_compare",
-                   "bench.cmd_baseline", "bench.cmd_check"]
+                   "bench.cmd_baseline", "bench.cmd_check", "bench.cmd_perf"]
 
 
 class _Parser(argparse.ArgumentParser):

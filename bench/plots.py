@@ -51,6 +51,9 @@ TRAJECTORY_STARTS = 4
 CONTOUR_GRID = 160
 #: ρ is clipped to this range in the Taylor-model panel (it can be hugely negative)
 RHO_CLIP = (-1.0, 2.0)
+#: colours after tab10's ten: Dark2's teal, orange, violet, magenta, gold, then darker tones
+_EXTRA_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#e6ab02", "#000000", "#000080", "#8b4513",
+                 "#2f4f4f", "#b22222")
 #: line styles that tell compared runs apart
 RUN_LINESTYLES = ("-", "--", ":", "-.")
 
@@ -102,9 +105,28 @@ def _log_axis(axis, scale: str = "log", **kw) -> None:
 # -- styles ----------------------------------------------------------------------------------------
 
 def optimizer_colors(names: List[str]) -> Dict[str, tuple]:
-    """A fixed colour per optimizer, by its order in the run (tab10, then tab20)."""
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+    """A fixed colour per optimizer, by its order in the run: tab10, then ten more saturated,
+    mutually distinct colours (tab20's pale halves would vanish on the grey contours)."""
+    palette = [plt.get_cmap("tab10")(i) for i in range(10)] + list(_EXTRA_COLORS)
+    return {n: palette[i % len(palette)] for i, n in enumerate(names)}
+
+
+#: above this many curves the legend goes outside the axes, on the right of the figure
+LEGEND_INSIDE_MAX = 6
+
+
+def _legend(fig, ax, n_curves: int, loc: str = "best") -> None:
+    """A legend inside ``ax`` for a few curves, else one column outside on the right."""
+    if n_curves <= LEGEND_INSIDE_MAX:
+        ax.legend(loc=loc)
+    else:
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper")
+
+
+def _width(base: float, n_curves: int) -> float:
+    """Figure width, widened for an outside legend."""
+    return base + (2.8 if n_curves > LEGEND_INSIDE_MAX else 0.0)
 
 
 @dataclasses.dataclass
@@ -219,7 +241,7 @@ def _work_grid(w: np.ndarray, nit: np.ndarray, max_points: int = 600) -> np.ndar
 def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Style],
                        weights: WorkWeights = WorkWeights(), title_extra: str = ""):
     """The three-panel convergence figure (iterations | work | time) of one problem."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(_width(15, len(series)), 4.4), sharey=True, layout="constrained")
     ylabel = "f − f*"
     starts = 0
     dims = sorted({s.dim for s in series})
@@ -264,9 +286,8 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
         _log_axis(axes[2].xaxis)
     axes[2].set_xlabel("wall time [s]  (run time / iterations the batch ran; compile excluded)", fontsize=8)
     axes[0].set_ylabel(ylabel + "  (median, IQR band)")
-    axes[0].legend(loc="best")
+    _legend(fig, axes[0], len(series))
     fig.suptitle(f"{problem}: convergence over {starts} starts{title_extra}")
-    fig.tight_layout()
     return fig
 
 
@@ -330,10 +351,10 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
                       problem=None, n_paths: int = TRAJECTORY_STARTS):
     """Panels (one per optimizer, shared axes) of starts' paths over a filled log contour of f."""
     n = len(series)
-    ncols = min(n, 3)
+    ncols = min(n, 3 if n <= 9 else 4)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.0 * nrows + 0.4), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols + 1.0, 3.9 * nrows + 0.5), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
     if problem is not None:
         lo, hi = np.asarray(problem.bounds[0], float), np.asarray(problem.bounds[1], float)
     else:  # no problem to read the box from: frame the starts and the ends
@@ -357,7 +378,7 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
         tx = s.cell["trace_x"]
         for b in range(min(n_paths, tx.shape[0])):
             path = tx[b, : s.nit[b] + 1]
-            ax.plot(path[:, 0], path[:, 1], "-o", color=st.color, lw=1.0, ms=2.8, mec="none", alpha=0.9)
+            ax.plot(path[:, 0], path[:, 1], "-o", color=st.color, lw=1.0, ms=2.8, mec="none")
             ax.plot(path[0, 0], path[0, 1], "s", ms=6, mfc="white", mec=st.color, mew=1.5)
             ax.plot(path[-1, 0], path[-1, 1], "D", ms=5, color=st.color, mec="black", mew=0.6)
         if problem is not None:
@@ -383,10 +404,9 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
     note = "" if D is not None else "  (contour unavailable: problem not registered)"
     fig.suptitle(f"{problem_spec}: paths of {min(n_paths, max(s.cell['trace_x'].shape[0] for s in series))} starts "
                  f"(□ start, ◆ end, ★ known minima){note}")
-    fig.tight_layout()
     if cs is not None:
         fs = "" if problem.f_star is None else "*"
-        cb = fig.colorbar(cs, ax=axes.ravel().tolist(), shrink=0.85, pad=0.01,
+        cb = fig.colorbar(cs, ax=axes, shrink=min(0.9, 0.35 + 0.15 * nrows), pad=0.01,
                           label=f"f − f{fs or '_min(grid)'} (log levels)")
         e_lo, e_hi = math.ceil(math.log10(levels[0])), math.floor(math.log10(levels[-1]))
         step = max(1, (e_hi - e_lo + 1) // 8)
@@ -425,7 +445,7 @@ def has_rho(s: Series) -> bool:
 
 def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
     """ρ = actual/predicted reduction (left) and the trust radius (right) against iterations."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(_width(12, len(series)), 4.2), layout="constrained")
     for s in series:
         st = styles[s.key]
         rho = np.asarray(s.cell["trace_rho"], float)[:, : s.last + 1]
@@ -439,27 +459,26 @@ def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
         axes[0].plot(kk[ok], np.clip(rho[ok], *RHO_CLIP), ".", color=st.color, ms=2.5, alpha=0.35)
         med, _, _ = metrics.median_band(rho)
         axes[0].plot(k, np.clip(med, *RHO_CLIP), color=st.color, ls=st.linestyle, lw=1.5,
-                     label=f"{st.label} (median, dots: starts)")
+                     label=st.label)
         rm, r25, r75 = median_band(rad)
-        axes[1].plot(k, rm, color=st.color, ls=st.linestyle, lw=1.5, label=st.label)
+        axes[1].plot(k, rm, color=st.color, ls=st.linestyle, lw=1.5)
         axes[1].fill_between(k, r25, r75, color=st.color, alpha=0.15, lw=0)
     for y in (0.25, 0.75):
         axes[0].axhline(y, color="0.4", lw=0.8, ls="--")
     axes[0].axhline(1.0, color="0.4", lw=0.8, ls=":")
     axes[0].set_ylim(RHO_CLIP[0] - 0.05, RHO_CLIP[1] + 0.05)
     axes[0].set_ylabel(f"ρ = actual / predicted reduction (clipped to [{RHO_CLIP[0]:g}, {RHO_CLIP[1]:g}])")
-    axes[0].set_title("Taylor-model quality (dashed: η = 0.25, 0.75; dotted: exact model)")
+    axes[0].set_title("Taylor-model quality: median, dots = starts (dashed: η = 0.25, 0.75; dotted: exact)")
     _log_axis(axes[1].yaxis)
-    axes[1].set_ylabel("trust radius Δ (median, IQR band)")
-    axes[1].set_title("trust radius")
+    axes[1].set_ylabel("Δ (median, IQR band)")
+    axes[1].set_title("trust radius Δ (or damping, as the method logs it)")
     for ax in axes:
         ax.set_xlabel("iteration")
         _log_axis(ax.xaxis, "symlog", linthresh=1, linscale=0.4)
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best")
+    _legend(fig, axes[0], len(series))
     fig.suptitle(f"{problem}: trust-region model")
-    fig.tight_layout()
     return fig
 
 
@@ -552,7 +571,7 @@ _MEASURE_TITLE = {"iterations": "iterations", "work": "work (weighted evaluation
 
 def performance_figure(pd: ProfileData, styles: Dict[Any, Style]):
     """Dolan–Moré performance profiles on iterations, work and time, side by side."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(_width(15, len(pd.solvers)), 4.2), sharey=True, layout="constrained")
     for ax, m in zip(axes, metrics.MEASURES):
         costs = pd.perf_costs(m)
         ratios = metrics.performance_ratios(costs) if costs.size else costs
@@ -573,10 +592,9 @@ def performance_figure(pd: ProfileData, styles: Dict[Any, Style]):
         ax.set_title(f"on {_MEASURE_TITLE[m]}")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("fraction of (problem, start) pairs solved")
-    axes[0].legend(loc="lower right")
+    _legend(fig, axes[0], len(pd.solvers), "lower right")
     fig.suptitle(f"Performance profiles (Dolan & Moré 2002): {pd.instances} (problem, start) pairs from "
                  f"{pd.problems} problems; solved = driver's success test; work = {pd.weights.label()}")
-    fig.tight_layout()
     return fig
 
 
@@ -585,7 +603,8 @@ def data_figure(pd: ProfileData, styles: Dict[Any, Style]):
     n = len(pd.taus)
     ncols = 2 if n > 1 else 1
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(_width(6.4 * ncols, len(pd.solvers)), 3.9 * nrows), squeeze=False,
+                             sharey=True, layout="constrained")
     dims = pd.all_dims()
     for i, tau in enumerate(pd.taus):
         ax = axes[i // ncols][i % ncols]
@@ -610,16 +629,15 @@ def data_figure(pd: ProfileData, styles: Dict[Any, Style]):
         axes[j // ncols][j % ncols].set_visible(False)
     for row in axes:
         row[0].set_ylabel("fraction of (problem, start) pairs")
-    axes[0][0].legend(loc="lower right")
+    _legend(fig, axes[0][0], len(pd.solvers), "lower right")
     fig.suptitle("Data profiles (Moré & Wild 2009): solved when f(x₀) − f(x) ≥ (1 − τ)(f(x₀) − f_L), "
                  f"f_L = best f any optimizer reached;\nwork = {pd.weights.label()}")
-    fig.tight_layout()
     return fig
 
 
 def ecdf_figure(pd: ProfileData, styles: Dict[Any, Style]):
     """Runtime ECDF over all (problem, start, target) triples against work / n (COCO style)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(_width(7.5, len(pd.solvers)), 4.6), layout="constrained")
     all_rt = [np.concatenate(v) for v in pd.ecdf.values() if v]
     finite = np.concatenate([r[np.isfinite(r)] for r in all_rt]) if all_rt else np.zeros(0)
     if finite.size:
@@ -647,8 +665,7 @@ def ecdf_figure(pd: ProfileData, styles: Dict[Any, Style]):
                  f"(‖∇f‖ where f* is unknown)\n{pd.instances} (problem, start) pairs; × = largest budget used",
                  fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best")
-    fig.tight_layout()
+    _legend(fig, ax, len(pd.solvers))
     return fig
 
 

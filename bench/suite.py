@@ -26,7 +26,7 @@ A suite file (read with the standard library's :mod:`tomllib`)::
 Parameter grids: a value in brackets expands to one entry per value — ``gd:lr=[1e-3,1e-2,1e-1]``
 is three optimizers, and several grids in one spec give their Cartesian product (benchopt's
 ``name[param=[...]]`` selectors, in spec-string form). A problem family can be taken whole with
-``nist:*``. Entries may also be inline tables: ``{name = "gd", lr = [1e-3, 1e-2]}``.
+a pattern: ``nist:*``, ``mgh:*``, ``root:*``. Entries may also be inline tables: ``{name = "gd", lr = [1e-3, 1e-2]}``.
 
 Seeds: each seed draws ``starts − 1`` random starts; the starts of all seeds are pooled behind
 the problem's standard x0, so every optimizer of a cell sees the same batch.
@@ -36,6 +36,7 @@ Every mistake is a one-line :class:`OptbenchError` naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import itertools
 import os
@@ -408,20 +409,23 @@ def _dim_param(name: str) -> Optional[str]:
 
 
 def _expand_family(spec: str, where: str) -> List[str]:
-    """``nist:*`` → every member of the ``nist:`` family (parameters carried over)."""
+    """A name with ``*`` → every registered problem it matches (``mgh:*``, ``root:*``), and
+    ``prefix:*`` → every member of a ``prefix:`` family (``nist:*``); parameters carried over."""
     name, params = parse_spec(spec)
-    if not name.endswith(":*"):
+    if "*" not in name:
         return [spec]
-    prefix = name[:-2]
-    members_fn = getattr(_problems, "members", None)
-    try:
-        members = members_fn(prefix) if members_fn else []
-    except OptbenchError as exc:
-        raise OptbenchError(f"{where}: {exc}") from None
-    if not members:
-        raise OptbenchError(f"{where}: problem family {prefix + ':'!r} has no listed members to expand {spec!r}")
     tail = "".join(f":{k}={v}" for k, v in params.items())
-    return [f"{prefix}:{m}{tail}" for m in members]
+    names = [n for n in _problems.names() if not n.endswith(":") and fnmatch.fnmatchcase(n, name)]
+    prefix = name[:-2] if name.endswith(":*") else None
+    if prefix and prefix + ":" in _problems.names():
+        members_fn = getattr(_problems, "members", None)
+        try:
+            names += [f"{prefix}:{m}" for m in (members_fn(prefix) if members_fn else [])]
+        except OptbenchError as exc:
+            raise OptbenchError(f"{where}: {exc}") from None
+    if not names:
+        raise OptbenchError(f"{where}: no registered problem matches {name!r}")
+    return [n + tail for n in names]
 
 
 def _problem_specs(group: Dict[str, Any]) -> List[str]:

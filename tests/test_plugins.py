@@ -109,3 +109,8 @@ def test_list_with_plugin(capsys):
     assert main(["list", "optimizers", "--plugin", EXAMPLE]) == 0
     out = capsys.readouterr().out
     assert any(line.startswith("bb ") for line in out.splitlines()) and "Barzilai" in out
+
+
+def test_readme_shows_the_example_verbatim():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert open(EXAMPLE, encoding="utf-8").read().rstrip("\n") in readme

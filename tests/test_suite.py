@@ -62,11 +62,11 @@ def test_shipped_suite_names_resolve(name):
 
 
 def test_default_and_quick_resolve_now():
-    # these two must always work: `optbench run` and CI use them
-    for name in ("default", "quick"):
-        cells = suite.expand(suite.load(name))
-        opts = {c.optimizer.spec for c in cells}
-        assert opts == set(suite.all_optimizers())
+    # these two must always work: `optbench run` and CI use them; quick covers every optimizer
+    cells = suite.expand(suite.load("quick"))
+    assert {c.optimizer.spec for c in cells} == set(suite.all_optimizers())
+    cells = suite.expand(suite.load("default"))
+    assert len(cells) >= 10 and {c.problem.spec for c in cells} >= {"rosenbrock", "himmelblau"}
 
 
 def test_grid_expansion():
@@ -112,9 +112,9 @@ starts = 2
     others = [o for o in suite.all_optimizers() if o != "gd"]
     lsq = {o for o in others if optimizers.get(o).needs_residuals}
     # dims apply to problems with a free dimension parameter only; himmelblau stays as it is;
-    # least-squares optimizers pair only with himmelblau, the problem with residuals
+    # least-squares optimizers pair only with problems that have residuals
     expected = [(p, o) for p in ("rosenbrock:dim=2", "rosenbrock:dim=4", "himmelblau") for o in others
-                if p == "himmelblau" or o not in lsq]
+                if problems.get(p).has_residuals or o not in lsq]
     assert keys[:len(expected)] == expected
     # a spec that fixes dim keeps it; the group's own settings win over the top level's
     tail = cells[len(expected):]
@@ -228,3 +228,25 @@ def _run_options():
     p = argparse.ArgumentParser()
     cmd_run.add_arguments(p)
     return {a for act in p._actions for a in act.option_strings}
+
+
+def test_readme_suite_example_parses():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("## Suites", 1)[1]
+    text = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    s = suite.parse(text, path="README.md")
+    assert s.name == "mine" and len(s.groups) == 1
+    g = s.groups[0]
+    assert g["optimizers"][:3] == ["gd:lr=1e-3", "gd:lr=1e-2", "gd:lr=1e-1"]
+    assert g["optimizers"][4:6] == ["lbfgs:memory=5", "lbfgs:memory=20"]
+    assert g["problems"][:3] == ["rosenbrock", "quadratic:cond=1e2", "quadratic:cond=1e4"]
+    # names resolve too (without the plug-in file, which the example only names)
+    s.plugins = []
+    cells = suite.expand(s)
+    keys = {c.key for c in cells}
+    assert ("himmelblau", "lbfgs:memory=20") in keys and ("rosenbrock:dim=10", "bfgs") in keys
+    assert ("quadratic:cond=10000.0:dim=2", "gd:lr=0.1") in keys   # dims applied after the grid
+    text = section.split("```toml\n", 2)[2].split("```", 1)[0]
+    s = suite.parse(text, path="README.md")
+    assert [g["dims"] for g in s.groups] == [(10, 100, 1000), (100000, 1000000)]
+    assert [c.key for c in suite.expand(s)][-1] == ("rosenbrock:dim=1000000", "newton-cg")

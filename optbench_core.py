@@ -90,6 +90,8 @@ def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise OptbenchError(f"{kind} parameter {key!r} must be a number, got {value!r}")
+        if value != value:  # NaN slips through range checks written as `if x < 0: raise`
+            raise OptbenchError(f"{kind} parameter {key!r} must be a number, got nan")
         return float(value)
     if isinstance(default, str) and not isinstance(value, str):
         return str(value)
@@ -119,8 +121,17 @@ def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, 
         return factory(**kwargs)
     except OptbenchError:
         raise
-    except (ValueError, TypeError) as exc:
-        raise OptbenchError(f"bad parameters for {kind} {name!r}: {exc}") from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise OptbenchError(f"bad parameters for {kind} {name!r}: {first_line(exc)}") from None
+    except MemoryError as exc:  # e.g. a dimension so large that building the problem cannot allocate
+        raise OptbenchError(f"{kind} {name!r} with {format_spec(name, params)!r} needs more memory than "
+                            f"is available ({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first non-empty line (or its type name), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def factory_params(factory: Callable) -> Dict[str, Any]:

@@ -18,7 +18,8 @@ import optimizers
 import problems
 from optbench_core import OptbenchError
 
-from . import plots, report, store
+from . import interrupt, plots, report, store
+from . import limits as _limits
 from . import plugins as _plugins
 from . import suite as _suite
 from .progress import Progress
@@ -47,6 +48,8 @@ def add_arguments(p):
     p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
     p.add_argument("--out", help="run directory (default results/runs/<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="finish an interrupted run: skip its finished cells, run the rest with its stored settings")
     p.add_argument("--no-plots", action="store_true", help="skip figures (and so the report)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (RUN_DIR/report.html)")
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
@@ -100,6 +103,84 @@ def build_plan(args) -> Plan:
     cells = _suite.expand(suite, overrides)
     device_name = getattr(args, "device", None) or suite.device or "cpu"
     device = resolve_device(device_name)
+    _limits.check_cells(cells, device)
+    return Plan(suite, cells, device, device_name)
+
+
+# -- --resume ----------------------------------------------------------------------------------
+
+#: the settings of a stored cell (bench.suite.Cell.config), each validated on the way back in
+_CELL_KEYS = ("problem", "optimizer", "starts", "seeds", "max_iter", "gtol", "dtype", "repeats")
+
+
+def _canonical_specs(kind: str, specs) -> list:
+    """Spec strings as the registry writes them (``gd:lr=1e-3`` → ``gd:lr=0.001``)."""
+    if kind == "optimizers":
+        out = []
+        for s in specs:
+            out.extend(_suite.all_optimizers() if s == _suite.ALL else [s])
+        return [_suite._get_optimizer(s, "--optimizers").spec for s in out]
+    return [_suite._get_problem(s, "--problems").spec for s in specs]
+
+
+def _check_resume_args(args, cfg: dict, mpath: str) -> None:
+    """A resumed run takes every setting from meta.json; an option that says otherwise is an error
+    (silently ignoring it would mislabel the results, obeying it would mix two configurations)."""
+    def conflict(option, given, stored):
+        raise OptbenchError(f"--resume takes its settings from {mpath}; {option} {given} conflicts with the stored "
+                            f"{stored} (drop {option}, or start a new run elsewhere)")
+    run_dir = os.path.dirname(mpath)
+    if getattr(args, "out", None) and os.path.realpath(args.out) != os.path.realpath(run_dir):
+        conflict("--out", args.out, f"run directory {run_dir}")
+    if getattr(args, "suite", None):
+        name = _suite.load(args.suite).name
+        if name != cfg.get("suite"):
+            conflict("suite", args.suite, f"suite {cfg.get('suite')!r}")
+    if getattr(args, "device", None) and args.device != cfg.get("device", "cpu"):
+        conflict("--device", args.device, f"device {cfg.get('device', 'cpu')!r}")
+    for key, value in cli_overrides(args).items():
+        option = "--seed" if key == "seeds" else "--" + key.replace("_", "-")
+        given = value[0] if key == "seeds" else value
+        if key in ("problems", "optimizers"):
+            if sorted(_canonical_specs(key, value)) != sorted(cfg.get(key) or []):
+                conflict(option, ",".join(value), f"{key} {','.join(cfg.get(key) or [])}")
+        elif key == "seeds":
+            if list(value) != cfg.get("seeds"):
+                conflict(option, given, f"seeds {cfg.get('seeds')}")
+        elif value != cfg.get(key):
+            conflict(option, given, f"{key} {cfg.get(key)!r}")
+
+
+def resume_plan(args) -> Plan:
+    """The plan of the run in ``args.resume``, rebuilt from its meta.json (every cell with its
+    stored settings), after checking that no command-line option contradicts it."""
+    path = args.resume
+    meta = store.load_meta(path)
+    mpath = os.path.join(path, "meta.json")
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("cells"), list) or not cfg["cells"]:
+        raise OptbenchError(f"{mpath}: no per-cell configuration to resume from")
+    _plugins.load_plugins(list(cfg.get("plugins") or []) + list(cfg.get("cli_plugins") or [])
+                          + list(getattr(args, "plugin", None) or []))
+    _check_resume_args(args, cfg, mpath)
+    cells = []
+    for i, c in enumerate(cfg["cells"], 1):
+        where = f"{mpath}: cells[{i}]"
+        if not isinstance(c, dict) or any(k not in c for k in _CELL_KEYS):
+            raise OptbenchError(f"{where} must hold {', '.join(_CELL_KEYS)}")
+        if not (isinstance(c["problem"], str) and isinstance(c["optimizer"], str)):
+            raise OptbenchError(f"{where}: problem and optimizer must be spec strings")
+        settings = {k: _suite._check_value(where, k, c[k]) for k in _CELL_KEYS[2:]}
+        cell = _suite.Cell(problem=_suite._get_problem(c["problem"], where),
+                           optimizer=_suite._get_optimizer(c["optimizer"], where), **settings)
+        if cell.key != (c["problem"], c["optimizer"]):
+            raise OptbenchError(f"{where}: {c['problem']} × {c['optimizer']} now resolves to "
+                                f"{cell.key[0]} × {cell.key[1]}; the stored run cannot be continued")
+        cells.append(cell)
+    device_name = cfg.get("device") or "cpu"
+    device = resolve_device(device_name)
+    _limits.check_cells(cells, device)
+    suite = _suite.Suite(name=cfg.get("suite") or "resumed", path=cfg.get("suite_file"))
     return Plan(suite, cells, device, device_name)
 
 
@@ -139,32 +220,63 @@ def format_table(rows) -> str:
 
 
 def run(args) -> int:
-    plan = build_plan(args)
+    resume = getattr(args, "resume", None)
+    plan = resume_plan(args) if resume else build_plan(args)
     cells = plan.cells
-    path = args.out or store.default_run_dir()
-    config = plan.config()
-    dtype = config["dtype"] if isinstance(config["dtype"], str) else "mixed"
-    meta = {"command": store.command_line(), "argv": sys.argv[1:],
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "config": config, **store.provenance(dtype, plan.device)}
-    writer = store.RunWriter(path, meta)
+    path = resume or args.out or store.default_run_dir()
+    if resume:
+        meta = None
+        if store.load_run(path).meta.get("complete"):  # loading it checks every file but the traces
+            print(f"run {path} is already complete; nothing to resume", file=sys.stderr)
+            return 0
+    else:
+        config = plan.config()
+        config["cli_plugins"] = [os.path.abspath(p) for p in (getattr(args, "plugin", None) or [])]
+        dtype = config["dtype"] if isinstance(config["dtype"], str) else "mixed"
+        meta = {"command": store.command_line(), "argv": sys.argv[1:],
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "config": config, **store.provenance(dtype, plan.device)}
     t0 = time.perf_counter()
     quiet = args.quiet or getattr(args, "json", False)
-    try:
-        with Progress(len(cells), enabled=None if not quiet else False) as bar:
-            for i, cell in enumerate(cells, 1):
-                p, o = cell.problem, cell.optimizer
-                bar.cell(i, f"{p.spec} × {o.spec}")
-                res = cell.run(device=plan.device_name, progress=bar.phase)
-                writer.add_cell(res, p.dim, extra=getattr(res, "extra", None))
-        figures = None if args.no_plots else plots.plot_run_index(store.load_run(path))
-        writer.finish(wall_s=time.perf_counter() - t0)
-        # after finish, so the report's provenance says complete and carries the wall time
-        report_path = None
-        if figures is not None and not getattr(args, "no_report", False):
-            report_path = report.write_report(store.load_run(path), figures=figures)
-    finally:
-        writer.release()
+    # SIGINT/SIGTERM stop the run between files: finished cells kept, meta.json says incomplete,
+    # lock released, exit 128 + signal number; `--resume` finishes it later
+    with interrupt.Guard() as guard:
+        with guard.critical():
+            writer = store.RunWriter(path, meta, resume=bool(resume))
+        try:
+            done = writer.done_cells()
+            todo = [c for c in cells if c.key not in done]
+            if resume:
+                with guard.critical():
+                    writer.note_resumed({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                         "command": store.command_line(), "cells_before": len(done),
+                                         **store.provenance(writer.meta.get("dtype", "float64"), plan.device)})
+            with Progress(len(todo), enabled=None if not quiet else False) as bar:
+                for i, cell in enumerate(todo, 1):
+                    p, o = cell.problem, cell.optimizer
+                    bar.cell(i, f"{p.spec} × {o.spec}")
+                    res = cell.run(device=plan.device_name, progress=bar.phase)
+                    with guard.critical():
+                        writer.add_cell(res, p.dim, extra=getattr(res, "extra", None))
+            figures = None if args.no_plots else plots.plot_run_index(store.load_run(path))
+            with guard.critical():
+                writer.finish(wall_s=writer.meta.get("wall_s", 0.0) + time.perf_counter() - t0 if resume
+                              else time.perf_counter() - t0)
+            # after finish, so the report's provenance says complete and carries the wall time
+            report_path = None
+            if figures is not None and not getattr(args, "no_report", False):
+                report_path = report.write_report(store.load_run(path), figures=figures)
+        except interrupt.Interrupted as exc:
+            if writer.meta.get("complete"):  # stopped while writing the report: every cell is in
+                raise
+            with guard.critical():
+                writer.mark_interrupted(exc.signame)
+            n = len(writer.done_cells())
+            print(f"optbench: interrupted by {exc.signame}: {n} of {len(cells)} cells are kept in {path}; "
+                  f"finish with: optbench run --resume {path}", file=sys.stderr)
+            return exc.exit_code
+        finally:
+            writer.release()
     if getattr(args, "json", False):
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in writer.summary]
         print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1))

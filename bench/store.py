@@ -130,16 +130,25 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
 
 
 def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[Dict[str, Any]]):
-    """The summary row and per-start rows of one cell, from a batched :class:`bench.Result`."""
+    """The summary row and per-start rows of one cell, from a batched :class:`bench.Result`.
+
+    Medians of iterations and evaluations are over all starts; those of the final f, f − f* and
+    ‖∇f‖ over the starts where they are finite (``statuses`` counts the starts of each status)."""
     fs = res.f_star
     subopt = res.fun - fs if fs is not None else np.full_like(res.fun, np.nan)
     statuses, counts = np.unique(res.status, return_counts=True)
     med = lambda a: float(np.median(a)) if len(a) else float("nan")  # noqa: E731
+
+    def med_finite(a):
+        # a start that diverged has f = NaN or ±inf: the median of the others stays informative,
+        # and the `statuses` column says how many starts it leaves out
+        a = np.asarray(a, dtype=np.float64)
+        return med(a[np.isfinite(a)])
     row = {"problem": res.problem, "optimizer": res.optimizer, "dim": problem_dim, "starts": len(res.fun),
            "success_rate": float(np.mean(res.success)), "nit_median": med(res.nit), "nfev_median": med(res.nfev),
            "njev_median": med(res.njev), "nhev_median": med(res.nhev), "nhvp_median": med(res.nhvp),
-           "f_final_median": med(res.fun), "subopt_median": med(subopt) if fs is not None else None,
-           "grad_norm_median": med(res.grad_norm), "f_star": fs,
+           "f_final_median": med_finite(res.fun), "subopt_median": med_finite(subopt) if fs is not None else None,
+           "grad_norm_median": med_finite(res.grad_norm), "f_star": fs,
            "statuses": ";".join(f"{s}={c}" for s, c in zip(statuses, counts)),
            "compile_s": res.compile_s, "run_s": res.run_s, "dtype": res.dtype, "trace_file": trace_file}
     starts = [{"problem": res.problem, "optimizer": res.optimizer, "start": i, "status": res.status[i],

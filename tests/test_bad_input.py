@@ -47,6 +47,8 @@ CASES = [
     ("parameter of wrong type", lambda t: ["--problems", "rosenbrock:dim=abc"], "must be an integer"),
     ("parameter out of range", lambda t: ["--optimizers", "gd:lr=-1"], "lr"),
     ("dim below the minimum", lambda t: ["--problems", "rosenbrock:dim=1"], "dim >= 2"),
+    ("NaN parameter", lambda t: ["--optimizers", "gd:lr=nan"], "must be a number, got nan"),
+    ("dimension too large to build", lambda t: ["--problems", "quadratic:dim=100000000"], "needs more memory"),
     ("malformed spec", lambda t: ["--problems", "rosenbrock::dim=3"], "empty segment"),
     ("negative tolerance", lambda t: ["--gtol", "-1e-8"], "--gtol must be a finite number >= 0"),
     ("infinite tolerance", lambda t: ["--gtol", "inf"], "--gtol"),

@@ -719,14 +719,17 @@ def plot_run(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = 
 
 
 def run_labels(runs: Sequence[Run]) -> List[str]:
-    """Short distinct labels for runs: the directory name, with its parent where names clash."""
+    """Short distinct labels for runs: the directory name (with its parent where names clash),
+    plus the backend / device / dtype where those differ between the runs (CPU vs GPU, float32
+    vs float64 is what a comparison is usually about)."""
     base = [os.path.basename(os.path.normpath(r.path)) for r in runs]
-    if len(set(base)) == len(base):
-        return base
-    two = [os.path.join(*os.path.normpath(r.path).split(os.sep)[-2:]) for r in runs]
-    if len(set(two)) == len(two):
-        return two
-    return [f"{i + 1}:{b}" for i, b in enumerate(base)]
+    if len(set(base)) != len(base):
+        two = [os.path.join(*os.path.normpath(r.path).split(os.sep)[-2:]) for r in runs]
+        base = two if len(set(two)) == len(two) else [f"{i + 1}:{b}" for i, b in enumerate(base)]
+    keys = [k for k in ("backend", "device_kind", "dtype") if len({str(r.meta.get(k, "")) for r in runs}) > 1]
+    if keys:
+        base = [f"{b} ({' '.join(str(r.meta.get(k, '?')) for k in keys)})" for b, r in zip(base, runs)]
+    return base
 
 
 def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FORMATS,

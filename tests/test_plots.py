@@ -203,3 +203,11 @@ def test_plot_errors_are_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 2
+
+
+def test_run_labels_distinct_and_name_what_differs(figure_run, tiny_run):
+    a, b = store.load_run(figure_run), store.load_run(tiny_run)
+    assert plots.run_labels([a, b]) == ["run", "tiny"]
+    assert plots.run_labels([a, a]) == ["1:run", "2:run"]
+    b.meta = dict(b.meta, dtype="float32", backend="gpu")
+    assert plots.run_labels([a, b]) == [f"run ({a.meta['backend']} {a.meta['dtype']})", "tiny (gpu float32)"]

@@ -27,7 +27,6 @@ derivative-free optimization algorithms", SIAM J. Optim. 20 (2009) 172–191; N.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bench import plots, report, store
+from bench import report, store
 from bench.cli import main
 
 

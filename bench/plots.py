@@ -99,7 +99,16 @@ def _log_axis(axis, scale: str = "log", **kw) -> None:
     else:
         axis.axes.set_yscale(scale, **kw)
     axis.set_major_formatter(FuncFormatter(_decade_label))
-    axis.set_minor_formatter(NullFormatter())
+
+    def minor(value, _pos=None):
+        # an axis spanning under two decades shows one or no decade label: name 2× and 5× too
+        lo, hi = sorted(abs(v) for v in axis.get_view_interval())
+        if lo <= 0 or hi / lo >= 100 or value <= 0:
+            return ""
+        m = value / 10.0 ** math.floor(math.log10(value) + 1e-12)
+        return f"{value:g}" if abs(m - 2) < 1e-6 or abs(m - 5) < 1e-6 else ""
+
+    axis.set_minor_formatter(FuncFormatter(minor) if scale == "log" else NullFormatter())
 
 
 # -- styles ----------------------------------------------------------------------------------------

@@ -342,3 +342,21 @@ def test_rows_of_an_uncommitted_cell_are_ignored(tmp_path, uninterrupted):
     _edit_meta(lambda m: dict(m, cells_done=m["cells_done"][:-1], complete=False))(d)
     run = store.load_run(d)
     assert len(run.summary) == 5 and len(run.starts) == 20
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda t: t[: len(t) // 2], "corrupt or truncated JSON"),
+    (lambda t: "", "corrupt or truncated JSON"),
+    (lambda t: "[]", "expected a JSON object"),
+    (lambda t: json.dumps(dict(json.loads(t), schema_version=99)), "schema_version 99"),
+])
+def test_damaged_baseline_gives_one_line_naming_the_file(tmp_path, uninterrupted, capsys, damage, needle):
+    base = str(tmp_path / "baseline.json")
+    assert main(["baseline", uninterrupted, "--out", base]) == 0
+    text = open(base).read()
+    assert main(["check", uninterrupted, "--baseline", base]) == 0  # intact: nothing regressed
+    capsys.readouterr()
+    open(base, "w").write(damage(text))
+    assert main(["check", uninterrupted, "--baseline", base]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and base in err and needle in err and "Traceback" not in err

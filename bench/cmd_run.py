@@ -275,6 +275,10 @@ def run(args) -> int:
             print(f"optbench: interrupted by {exc.signame}: {n} of {len(cells)} cells are kept in {path}; "
                   f"finish with: optbench run --resume {path}", file=sys.stderr)
             return exc.exit_code
+        except Exception:
+            if not resume:
+                writer.discard()  # a new run that failed before its first cell leaves nothing behind
+            raise
         finally:
             writer.release()
     if getattr(args, "json", False):

@@ -220,6 +220,7 @@ class RunWriter:
         self.path = path
         self._lock = os.path.join(path, LOCK_NAME)
         self._locked = False
+        self._created = False
         if resume:
             load_meta(path)  # a one-line error if this is not a run, before touching the lock
             self._acquire_lock()
@@ -242,6 +243,7 @@ class RunWriter:
                     raise OptbenchError(self._locked_message())
                 kind = "a run (continue it with --resume)" if "meta.json" in entries else "not a run"
                 raise OptbenchError(f"output directory {path} already exists and is {kind}; choose another --out")
+            self._created = not os.path.isdir(path)
             try:
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
@@ -298,6 +300,24 @@ class RunWriter:
 
     def done_cells(self):
         return {(c[0], c[1]) for c in self.meta.get("cells_done", [])}
+
+    def discard(self) -> None:
+        """Undo a new run that failed before its first cell: remove what this writer created
+        (meta.json, the empty traces/, the lock, the directory), so a failed start leaves nothing."""
+        if not self._created or self.meta.get("cells_done"):
+            return
+        for p in (os.path.join(self.path, "meta.json"),):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+        _remove_stale_temporaries(self.path)
+        self.release()
+        for d in (os.path.join(self.path, "traces"), self.path):
+            try:
+                os.rmdir(d)  # only if empty: never deletes anything else
+            except OSError:
+                pass
 
     def mark_interrupted(self, reason: str) -> None:
         """Record in meta.json that the run stopped early (it stays ``complete: false``)."""

@@ -38,6 +38,18 @@ def _suite(tmp_path, text):
     return str(path)
 
 
+@pytest.fixture
+def registry_snapshot():
+    """Undo what a plug-in registers, so that later tests selecting "all" optimizers don't see it."""
+    from optimizers import registry as oreg
+    from problems import registry as preg
+    saved = [(r, dict(r._REGISTRY._factories)) for r in (oreg, preg)]
+    yield
+    for r, factories in saved:
+        r._REGISTRY._factories.clear()
+        r._REGISTRY._factories.update(factories)
+
+
 #: (id, argv builder taking tmp_path, text the one line must contain). ``OUT`` is replaced by the
 #: run directory that must not appear.
 CASES = [
@@ -105,7 +117,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case, build, needle", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(tmp_path, capsys, case, build, needle):
+def test_bad_input(tmp_path, capsys, case, build, needle, registry_snapshot):
     out = tmp_path / "never"
     before = sorted(os.listdir(tmp_path))
     argv = build(tmp_path)
@@ -208,3 +220,31 @@ def test_memory_estimate_scales_as_documented(monkeypatch):
     monkeypatch.setenv(limits.ENV_LIMIT, "lots")
     with pytest.raises(OptbenchError, match="not a size"):
         limits.check(big, newton, 10, 100)
+
+
+BROKEN_OPTIMIZER = """
+import optimizers
+from optimizers.base import Optimizer
+
+def broken():
+    def init(oracle, x0):
+        raise ValueError("this optimizer cannot start")
+    def step(oracle, s):
+        return s
+    return Optimizer("broken-opt", init, step)
+
+optimizers.register("broken-opt", broken)
+"""
+
+
+def test_run_failing_before_its_first_cell_leaves_nothing(tmp_path, capsys, registry_snapshot):
+    """Not bad input but a broken plug-in optimizer (it raises while being compiled): one line,
+    a non-zero exit, and no half-made run directory."""
+    plugin = tmp_path / "broken_opt.py"
+    plugin.write_text(BROKEN_OPTIMIZER)
+    out = tmp_path / "never"
+    rc = main(["run", "--plugin", str(plugin), "--problems", "himmelblau", "--optimizers", "broken-opt",
+               "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1 and "this optimizer cannot start" in err
+    assert not out.exists()

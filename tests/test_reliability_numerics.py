@@ -6,6 +6,7 @@ import os
 import textwrap
 
 import numpy as np
+import pytest
 
 import bench
 import problems
@@ -40,7 +41,17 @@ problems.register(problems.Problem(name="nan-wall", f=f, x0=np.zeros(2), f_star=
 """
 
 
-def test_run_with_failing_starts_finishes_and_counts_statuses(tmp_path, capsys):
+@pytest.fixture
+def registry_snapshot():
+    """Undo what the plug-in registers, so later tests see the registries as they were."""
+    from problems import registry as preg
+    saved = dict(preg._REGISTRY._factories)
+    yield
+    preg._REGISTRY._factories.clear()
+    preg._REGISTRY._factories.update(saved)
+
+
+def test_run_with_failing_starts_finishes_and_counts_statuses(tmp_path, capsys, registry_snapshot):
     plugin = tmp_path / "nan_wall.py"
     plugin.write_text(textwrap.dedent(PLUGIN))
     out = str(tmp_path / "run")

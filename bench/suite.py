@@ -269,6 +269,7 @@ class Suite:
 
     @property
     def where(self) -> str:
+        """How errors name this suite: its file, else its name."""
         return self.path or f"suite {self.name!r}"
 
 
@@ -358,10 +359,12 @@ class Cell:
 
     @property
     def key(self) -> Tuple[str, str]:
+        """(problem spec, optimizer spec): a cell's identity in the run directory."""
         return (self.problem.spec, self.optimizer.spec)
 
     @property
     def is_scipy(self) -> bool:
+        """Whether scipy runs this cell (a ``scipy:`` optimizer) rather than ``bench.solve``."""
         return self.optimizer.spec.startswith(SCIPY_PREFIX)
 
     def x0s(self) -> np.ndarray:
@@ -371,6 +374,7 @@ class Cell:
         return np.vstack(blocks)
 
     def config(self) -> Dict[str, Any]:
+        """The cell's settings as stored in meta.json (enough to run it again)."""
         return {"problem": self.problem.spec, "optimizer": self.optimizer.spec, "starts": self.starts,
                 "seeds": list(self.seeds), "max_iter": self.max_iter, "gtol": self.gtol, "dtype": self.dtype,
                 "repeats": self.repeats}

@@ -114,3 +114,20 @@ def test_list_with_plugin(capsys):
 def test_readme_shows_the_example_verbatim():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     assert open(EXAMPLE, encoding="utf-8").read().rstrip("\n") in readme
+
+
+def test_suite_file_names_its_plugins(tmp_path):
+    """``plugins = [...]`` in a suite, relative to the suite file, is imported before names resolve."""
+    import argparse
+    from bench import cmd_run
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "suite_plug.py").write_text(
+        "import numpy as np\nimport problems\n"
+        "problems.register(problems.Problem(name='suite-plug-bowl', f=lambda x: x @ x, x0=np.ones(3), f_star=0.0))\n")
+    (tmp_path / "s.toml").write_text('plugins = ["sub/suite_plug.py"]\nproblems = ["suite-plug-bowl"]\n'
+                                     'optimizers = ["newton", "bb"]\nstarts = 2\n')
+    p = argparse.ArgumentParser()
+    cmd_run.add_arguments(p)
+    plan = cmd_run.build_plan(p.parse_args([str(tmp_path / "s.toml"), "--plugin", EXAMPLE]))
+    assert [c.key for c in plan.cells] == [("suite-plug-bowl", "newton"), ("suite-plug-bowl", "bb")]
+    assert plan.config()["plugins"] == [str(tmp_path / "sub" / "suite_plug.py")]

@@ -250,3 +250,19 @@ def test_readme_suite_example_parses():
     s = suite.parse(text, path="README.md")
     assert [g["dims"] for g in s.groups] == [(10, 100, 1000), (100000, 1000000)]
     assert [c.key for c in suite.expand(s)][-1] == ("rosenbrock:dim=1000000", "newton-cg")
+
+
+def test_cli_grids_and_overrides_build_the_plan():
+    """`--optimizers 'gd:lr=[0.1,0.2],newton'` is three optimizers; options override the suite's."""
+    import argparse
+    from bench import cmd_run
+    p = argparse.ArgumentParser()
+    cmd_run.add_arguments(p)
+    plan = cmd_run.build_plan(p.parse_args(["quick", "--problems", "rosenbrock:dim=[2,3]",
+                                            "--optimizers", "gd:lr=[0.1,0.2],newton", "--max-iter", "7"]))
+    assert [c.key for c in plan.cells] == [(pr, o) for pr in ("rosenbrock:dim=2", "rosenbrock:dim=3")
+                                           for o in ("gd:lr=0.1", "gd:lr=0.2", "newton")]
+    quick = suite.load("quick").groups[0]
+    assert all(c.max_iter == 7 and c.starts == quick["starts"] and c.repeats == quick["repeats"] for c in plan.cells)
+    cfg = plan.config()
+    assert cfg["suite"] == "quick" and cfg["max_iter"] == 7 and cfg["device"] == "cpu"

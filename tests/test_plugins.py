@@ -17,6 +17,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "my_plugin.py")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def restore_registries():
+    """Undo what this module's plug-ins register, so later tests that select "all" optimizers
+    (the quick suite) see only the built-ins."""
+    from optimizers import registry as oreg
+    from problems import registry as preg
+    saved = [(r._REGISTRY, dict(r._REGISTRY._factories), dict(r._REGISTRY._prefixes)) for r in (oreg, preg)]
+    meta = dict(getattr(preg, "_META", {}))
+    loaded = dict(plugins._LOADED)
+    yield
+    for reg, factories, prefixes in saved:
+        reg._factories.clear()
+        reg._factories.update(factories)
+        reg._prefixes.clear()
+        reg._prefixes.update(prefixes)
+    if hasattr(preg, "_META"):
+        preg._META.clear()
+        preg._META.update(meta)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
+
+
 @pytest.fixture(scope="module")
 def plugin_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("plug") / "run")

@@ -1,6 +1,7 @@
 """Suite files: every shipped suite parses and resolves, grids expand, mistakes are one line naming
 the file and the key, and the quick (CI) suite runs end to end through ``optbench run``."""
 import csv
+import fnmatch
 import json
 import os
 
@@ -37,7 +38,10 @@ def _missing_names(s):
         for spec in g["problems"]:
             name = parse_spec(spec)[0]
             head = name.split(":")[0]
-            if name not in pnames and head + ":" not in pnames:
+            if "*" in name:
+                if not (fnmatch.filter(pnames, name) or head + ":" in pnames):
+                    missing.append(name)
+            elif name not in pnames and head + ":" not in pnames:
                 missing.append(name)
         if g["optimizers"] != suite.ALL:
             for spec in g["optimizers"]:

@@ -6,7 +6,9 @@
 from optbench_core import OptbenchError
 
 from .base import Problem
-from .registry import describe, get, names, register, register_family
-from . import functions  # noqa: F401  (registers the built-in problems)
+from .registry import describe, families, get, members, names, register, register_family
+# importing these registers the built-in problems
+from . import functions, mgh, nist, regression, roots  # noqa: F401
 
-__all__ = ["Problem", "get", "names", "register", "register_family", "describe", "OptbenchError"]
+__all__ = ["Problem", "get", "names", "register", "register_family", "describe", "families", "members",
+           "OptbenchError"]

@@ -30,7 +30,9 @@ class Problem:
     standard start, ``bounds`` a box (lo, hi) used to draw random starts and to draw contours
     (default: x0 ± max(1, |x0|)). ``f_star``/``x_star`` are the known minimum if any;
     ``minima`` lists further known minimisers (all with value ``f_star``) and
-    ``local_minima`` known non-global stationary points as (x, f) pairs.
+    ``local_minima`` known non-global stationary points as (x, f) pairs. ``info`` holds
+    metadata that is neither data nor function (NIST difficulty, the value a paper quotes, the
+    constrained minimum behind a Lagrange system); it never enters compiled code.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Problem:
     local_minima: Sequence[Tuple[Any, float]] = ()
     description: str = ""
     spec: str = ""
+    info: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

@@ -1,40 +1,80 @@
-"""Problem registry: ``problems.get("rosenbrock:dim=10")``, ``problems.register(...)``."""
+"""Problem registry: ``problems.get("rosenbrock:dim=10")``, ``problems.register(...)``.
+
+Besides name → factory, the registry keeps a little catalogue for ``optbench list problems``:
+which *family* a problem belongs to (classic, mgh, nist, regression, root, lagrange), how its
+dimension is set (``dims``, and ``dim_param`` naming the parameter a suite can scale), its tags,
+and for a ``prefix:`` family the list of its members.
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
-from optbench_core import OptbenchError, Registry, format_spec
+from optbench_core import OptbenchError, Registry, close_matches, format_spec
 
 from .base import Problem
 
 _REGISTRY = Registry("problem")
 
+#: name (or ``prefix:`` for a family) → catalogue entry
+_META: Dict[str, dict] = {}
+#: family (group) → one-line description, in display order
+FAMILY_DOCS: Dict[str, str] = {
+    "classic": "classic test functions with known minima",
+    "mgh": "Moré, Garbow & Hillstrom (1981) least-squares test set, residual form, standard starts",
+    "nist": "NIST StRD regression datasets with certified parameters and residual sums of squares",
+    "regression": "synthetic regression and fitting problems (linear, ridge, logistic, Gaussian fit, MLP)",
+    "root": "root finding: square residual systems with f* = 0",
+    "lagrange": "equality-constrained minima as Lagrange stationarity (root) systems",
+    "other": "problems registered without a family",
+}
+
+
+def _set_meta(name: str, family: Optional[str], dims: Optional[str], dim_param: Optional[str],
+              tags: Iterable[str], members: Optional[Callable[[], List[str]]]) -> None:
+    fam = family or "other"
+    if fam not in FAMILY_DOCS:
+        FAMILY_DOCS[fam] = fam
+    _META[name] = {"family": fam, "dims": dims or "", "dim_param": dim_param, "tags": tuple(tags),
+                   "members": members}
+
 
 def register(problem_or_name: Union[Problem, str, None] = None, factory: Optional[Callable] = None, *,
-             overwrite: bool = False):
+             overwrite: bool = False, family: Optional[str] = None, dims: Optional[str] = None,
+             dim_param: Optional[str] = None, tags: Iterable[str] = ()):
     """Register a problem.
 
     Three forms: ``register(Problem(...))`` (a fixed problem), ``register("name", factory)``
     where ``factory(**params) -> Problem``, or as a decorator ``@register("name")`` on a factory.
+    The keyword arguments only feed the catalogue (:func:`describe`, :func:`families`):
+    ``family`` groups it, ``dims`` says in words how big it is ("2", "n ≥ 2, default 2"),
+    ``dim_param`` names the parameter that sets the dimension, ``tags`` its tags.
     """
     if isinstance(problem_or_name, Problem):
         p = problem_or_name
         _REGISTRY.add(p.name, lambda: p, overwrite=overwrite)
+        _set_meta(p.name, family, dims or str(p.dim), dim_param, tags or p.tags, None)
         return p
     if isinstance(problem_or_name, str) and factory is not None:
         _REGISTRY.add(problem_or_name, factory, overwrite=overwrite)
+        _set_meta(problem_or_name, family, dims, dim_param, tags, None)
         return factory
     if isinstance(problem_or_name, str):
         def deco(fn):
             _REGISTRY.add(problem_or_name, fn, overwrite=overwrite)
+            _set_meta(problem_or_name, family, dims, dim_param, tags, None)
             return fn
         return deco
     raise OptbenchError("register() takes a Problem, or a name and a factory")
 
 
-def register_family(prefix: str, factory: Callable) -> None:
-    """Register ``prefix:<member>`` problems, e.g. ``nist:Misra1a``; ``factory(member, **params)``."""
+def register_family(prefix: str, factory: Callable, *, members: Optional[Callable[[], List[str]]] = None,
+                    family: Optional[str] = None, dims: Optional[str] = None, tags: Iterable[str] = ()) -> None:
+    """Register ``prefix:<member>`` problems, e.g. ``nist:Misra1a``; ``factory(member, **params)``.
+
+    ``members()`` (optional) lists the valid member names, for listings and error messages.
+    """
     _REGISTRY.add_family(prefix, factory)
+    _set_meta(prefix + ":", family or prefix, dims, None, tags, members)
 
 
 def get(spec: Union[str, Problem]) -> Problem:
@@ -54,6 +94,55 @@ def names():
     return _REGISTRY.names() + [p + ":" for p in _REGISTRY.families()]
 
 
+def members(prefix: str) -> List[str]:
+    """The member names of a ``prefix:`` family (``members("nist")`` → ``["Bennett5", ...]``)."""
+    key = prefix if prefix.endswith(":") else prefix + ":"
+    meta = _META.get(key)
+    if meta is None:
+        fams = [p + ":" for p in _REGISTRY.families()]
+        raise OptbenchError(f"unknown problem family {prefix!r}{close_matches(key, fams)}")
+    return list(meta["members"]()) if meta["members"] else []
+
+
 def describe(name: str) -> dict:
-    """Parameters (with defaults) and the first docstring line of a registered problem or family."""
-    return _REGISTRY.describe(name)
+    """Parameters (with defaults), first docstring line, family, dims, tags of a problem or family.
+
+    ``name`` is a registered name, a family ``prefix:`` (its ``members`` are listed too), or one
+    member ``prefix:member`` (described through its family, with that member's own dims).
+    """
+    if name in _META or name in _REGISTRY.names():
+        out = _REGISTRY.describe(name)
+        meta = _META.get(name, {})
+    else:
+        head, _, member = name.partition(":")
+        if not (member and head + ":" in _META):
+            raise OptbenchError(f"unknown problem {name!r}{close_matches(name, names())}")
+        out = _REGISTRY.describe(head + ":")
+        out["name"] = name
+        meta = dict(_META[head + ":"])
+        valid = members(head)
+        if valid and member not in valid:
+            raise OptbenchError(f"unknown problem {name!r}{close_matches(member, valid)}")
+        dim = get(name).dim
+        meta["dims"] = str(dim)
+        meta["members"] = None
+    out["family"] = meta.get("family", "other")
+    out["dims"] = meta.get("dims", "")
+    out["dim_param"] = meta.get("dim_param")
+    out["tags"] = list(meta.get("tags", ()))
+    if name.endswith(":") and meta.get("members"):
+        out["members"] = list(meta["members"]())
+    return out
+
+
+def families() -> List[dict]:
+    """The catalogue by family, in display order: ``[{"family", "doc", "names"}, ...]``.
+
+    ``names`` holds registered names and ``prefix:`` families (expand those with :func:`members`).
+    """
+    groups: Dict[str, List[str]] = {}
+    for n in names():
+        groups.setdefault(_META.get(n, {}).get("family", "other"), []).append(n)
+    order = list(FAMILY_DOCS)
+    return [{"family": g, "doc": FAMILY_DOCS.get(g, g), "names": groups[g]}
+            for g in sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g))]

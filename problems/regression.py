@@ -1,0 +1,260 @@
+"""Synthetic regression and fitting problems: ``linreg``, ``ridge``, ``logreg``, ``gaussian-fit``, ``mlp``.
+
+Each problem's data (design matrix X, targets y, histogram counts) lives in ``Problem.data`` and
+enters f as its second argument. Where the minimiser has a closed form it is built in by
+construction (``linreg``: noise orthogonal to the columns of X, so the least-squares solution is
+exactly the true coefficient vector); where it does not (``logreg``, ``gaussian-fit``) it is
+computed once, at construction, by Newton / Gauss–Newton iteration in float64 to ‖∇f‖ at the
+rounding level, and the tests check it against scipy.optimize independently.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import jax.numpy as jnp
+
+from optbench_core import OptbenchError
+
+from .base import Problem
+from .registry import register
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise OptbenchError(msg)
+
+
+def _design(n: int, d: int, cond: float, seed: int):
+    """X = U diag(s) Vᵀ with orthonormal U (n×d), V (d×d), singular values √n·[1 … 1/cond] log-spaced."""
+    rng = np.random.default_rng(seed)
+    u, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    v, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    s = math.sqrt(n) * (np.logspace(0.0, -math.log10(cond), d) if d > 1 else np.ones(1))
+    return u, s, v, rng
+
+
+def _linear_data(name: str, n: int, d: int, cond: float, noise: float, seed: int):
+    _need(d >= 1, f"{name} needs d >= 1, got {d}")
+    _need(n >= d, f"{name} needs n >= d, got n={n}, d={d}")
+    _need(cond >= 1.0, f"{name} needs cond >= 1, got {cond}")
+    _need(noise >= 0.0, f"{name} needs noise >= 0, got {noise}")
+    _need(n * d <= 2e8, f"{name}: n·d = {n * d} is too large to build (limit 2e8)")
+    u, s, v, rng = _design(n, d, cond, seed)
+    x = (u * s) @ v.T
+    beta = rng.standard_normal(d)
+    e = noise * rng.standard_normal(n)
+    e_perp = e - u @ (u.T @ e)          # orthogonal to range(X): Xᵀ e_perp = 0
+    y = x @ beta + e_perp
+    return x, y, u, s, v, beta, e_perp
+
+
+@register("linreg", family="regression", dims="d (default 5)", dim_param="d",
+          tags=("regression", "least-squares", "linear", "convex", "scalable"))
+def linreg(n: int = 100, d: int = 5, cond: float = 100.0, noise: float = 0.1, seed: int = 0) -> Problem:
+    """Linear least squares ‖Xb − y‖² with chosen n, d and κ(X) = cond; x* and f* exact by construction.
+
+    X = U diag(s) Vᵀ (random orthonormal U, V; s log-spaced over [√n/cond, √n]); y = Xβ + e⊥
+    with e⊥ the part of Gaussian noise orthogonal to range(X), so the normal equations hold
+    exactly at b = β and f* = ‖e⊥‖² (Golub & Van Loan, Matrix Computations, §5.3). x0 = 0.
+    """
+    x, y, _, _, _, beta, e_perp = _linear_data("linreg", n, d, cond, noise, seed)
+
+    def residuals(b, data):
+        return data["X"] @ b - data["y"]
+
+    w = 2.0 * max(1.0, float(np.max(np.abs(beta))))
+    return Problem(name="linreg", residuals=residuals, x0=np.zeros(d), f_star=float(e_perp @ e_perp), x_star=beta,
+                   data={"X": x, "y": y}, bounds=(np.full(d, -w), np.full(d, w)),
+                   tags=("regression", "least-squares", "linear", "convex", "scalable"),
+                   description=f"‖Xb − y‖², X {n}×{d}, κ = {cond:g}", info={"cond": cond})
+
+
+@register("ridge", family="regression", dims="d (default 5)", dim_param="d",
+          tags=("regression", "least-squares", "linear", "convex", "scalable"))
+def ridge(n: int = 100, d: int = 5, cond: float = 100.0, noise: float = 0.1, lam: float = 1.0,
+          seed: int = 0) -> Problem:
+    """Ridge regression ‖Xb − y‖² + λ‖b‖² on the ``linreg`` data; x* = V diag(s²/(s² + λ)) Vᵀβ.
+
+    Closed form from the SVD X = U diag(s) Vᵀ that built the data (Hoerl & Kennard 1970); the
+    residual form stacks Xb − y and √λ·b. κ of the Hessian is (s₁² + λ)/(s_d² + λ).
+    """
+    _need(lam >= 0.0, f"ridge needs lam >= 0, got {lam}")
+    x, y, u, s, v, beta, _ = _linear_data("ridge", n, d, cond, noise, seed)
+    sq = math.sqrt(lam)
+    xs = v @ ((s ** 2 / (s ** 2 + lam)) * (v.T @ beta))
+    r = x @ xs - y
+    fs = float(r @ r + lam * xs @ xs)
+
+    def residuals(b, data):
+        return jnp.concatenate([data["X"] @ b - data["y"], sq * b])
+
+    w = 2.0 * max(1.0, float(np.max(np.abs(beta))))
+    return Problem(name="ridge", residuals=residuals, x0=np.zeros(d), f_star=fs, x_star=xs,
+                   data={"X": x, "y": y}, bounds=(np.full(d, -w), np.full(d, w)),
+                   tags=("regression", "least-squares", "linear", "convex", "scalable"),
+                   description=f"‖Xb − y‖² + {lam:g}‖b‖², X {n}×{d}", info={"cond": cond, "lam": lam})
+
+
+def _logistic_loss(w, x, y, lam, ns):
+    m = y * (x @ w)
+    return ns.mean(ns.logaddexp(0.0, -m)) + 0.5 * lam * (w @ w)
+
+
+def _newton_logistic(x, y, lam, iters: int = 100):
+    """Minimise the mean logistic loss + ½λ‖w‖² by damped Newton (Armijo backtracking), float64.
+
+    Returns (w, f, ‖∇f‖); ‖∇f‖ stays large when the data are separable and λ = 0 (no minimiser).
+    """
+    n, d = x.shape
+    w = np.zeros(d)
+
+    def grad_hess(w):
+        m = y * (x @ w)
+        p = 0.5 * (1.0 - np.tanh(0.5 * m))          # σ(−m), computed without overflow
+        g = -(x.T @ (y * p)) / n + lam * w
+        h = (x.T * (p * (1.0 - p))) @ x / n + lam * np.eye(d)
+        return g, h
+
+    f = _logistic_loss(w, x, y, lam, np)
+    for _ in range(iters):
+        g, h = grad_hess(w)
+        if np.linalg.norm(g) <= 1e-15 * max(1.0, f):
+            break
+        step = np.linalg.solve(h, -g)
+        t = 1.0
+        while t > 1e-12:
+            f_new = _logistic_loss(w + t * step, x, y, lam, np)
+            if f_new <= f + 1e-4 * t * (g @ step):
+                break
+            t *= 0.5
+        w, f = w + t * step, f_new
+    g, _ = grad_hess(w)
+    return w, float(_logistic_loss(w, x, y, lam, np)), float(np.linalg.norm(g))
+
+
+@register("logreg", family="regression", dims="d (default 5)", dim_param="d",
+          tags=("regression", "classification", "convex", "scalable"))
+def logreg(n: int = 200, d: int = 5, separable: bool = False, lam: float = 0.0, seed: int = 0) -> Problem:
+    """Logistic regression: mean log(1 + exp(−yᵢ xᵢ·w)) + ½λ‖w‖², synthetic labels yᵢ = ±1.
+
+    Features are standard normal. Non-separable (default): labels drawn from the logistic model
+    with a random w_true, so a finite minimiser exists; x* and f* come from Newton's method in
+    float64 at construction (the optimality system ∇f = 0 solved to rounding level). Separable:
+    yᵢ = sign(xᵢ·w_true); with λ = 0 the infimum f* = 0 is approached only as ‖w‖ → ∞ (no x*),
+    the classic case where gradient descent's iterates diverge in norm while f → 0 (Soudry et
+    al. 2018, "The implicit bias of gradient descent on separable data"). x0 = 0.
+    """
+    _need(d >= 1 and n >= 2, f"logreg needs n >= 2 and d >= 1, got n={n}, d={d}")
+    _need(lam >= 0.0, f"logreg needs lam >= 0, got {lam}")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    w_true = rng.standard_normal(d)
+    w_true *= 2.0 / max(np.linalg.norm(w_true), 1e-12)
+    z = x @ w_true
+    if separable:
+        y = np.where(z >= 0, 1.0, -1.0)
+    else:
+        y = np.where(rng.random(n) < 1.0 / (1.0 + np.exp(-z)), 1.0, -1.0)
+
+    def f(w, data):
+        return _logistic_loss(w, data["X"], data["y"], lam, jnp)
+
+    tags = ("regression", "classification", "convex", "scalable") + (("separable",) if separable else ())
+    fs, xs = None, None
+    if separable and lam == 0.0:
+        fs = 0.0
+        tags += ("no-minimizer",)
+    else:
+        xs, fs, gn = _newton_logistic(x, y, lam)
+        if gn > 1e-10:
+            raise OptbenchError(f"logreg: these labels are separable (seed {seed}); no finite minimiser, "
+                                "use separable=true or lam > 0")
+    wb = 3.0 * max(1.0, float(np.max(np.abs(xs))) if xs is not None else 2.0)
+    return Problem(name="logreg", f=f, x0=np.zeros(d), f_star=fs, x_star=xs, data={"X": x, "y": y},
+                   bounds=(np.full(d, -wb), np.full(d, wb)), tags=tags,
+                   description=f"logistic loss, {n}×{d}" + (", separable" if separable else ""),
+                   info={"separable": separable, "lam": lam})
+
+
+def _gauss_model(p, c, ns):
+    return p[0] * ns.exp(-0.5 * ((c - p[1]) / p[2]) ** 2)
+
+
+@register("gaussian-fit", family="regression", dims="3", tags=("regression", "least-squares", "nonconvex"))
+def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
+    """Fit h·exp(−(c − μ)²/(2σ²)) to a histogram of n simulated heights (cm) by least squares.
+
+    The classic first nonlinear fit (Gauss's normal curve, e.g. Bevington & Robinson, "Data
+    Reduction and Error Analysis", ch. 8). Heights ~ N(170, 10²), binned on [130, 210]; the
+    parameters are (h, μ, σ). x* and f* come from Gauss–Newton started at the sample moments,
+    run to convergence in float64 at construction; (h, μ, −σ) is the same fit. x0 = (max/2, 160, 20).
+    """
+    _need(n >= 10 and bins >= 4, f"gaussian-fit needs n >= 10 and bins >= 4, got n={n}, bins={bins}")
+    rng = np.random.default_rng(seed)
+    heights = rng.normal(170.0, 10.0, n)
+    counts, edges = np.histogram(heights, bins=bins, range=(130.0, 210.0))
+    counts = counts.astype(float)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+
+    p = np.array([counts.max(), heights.mean(), heights.std()])
+    for _ in range(100):
+        e = np.exp(-0.5 * ((centers - p[1]) / p[2]) ** 2)
+        r = p[0] * e - counts
+        jac = np.stack([e, p[0] * e * (centers - p[1]) / p[2] ** 2, p[0] * e * (centers - p[1]) ** 2 / p[2] ** 3], 1)
+        dp = np.linalg.lstsq(jac, -r, rcond=None)[0]
+        p = p + dp
+        if np.linalg.norm(dp) <= 1e-15 * np.linalg.norm(p):
+            break
+    r = _gauss_model(p, centers, np) - counts
+
+    def residuals(x, data):
+        return _gauss_model(x, data["c"], jnp) - data["k"]
+
+    return Problem(name="gaussian-fit", residuals=residuals, x0=np.array([counts.max() / 2.0, 160.0, 20.0]),
+                   f_star=float(r @ r), x_star=p, minima=[p * np.array([1.0, 1.0, -1.0])],
+                   data={"c": centers, "k": counts},
+                   bounds=(np.array([0.0, 130.0, 1.0]), np.array([2.0 * counts.max(), 210.0, 40.0])),
+                   tags=("regression", "least-squares", "nonconvex"),
+                   description=f"Gaussian fit to a {bins}-bin histogram of {n} heights")
+
+
+def _mlp_forward(w, x, hidden: int, activation: str, ns):
+    w1, b1, w2, b2 = w[:hidden], w[hidden:2 * hidden], w[2 * hidden:3 * hidden], w[3 * hidden]
+    z = x[:, None] * w1[None, :] + b1[None, :]
+    a = ns.tanh(z) if activation == "tanh" else 1.0 / (1.0 + ns.exp(-z))
+    return a @ w2 + b2
+
+
+@register("mlp", family="regression", dims="3·hidden + 1 (default 25)", dim_param="hidden",
+          tags=("regression", "least-squares", "nonconvex", "neural-net"))
+def mlp(hidden: int = 8, n: int = 64, activation: str = "tanh", target: str = "teacher", seed: int = 0) -> Problem:
+    """A 1–hidden–1 network (tanh or sigmoid units) fitted to a plane curve y = g(x) by least squares.
+
+    The parameters are one flat vector (W₁, b₁, W₂, b₂) of length 3·hidden + 1, so ∇f is exactly
+    what backpropagation computes (Rumelhart, Hinton & Williams 1986). n points x ∈ [−2, 2].
+    ``target=teacher`` (default): g is a network of the same shape with random weights, so f* = 0
+    at the teacher's weights (x*; hidden-unit permutations give more minimisers).
+    ``target=sine``: g(x) = sin(πx), f* unknown. x0: Glorot-uniform weights, zero biases (seeded).
+    """
+    _need(hidden >= 1 and n >= 2, f"mlp needs hidden >= 1 and n >= 2, got hidden={hidden}, n={n}")
+    _need(activation in ("tanh", "sigmoid"), f"mlp activation must be tanh or sigmoid, got {activation!r}")
+    _need(target in ("teacher", "sine"), f"mlp target must be teacher or sine, got {target!r}")
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-2.0, 2.0, n)
+    teacher = np.concatenate([rng.uniform(-3.0, 3.0, hidden), rng.uniform(-2.0, 2.0, hidden),
+                              rng.standard_normal(hidden), [0.0]])
+    y = _mlp_forward(teacher, x, hidden, activation, np) if target == "teacher" else np.sin(np.pi * x)
+    lim = math.sqrt(6.0 / (1 + hidden))
+    x0 = np.concatenate([rng.uniform(-lim, lim, hidden), np.zeros(hidden), rng.uniform(-lim, lim, hidden), [0.0]])
+
+    def residuals(w, data):
+        return _mlp_forward(w, data["x"], hidden, activation, jnp) - data["y"]
+
+    dim = 3 * hidden + 1
+    return Problem(name="mlp", residuals=residuals, x0=x0, f_star=0.0 if target == "teacher" else None,
+                   x_star=teacher if target == "teacher" else None, data={"x": x, "y": y},
+                   bounds=(np.full(dim, -4.0), np.full(dim, 4.0)),
+                   tags=("regression", "least-squares", "nonconvex", "neural-net"),
+                   description=f"1-{hidden}-1 {activation} network, {n} points, target {target}",
+                   info={"hidden": hidden, "activation": activation, "target": target})

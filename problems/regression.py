@@ -104,7 +104,9 @@ def _logistic_loss(w, x, y, lam, ns):
 def _newton_logistic(x, y, lam, iters: int = 100):
     """Minimise the mean logistic loss + ½λ‖w‖² by damped Newton (Armijo backtracking), float64.
 
-    Returns (w, f, ‖∇f‖); ‖∇f‖ stays large when the data are separable and λ = 0 (no minimiser).
+    Returns (w, f, ‖∇f‖, finite): ``finite`` is False when the iterates ran off to infinity, as
+    they do on separable data with λ = 0 — there f → 0 and ∇f → 0 along a ray, but the Hessian
+    vanishes too, so a minimiser is told apart by a Hessian that stays positive definite.
     """
     n, d = x.shape
     w = np.zeros(d)
@@ -129,8 +131,10 @@ def _newton_logistic(x, y, lam, iters: int = 100):
                 break
             t *= 0.5
         w, f = w + t * step, f_new
-    g, _ = grad_hess(w)
-    return w, float(_logistic_loss(w, x, y, lam, np)), float(np.linalg.norm(g))
+    g, h = grad_hess(w)
+    curvature = np.linalg.eigvalsh(h)[0] / max(np.linalg.eigvalsh(x.T @ x / n)[-1], 1e-300)
+    finite = np.linalg.norm(g) <= 1e-10 and curvature >= 1e-8
+    return w, float(_logistic_loss(w, x, y, lam, np)), float(np.linalg.norm(g)), bool(finite)
 
 
 @register("logreg", family="regression", dims="d (default 5)", dim_param="d",
@@ -166,8 +170,8 @@ def logreg(n: int = 200, d: int = 5, separable: bool = False, lam: float = 0.0, 
         fs = 0.0
         tags += ("no-minimizer",)
     else:
-        xs, fs, gn = _newton_logistic(x, y, lam)
-        if gn > 1e-10:
+        xs, fs, _, finite = _newton_logistic(x, y, lam)
+        if not finite:
             raise OptbenchError(f"logreg: these labels are separable (seed {seed}); no finite minimiser, "
                                 "use separable=true or lam > 0")
     wb = 3.0 * max(1.0, float(np.max(np.abs(xs))) if xs is not None else 2.0)

@@ -382,3 +382,23 @@ def test_scalable_problems_scale():
     st = problems.get("styblinski-tang:dim=7")
     assert st.f_star == pytest.approx(7 * -39.16616570377142, rel=1e-14)
     assert problems.get("mgh:linear-full-rank:n=7:m=20").f_star == 13.0
+
+
+def _backprop(w, x, y, hidden, activation):
+    """Hand-written backpropagation for the 1-hidden-1 network, f = Σ (net(x) − y)² (numpy)."""
+    w1, b1, w2, b2 = w[:hidden], w[hidden:2 * hidden], w[2 * hidden:3 * hidden], w[3 * hidden]
+    z = np.outer(x, w1) + b1
+    a = np.tanh(z) if activation == "tanh" else 1.0 / (1.0 + np.exp(-z))
+    dout = 2.0 * (a @ w2 + b2 - y)                    # ∂f/∂output
+    da = np.outer(dout, w2)
+    dz = da * ((1.0 - a ** 2) if activation == "tanh" else a * (1.0 - a))
+    return np.concatenate([dz.T @ x, dz.sum(0), a.T @ dout, [dout.sum()]])
+
+
+@pytest.mark.parametrize("spec", ["mlp", "mlp:activation=sigmoid"])
+def test_mlp_gradient_is_backpropagation(spec):
+    p, labels, pts, _, res = evaluated(spec)
+    for lab in ("x0", "fd1", "fd2"):
+        i = labels.index(lab)
+        bp = _backprop(pts[i], p.data["x"], p.data["y"], p.info["hidden"], p.info["activation"])
+        assert np.allclose(res["g"][i], bp, rtol=1e-12, atol=1e-12 * np.abs(bp).max()), lab

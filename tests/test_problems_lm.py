@@ -1,0 +1,64 @@
+"""Levenberg–Marquardt from NIST's starting values against scipy.optimize.least_squares(method='lm').
+
+Each of the 27 nonlinear StRD datasets is solved from both NIST starts in one batched, compiled
+run (``bench.solve``, one compile per dataset); scipy runs on the same residuals evaluated in
+numpy, as a new user would call it: no Jacobian supplied, tight tolerances. A start *reaches*
+the certified residual sum of squares when RSS ≤ certified·(1 + 1e-6) (Lanczos1, certified
+1.4e-25, with the absolute tolerance 1e-19 used for its certified value everywhere). The test
+asks optbench's LM to reach it on at least as many datasets as scipy, from each start, and prints
+the table (run pytest with -s to see it).
+"""
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+
+import bench
+import optimizers
+import problems
+from problems import nist
+
+REL = 1e-6
+MAX_ITER = 1000
+
+
+def _reached(name, rss, certified):
+    atol = 1e-19 if name == "Lanczos1" else 0.0
+    return bool(np.isfinite(rss) and rss <= certified * (1.0 + REL) + atol)
+
+
+def _scipy_lm(ds, x0):
+    cols = {c: ds.data[:, k] for k, c in enumerate(ds.columns)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # overflow warnings from far-off trial points
+        sol = least_squares(lambda b: ds.residuals(b, cols, np), x0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    return float(np.sum(sol.fun ** 2))
+
+
+def test_levenberg_marquardt_matches_or_beats_scipy_on_nist():
+    if "levenberg-marquardt" not in optimizers.names():
+        pytest.skip("optimizer 'levenberg-marquardt' is not registered")
+    rows = []
+    for name in nist.dataset_names("nonlinear"):
+        ds = nist.load(name)
+        res = bench.solve(problems.get(f"nist:{name}"), "levenberg-marquardt", x0s=ds.starts, max_iter=MAX_ITER,
+                          gtol=0.0)
+        for k in range(2):
+            ref = _scipy_lm(ds, ds.starts[k])
+            rows.append((name, ds.difficulty, k + 1, ds.rss, float(res.fun[k]), int(res.nit[k]), ref,
+                         _reached(name, float(res.fun[k]), ds.rss), _reached(name, ref, ds.rss)))
+
+    print(f"\n{'dataset':<9} {'difficulty':<8} {'start':>5} {'certified':>17} {'reached':>17} {'iter':>5} "
+          f"{'scipy lm':>17}  ok  scipy-ok")
+    for name, diff, start, cert, got, nit, ref, ok, ref_ok in rows:
+        print(f"{name:<9} {diff:<8} {start:>5} {cert:>17.10e} {got:>17.10e} {nit:>5} {ref:>17.10e}  "
+              f"{'yes' if ok else 'NO ':<3} {'yes' if ref_ok else 'NO'}")
+    for start in (1, 2):
+        ours = sum(r[7] for r in rows if r[2] == start)
+        theirs = sum(r[8] for r in rows if r[2] == start)
+        print(f"start {start}: levenberg-marquardt {ours}/27, scipy lm {theirs}/27")
+        assert ours >= theirs, f"start {start}: LM reached {ours}/27, scipy {theirs}/27"
+    # no start ends below the certified minimum by more than the tolerance: the certified values are minima
+    for name, _, start, cert, got, *_ in rows:
+        assert got >= cert * (1.0 - REL) - (1e-19 if name == "Lanczos1" else 0.0), (name, start, got, cert)

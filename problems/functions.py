@@ -40,7 +40,7 @@ def _box(dim: int, lo: float, hi: float):
 @register("sphere", family="classic", dims="any (dim, default 2)", dim_param="dim",
           tags=("classic", "convex", "scalable"))
 def sphere(dim: int = 2) -> Problem:
-    """Sphere Σ xᵢ²; f* = 0 at 0 (Jamil & Yang 2013, no. 137); x0 = (1, …, 1), box [−5.12, 5.12]ⁿ."""
+    """Sphere Σ xᵢ²; f* = 0 at 0 (Jamil & Yang 2013); x0 = (1, …, 1), box [−5.12, 5.12]ⁿ."""
     _need(dim >= 1, f"sphere needs dim >= 1, got {dim}")
 
     def residuals(x):
@@ -114,7 +114,7 @@ def beale() -> Problem:
 
 @register("booth", family="classic", dims="2", tags=("classic", "convex", "quadratic", "least-squares"))
 def booth() -> Problem:
-    """Booth: (x + 2y − 7)² + (2x + y − 5)²; f* = 0 at (1, 3) (Jamil & Yang 2013, no. 21).
+    """Booth: (x + 2y − 7)² + (2x + y − 5)²; f* = 0 at (1, 3) (Jamil & Yang 2013).
 
     A convex quadratic with κ = 9; x0 = (0, 0) (chosen), box [−10, 10]².
     """
@@ -129,7 +129,7 @@ def booth() -> Problem:
 
 @register("matyas", family="classic", dims="2", tags=("classic", "convex", "quadratic"))
 def matyas() -> Problem:
-    """Matyas: 0.26(x² + y²) − 0.48xy; f* = 0 at (0, 0) (Jamil & Yang 2013, no. 71).
+    """Matyas: 0.26(x² + y²) − 0.48xy; f* = 0 at (0, 0) (Jamil & Yang 2013).
 
     A flat convex quadratic (eigenvalues 0.04 and 0.5 of the Hessian); x0 = (5, −3) (chosen),
     box [−10, 10]².
@@ -145,7 +145,7 @@ def matyas() -> Problem:
 
 @register("three-hump-camel", family="classic", dims="2", tags=("classic", "nonconvex", "multimodal"))
 def three_hump_camel() -> Problem:
-    """Three-hump camel: 2x² − 1.05x⁴ + x⁶/6 + xy + y²; f* = 0 at (0, 0) (Jamil & Yang 2013, no. 29).
+    """Three-hump camel: 2x² − 1.05x⁴ + x⁶/6 + xy + y²; f* = 0 at (0, 0) (Jamil & Yang 2013).
 
     Two further local minima, f = 0.298638… at ±(1.74755…, −0.87378…) (Newton-refined).
     x0 = (2, −1) (chosen; near a local minimum), box [−5, 5]².
@@ -166,7 +166,7 @@ def three_hump_camel() -> Problem:
 def six_hump_camel() -> Problem:
     """Six-hump camel: (4 − 2.1x² + x⁴/3)x² + xy + (4y² − 4)y²; f* = −1.0316284534898774.
 
-    Two global minima ±(0.0898420131…, −0.7126564030…) (Jamil & Yang 2013, no. 30, quote
+    Two global minima ±(0.0898420131…, −0.7126564030…) (Jamil & Yang 2013 quote
     −1.0316 at ±(0.0898, −0.7126); digits Newton-refined) and four local minima (f = −0.21546…
     and 2.10425…). x0 = (−1.5, 1.0) (chosen), box [−3, 3] × [−2, 2].
     """
@@ -212,7 +212,7 @@ def mccormick() -> Problem:
     """McCormick: sin(x + y) + (x − y)² − 1.5x + 2.5y + 1; f* = −√3/2 − π/3 at (½ − π/3, −½ − π/3).
 
     Closed form: ∇f = 0 gives x − y = 1 and cos(x + y) = −½; the minimum takes x + y = −2π/3
-    (Jamil & Yang 2013, no. 72, quote −1.9133 at (−0.547, −1.547)). The branch x + y = 4π/3 is a
+    (Jamil & Yang 2013 quote −1.9133 at (−0.547, −1.547)). The branch x + y = 4π/3 is a
     local minimum in the box [−1.5, 4] × [−3, 4]. x0 = (0, 0) (chosen).
     """
 
@@ -247,7 +247,7 @@ def styblinski_tang(dim: int = 2) -> Problem:
 
     Separable; each coordinate has a global minimiser −2.9035340277711… and a local one
     2.7468027709908… (roots of 4x³ − 32x + 5), so 2ⁿ − 1 local minima; the all-local corner is
-    recorded. Jamil & Yang (2013, no. 144) quote −39.16599·n (a 5-digit rounding of x*).
+    recorded. Jamil & Yang (2013) quote −39.16599·n (a 5-digit rounding of x*).
     x0 = (0, …, 0) (chosen), box [−5, 5]ⁿ.
     """
     _need(dim >= 1, f"styblinski-tang needs dim >= 1, got {dim}")
@@ -266,7 +266,7 @@ def styblinski_tang(dim: int = 2) -> Problem:
 def rastrigin(dim: int = 2) -> Problem:
     """Rastrigin: 10n + Σ (xᵢ² − 10 cos 2πxᵢ); f* = 0 at 0, a local minimum near every integer point.
 
-    Rastrigin (1974); Jamil & Yang (2013), no. 102. x0 = (2.5, …, 2.5) (chosen, between two
+    Rastrigin (1974); Jamil & Yang (2013). x0 = (2.5, …, 2.5) (chosen, between two
     local minima), box [−5.12, 5.12]ⁿ. The local minimum near (1, …, 1) is recorded (it sits at
     the root of x + 10π sin 2πx = 0 near 1, refined by Newton's method: x = 0.994958636…).
     """
@@ -305,7 +305,7 @@ def _safe_norm(x):
 def ackley(dim: int = 2) -> Problem:
     """Ackley (1987): −20 exp(−0.2 ‖x‖/√n) − exp(Σ cos(2πxᵢ)/n) + 20 + e; f* = 0 at 0.
 
-    Jamil & Yang (2013), no. 1. Not differentiable at x* (a cone: f ≈ 4‖x‖/√n); the gradient
+    Jamil & Yang (2013). Not differentiable at x* (a cone: f ≈ 4‖x‖/√n); the gradient
     returned there is 0, a valid subgradient. x0 = (2.5, …, 2.5) (chosen), box [−32.768, 32.768]ⁿ.
     """
     _need(dim >= 1, f"ackley needs dim >= 1, got {dim}")

@@ -145,8 +145,9 @@ def beale() -> Problem:
 def jennrich_sampson(m: int = 10) -> Problem:
     """MGH 6, Jennrich & Sampson: 2 + 2i − (e^{ix₁} + e^{ix₂}), i = 1…m; f* = 124.362… (m = 10), x0 = (0.3, 0.4).
 
-    For m = 10: f* = 124.3621823556148 at x₁ = x₂ = 0.2578252… (GSL test_jennrich.c; MGH
-    quote 124.362). Other m: f* unknown here.
+    For m = 10: f* = 124.3621823556148 (GSL test_jennrich.c; MGH quote 124.362), at
+    x₁ = x₂ = 0.2578252136703641 (Newton's method on the symmetric line x₁ = x₂, where the
+    minimiser lies). Other m: f* unknown here.
     """
     _need(m >= 2, f"mgh:jennrich-sampson needs m >= 2, got {m}")
 

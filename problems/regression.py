@@ -189,8 +189,8 @@ def _gauss_model(p, c, ns):
 def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
     """Fit h·exp(−(c − μ)²/(2σ²)) to a histogram of n simulated heights (cm) by least squares.
 
-    The classic first nonlinear fit (Gauss's normal curve, e.g. Bevington & Robinson, "Data
-    Reduction and Error Analysis", ch. 8). Heights ~ N(170, 10²), binned on [130, 210]; the
+    The classic first nonlinear fit (Gauss's normal curve; e.g. Bevington & Robinson, "Data
+    Reduction and Error Analysis for the Physical Sciences", on fitting arbitrary functions). Heights ~ N(170, 10²), binned on [130, 210]; the
     parameters are (h, μ, σ). x* and f* come from Gauss–Newton started at the sample moments,
     run to convergence in float64 at construction; (h, μ, −σ) is the same fit. x0 = (max/2, 160, 20).
     """

@@ -46,8 +46,8 @@ def _cubic_root() -> float:
 def cubic() -> Problem:
     """x³ − 2x + 2 = 0; one real root −1.7692923542386…, x0 = 0, where Newton cycles 0 → 1 → 0.
 
-    The standard example of Newton's method failing by cycling (e.g. Burden & Faires, Numerical
-    Analysis; Wikipedia "Newton's method", §Failure analysis). f = r² also has a local minimum,
+    The standard example of Newton's method failing by cycling (the example in the failure
+    analysis of Wikipedia's "Newton's method": N(0) = 1, N(1) = 0). f = r² also has a local minimum,
     not a root, at x = √(2/3) (r′ = 0, r > 0), recorded in ``local_minima``.
     """
 

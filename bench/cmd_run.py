@@ -241,9 +241,10 @@ def run(args) -> int:
     # SIGINT/SIGTERM stop the run between files: finished cells kept, meta.json says incomplete,
     # lock released, exit 128 + signal number; `--resume` finishes it later
     with interrupt.Guard() as guard:
-        with guard.critical():
-            writer = store.RunWriter(path, meta, resume=bool(resume))
+        writer = None
         try:
+            with guard.critical():  # a signal here is held until the writer exists, then handled below
+                writer = store.RunWriter(path, meta, resume=bool(resume))
             done = writer.done_cells()
             todo = [c for c in cells if c.key not in done]
             if resume:
@@ -267,7 +268,7 @@ def run(args) -> int:
             if figures is not None and not getattr(args, "no_report", False):
                 report_path = report.write_report(store.load_run(path), figures=figures)
         except interrupt.Interrupted as exc:
-            if writer.meta.get("complete"):  # stopped while writing the report: every cell is in
+            if writer is None or writer.meta.get("complete"):  # nothing to keep, or every cell is in
                 raise
             with guard.critical():
                 writer.mark_interrupted(exc.signame)
@@ -276,11 +277,12 @@ def run(args) -> int:
                   f"finish with: optbench run --resume {path}", file=sys.stderr)
             return exc.exit_code
         except Exception:
-            if not resume:
+            if writer is not None and not resume:
                 writer.discard()  # a new run that failed before its first cell leaves nothing behind
             raise
         finally:
-            writer.release()
+            if writer is not None:
+                writer.release()
     if getattr(args, "json", False):
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in writer.summary]
         print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1))

@@ -144,7 +144,8 @@ def test_families_and_describe_expose_params_and_dims():
     assert problems.describe("rosenbrock")["dim_param"] == "dim"
     for name in problems.names():
         d = problems.describe(name)
-        assert d["doc"] and d["family"] and d["dims"], name
+        if d["family"] != "other":       # built-in families (a plug-in may register bare names)
+            assert d["doc"] and d["dims"], name
 
 
 def test_bad_names_and_parameters_are_one_line_errors():

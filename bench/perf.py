@@ -13,7 +13,8 @@ yields its outcome (iterations, how many starts reached ‖∇f‖ ≤ gtol); th
 *interleaved* — round r runs every contender once, in an order rotated by r — so slow drift of a
 shared machine falls on all contenders alike. The table holds medians and ratios: ``x_floor`` =
 median / the floor's median, ``speedup`` (peer rows) = the peer's median / the matched optbench
-method's median, ``growth`` = median / the same contender's median at the family's previous size.
+method's median (per iteration where the floor is a per-iteration limit, as in the memory-bound
+regression), ``growth`` = median / the same contender's median at the family's previous size.
 
 Peers whose run is a Python loop over starts (scipy) are timed on a subset of the starts and
 scaled to the whole batch (their cost is linear in the starts); such rows say so.
@@ -39,6 +40,12 @@ from . import kernels
 from .solve import resolve_device, solve
 
 jax.config.update("jax_enable_x64", True)
+
+#: how runs are timed: "wall" (time.perf_counter) or "cpu" (this process's CPU time, all threads:
+#: robust when other processes share the cores; equals wall on an idle machine for
+#: single-threaded work). Compile times are always wall time.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_RUN_CLOCK = {"fn": time.perf_counter}
 
 TABLE_COLUMNS = ["case", "method", "contender", "kind", "compile_s", "median_ms", "ms_per_iter", "nit_median",
                  "nit_max", "solved", "x_floor", "speedup", "growth", "note"]
@@ -81,6 +88,7 @@ class Case:
     gtol: float
     contenders: List[Contender]
     description: str = ""
+    ratio_on: str = "median_ms"   # "ms_per_iter" where the floor is a per-iteration limit
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,9 +208,10 @@ def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcom
             exe, cs = _aot(fn, *dargs)
 
         def run():
-            t0 = time.perf_counter()
+            clock = _RUN_CLOCK["fn"]
+            t0 = clock()
             out = jax.block_until_ready(exe(*dargs))
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             return dt, outcome(jax.device_get(out))
         return cs, run
     return Contender(label, method, kind, _Timed(build), note=note)
@@ -270,18 +279,38 @@ def _optax_lbfgs(f, gtol, max_iter):
     return one
 
 
-def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None):
+def _blas_threads(n):
+    """A context limiting BLAS to ``n`` threads (threadpoolctl, from optbench[peers]); a no-op
+    without it. For scipy on 2-D problems multi-threaded BLAS only adds synchronisation: measured
+    here, L-BFGS-B took 20× longer per start with OpenBLAS's default threads than with one."""
+    import contextlib
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None, blas_threads=None):
     """scipy.optimize.minimize, one start after another (scipy has no batch)."""
+    import contextlib
     import scipy.optimize as so
 
     def run():
+        with (_blas_threads(blas_threads) if blas_threads else contextlib.nullcontext()):
+            return _loop()
+
+    def _loop():
         nit, xs = [], []
         for x0 in x0s:
             opts = {"maxiter": max_iter}
-            if method in ("BFGS", "trust-exact", "trust-ncg", "trust-krylov"):
-                opts["gtol"] = gtol
+            if method == "BFGS":
+                opts.update(gtol=gtol, norm=2)   # scipy's default is the inf-norm
+            elif method in ("trust-exact", "trust-ncg", "trust-krylov"):
+                opts["gtol"] = gtol              # these test the 2-norm
             elif method == "L-BFGS-B":
-                opts.update(gtol=gtol, ftol=0.0, maxcor=10)  # pgtol on the inf-norm; ftol off
+                # its only gradient test is ‖g‖∞ ≤ pgtol: gtol/√n guarantees ‖g‖₂ ≤ gtol; ftol off
+                opts.update(gtol=gtol / np.sqrt(len(x0)), ftol=0.0, maxcor=10)
             elif method == "Newton-CG":
                 opts["xtol"] = 1e-30   # its only test is on the step; the gradient is checked after
             r = so.minimize(fun, x0, jac=jac, hess=hess, hessp=hessp, method=method, options=opts)
@@ -318,7 +347,8 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     def scipy_peer(label, method, smethod, hess=False):
         def prep():
             import scipy.optimize as so
-            run = _scipy_loop(smethod, sub, gtol, max_iter, so.rosen, so.rosen_der, so.rosen_hess if hess else None)
+            run = _scipy_loop(smethod, sub, gtol, max_iter, so.rosen, so.rosen_der, so.rosen_hess if hess else None,
+                              blas_threads=1)
 
             def runner():
                 _, xs, nit = run()
@@ -492,7 +522,8 @@ def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_
     if methods is not None:   # quick: the floors and optbench's blocked form only
         cs = [c for c in cs if c.kind == "floor" or c.label == "optbench gd (blocked f)"]
     return Case(f"linreg {rows}×{d} f32", "linreg", rows, 0.0, cs,
-                f"gradient descent on ‖Xw − y‖², X {rows}×{d} float32 ({x.nbytes / 1e6:.0f} MB), {iters} iterations",)
+                f"gradient descent on ‖Xw − y‖², X {rows}×{d} float32 ({x.nbytes / 1e6:.0f} MB), {iters} iterations",
+                ratio_on="ms_per_iter")
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,9 +547,9 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
         order = order[k:] + order[:k]
         for i in order:
             c, runner, _ = prepared[i]
-            t0 = time.perf_counter()
+            t0 = _RUN_CLOCK["fn"]()
             sec, _ = runner()
-            wall = time.perf_counter() - t0
+            wall = _RUN_CLOCK["fn"]() - t0
             times[i].append((wall if sec is None else sec) * c.scale)
     rows = []
     for i, (c, _, outcome) in enumerate(prepared):
@@ -531,17 +562,17 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
                      "ms_per_iter": 1e3 * med / nit_max if nit_max > 0 else None,
                      "nit_median": float(np.median(nit)) if nit.size else None, "nit_max": nit_max,
                      "solved": outcome.solved if case.gtol > 0 else None, "note": c.note})
-    _add_ratios(rows)
+    _add_ratios(rows, case.ratio_on)
     return rows
 
 
-def _add_ratios(rows):
+def _add_ratios(rows, on="median_ms"):
     floor = next((r for r in rows if r["kind"] == "floor"), None)
     ob = {r["method"]: r for r in rows if r["kind"] == "optbench"}
     for r in rows:
-        r["x_floor"] = r["median_ms"] / floor["median_ms"] if floor and floor["median_ms"] > 0 else None
+        r["x_floor"] = r[on] / floor[on] if floor and floor[on] else None
         m = ob.get(r["method"])
-        r["speedup"] = (r["median_ms"] / m["median_ms"]) if (r["kind"] == "peer" and m and m["median_ms"] > 0) else None
+        r["speedup"] = (r[on] / m[on]) if (r["kind"] == "peer" and m and m[on]) else None
         r.setdefault("growth", None)
 
 
@@ -596,7 +627,7 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
 #: costs seconds on a shared 2-core machine)
 QUICK = {"rosen_starts": [8], "scipy_starts": 2, "ext_n": [32], "linreg": [(2000, 5)], "repeats": 2,
          "methods": ["newton", "newton-cg", "gd", "read"]}
-DEFAULT = {"rosen_starts": [1000, 10000], "scipy_starts": 100, "ext_n": [10_000], "linreg": [(200_000, 50)],
+DEFAULT = {"rosen_starts": [1000, 10000], "scipy_starts": 20, "ext_n": [10_000], "linreg": [(200_000, 50)],
            "repeats": 5}
 LARGE = {"rosen_starts": [], "scipy_starts": 0, "ext_n": [100_000, 1_000_000], "linreg": [(2_000_000, 50)],
          "repeats": 3}
@@ -621,11 +652,23 @@ def case_builders(sizes: dict, device, families=CASE_FAMILIES) -> List[Callable[
 
 
 def run_perf(sizes: dict, device_name: str = "cpu", families=CASE_FAMILIES, repeats: Optional[int] = None,
-             progress=None) -> List[Dict[str, Any]]:
-    """Build and measure every case; rows carry medians, ratios and growth."""
+             progress=None, clock: str = "wall") -> List[Dict[str, Any]]:
+    """Build and measure every case; rows carry medians, ratios and growth. ``clock`` times the
+    runs (see :data:`CLOCKS`); optbench's own ``Result.run_s`` is read with the same clock."""
+    import importlib
+    if clock not in CLOCKS:
+        raise OptbenchError(f"unknown clock {clock!r}: use {' or '.join(CLOCKS)}")
+    driver = importlib.import_module("bench.solve")
     device = resolve_device(device_name)
     rows = []
-    for build in case_builders(sizes, device, families):
-        rows.extend(measure_case(build(), repeats or sizes["repeats"], progress))
+    saved = driver._clock
+    _RUN_CLOCK["fn"] = driver._clock = CLOCKS[clock]
+    try:
+        for build in case_builders(sizes, device, families):
+            rows.extend(measure_case(build(), repeats or sizes["repeats"], progress))
+    finally:
+        _RUN_CLOCK["fn"], driver._clock = time.perf_counter, saved
+    for r in rows:
+        r["clock"] = clock
     add_growth(rows)
     return rows

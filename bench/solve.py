@@ -189,7 +189,14 @@ def _build(problem, opt, n: int, chunk: int):
         def body(c):
             j, s, code, nit, hist = c
             active = code == STATUS_RUNNING
-            s = where_state(active, step(s), s)
+            s_new = step(s)
+            if s.x.shape[0] == 1:
+                # one lane: the loop runs only while it is active, so the select is the identity
+                # (and for L-BFGS at n = 10⁶ it would copy 2·memory·n numbers per iteration)
+                s = s_new
+            else:
+                # while every lane still runs (the first iterations), skip the select
+                s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
             nit = nit + active.astype(jnp.int32)
             code = classify(s, nit, code, gtol, max_iter)
             rec = _record(s, n)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 from typing import List, Optional
@@ -63,6 +64,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"optbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("optbench: interrupted", file=sys.stderr)
         return 130

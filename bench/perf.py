@@ -503,10 +503,10 @@ def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_
           jax_contender("floor: blocked single-pass GD", "gd", "floor",
                         lambda x, y, w, lr: kernels.linreg_gd_blocked(x, y, w, lr, iters, block_rows),
                         (x, y, w0, lr), per_iter, device, note=f"{block_rows}-row blocks"),
-          optbench_contender(p_plain, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
-                             method="gd", label="optbench gd (plain f)", note="autodiff of ‖Xw−y‖²"),
           optbench_contender(p_block, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
                              method="gd", label="optbench gd (blocked f)", note="custom_jvp single-pass f"),
+          optbench_contender(p_plain, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
+                             method="gd", label="optbench gd (plain f)", note="autodiff of ‖Xw−y‖²"),
           host_contender("numpy Xᵀ(Xw − y)", "gd", "peer", numpy_prep, note="two passes"),
           jax_contender("jax.jit plain GD", "gd", "peer",
                         lambda x, y, w, lr: jax.lax.fori_loop(
@@ -568,7 +568,10 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
 
 def _add_ratios(rows, on="median_ms"):
     floor = next((r for r in rows if r["kind"] == "floor"), None)
-    ob = {r["method"]: r for r in rows if r["kind"] == "optbench"}
+    ob = {}
+    for r in rows:   # a peer compares with the first optbench row of its method
+        if r["kind"] == "optbench":
+            ob.setdefault(r["method"], r)
     for r in rows:
         r["x_floor"] = r[on] / floor[on] if floor and floor[on] else None
         m = ob.get(r["method"])

@@ -171,3 +171,19 @@ def test_second_process_loads_compiles_from_the_persistent_cache(tmp_path):
     assert len(files1) >= 2 and int(h1) == 0
     assert int(h2) >= 2          # both executables (start, advance) came from the cache
     assert files2 == files1      # and nothing new had to be compiled and stored
+
+
+def test_max_iter_is_a_run_time_argument_and_chunks_join_seamlessly():
+    # one executable serves every budget; histories written in 32-iteration chunks join up
+    p = problems.get("rosenbrock")
+    x0s = p.random_starts(3, seed=2)
+    long = bench.solve(p, "gd-linesearch", x0s, max_iter=70, gtol=0.0)   # chunks of 32 + 32 + 6
+    n0 = bench.compile_count()
+    short = bench.solve(p, "gd-linesearch", x0s, max_iter=40, gtol=0.0)
+    assert bench.compile_count() == n0 and short.compile_s == 0.0
+    assert np.all(long.nit == 70) and np.all(short.nit == 40) and long.trace.f.shape == (3, 71)
+    for key, arr in short.trace.arrays().items():
+        np.testing.assert_array_equal(arr, getattr(long.trace, key)[:, :41], err_msg=key)
+    np.testing.assert_array_equal(short.x, long.trace.x[:, 40])
+    # every recorded row is a real iterate: f decreases along each start's path (Armijo)
+    assert np.all(np.diff(long.trace.f, axis=1) <= 0)

@@ -23,6 +23,8 @@ def add_arguments(p):
                       help="extended Rosenbrock n = 10⁵, 10⁶ and a 2·10⁶×50 float32 regression (minutes)")
     p.add_argument("--cases", help=f"comma-separated families to run (default all: {', '.join(perf.CASE_FAMILIES)})")
     p.add_argument("--device", default="cpu", help="where the JAX side runs: cpu or gpu (scipy stays on the host)")
+    p.add_argument("--clock", default="wall", choices=sorted(perf.CLOCKS),
+                   help="time runs by wall clock, or by this process's CPU time (steadier on a shared machine)")
     p.add_argument("--repeats", type=int, help="timed rounds per case (default 5; quick 2; large 3)")
     p.add_argument("--out", help="output directory (default results/perf/<UTC timestamp>)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
@@ -70,7 +72,7 @@ def run(args) -> int:
             print(f"\r{msg[:100]}".ljust(101), end="", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    rows = perf.run_perf(sizes, args.device, families, args.repeats, progress)
+    rows = perf.run_perf(sizes, args.device, families, args.repeats, progress, clock=args.clock)
     if tty:
         print(file=sys.stderr)
     table = perf.format_table(rows)
@@ -82,7 +84,8 @@ def run(args) -> int:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
                        "sizes": sizes, "families": list(families), "device": args.device,
-                       "repeats": args.repeats or sizes["repeats"], "warm_cache": bool(args.warm_cache)},
+                       "repeats": args.repeats or sizes["repeats"], "warm_cache": bool(args.warm_cache),
+                       "clock": args.clock},
             "peers": perf.peer_versions(), "wall_s": time.perf_counter() - t0,
             **store.provenance("float64", device)}
     clean_rows = [{k: _clean(v) for k, v in r.items()} for r in rows]

@@ -157,7 +157,7 @@ def _build(problem, opt, n: int, chunk: int):
     def oracle_for(data):
         f = lambda x: problem.objective(x, data)  # noqa: E731
         r = (lambda x: problem.residual_vector(x, data)) if problem.has_residuals else None
-        return Oracle(f, r)
+        return Oracle(f, r, root_problem="root" in problem.tags)
 
     def classify(s, k, prev, gtol, max_iter):
         """Status after k steps: converged > diverged > optimizer's own > max_iter > running."""

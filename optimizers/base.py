@@ -42,12 +42,21 @@ class Oracle:
     tracers such as problem data), and every later call — in ``init``, in ``step``, inside line
     searches and under autodiff — evaluates that jaxpr instead of re-running Python. An Oracle
     therefore belongs to one trace (the driver builds one per compiled run).
+
+    ``f=None`` with residuals means f = Σr² (optbench's convention): f is then built from the
+    converted residuals, so a least-squares problem's Python function is traced once even by a
+    method that uses both f and r (a driver should pass None when the problem defines only r).
     """
 
-    def __init__(self, f: Callable, residuals: Optional[Callable] = None):
+    def __init__(self, f: Optional[Callable], residuals: Optional[Callable] = None, root_problem: bool = False):
+        if f is None and residuals is None:
+            raise ValueError("an Oracle needs f or residuals")
         self._f_py = f
         self._r_py = residuals
         self.has_residuals = residuals is not None
+        # the problem is posed as F(x) = 0 (a square system tagged "root"): Newton's ``mode=auto``
+        # then takes the Jacobian step; any other residual problem is minimised as Σ r².
+        self.root_problem = bool(root_problem) and residuals is not None
         self._pure: Dict[Any, Any] = {}
 
     def _converted(self, which: str, x):
@@ -61,6 +70,9 @@ class Oracle:
         return conv, consts
 
     def _fn(self, which: str, x):
+        if which == "f" and self._f_py is None:
+            r = self._fn("r", x)
+            return lambda y: jnp.sum(jnp.square(r(y)))
         conv, consts = self._converted(which, x)
         return lambda y: conv(y, *consts)
 

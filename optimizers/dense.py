@@ -68,7 +68,7 @@ def spectral_solve(lam, v, g, rel_floor=None):
     return -(v @ jnp.where(keep, b / jnp.where(keep, lam, 1.0), 0.0))
 
 
-def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
+def secular_lambda(mu, b, radius, lam_lo, max_iter=60, rtol=None):
     """The λ ≥ ``lam_lo`` with ‖z(λ)‖ = ``radius``, z_i = −b_i/(μ_i + λ) (or ``lam_lo`` if
     ‖z(lam_lo)‖ < radius already): the trust-region secular equation in the eigenbasis.
 
@@ -77,7 +77,8 @@ def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
     (−μ_min, ∞), so Newton from a point left of the root climbs monotonically to it without
     overshooting. The start max(lam_lo, max_i |b_i|/Δ − μ_i) is such a point: there the i-th
     term alone makes ‖z‖ ≥ Δ. With the eigen-decomposition in hand each iteration costs O(n),
-    so it runs to full precision rather than MINPACK's 10 %.
+    so by default it runs to full precision; ``rtol`` = 0.1 stops, as MINPACK's lmpar does, at the
+    first iterate with ‖z‖ within 10 % of Δ (from the left, so just outside the region).
     """
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
@@ -102,7 +103,8 @@ def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
         pn = jnp.sqrt(p2)
         step = (p2 / jnp.where(q2 > 0, q2, 1.0)) * (pn - radius) / radius
         new = jnp.maximum(lam + step, lam_lo)
-        done = (jnp.abs(pn - radius) <= 1e3 * eps * radius) | (new == lam) | ~jnp.isfinite(new)
+        tol = 1e3 * eps if rtol is None else rtol
+        done = (jnp.abs(pn - radius) <= tol * radius) | (new == lam) | ~jnp.isfinite(new)
         return jnp.where(jnp.isfinite(new), new, lam), k + 1, done
 
     lam, _, _ = jax.lax.while_loop(cond, body, (lam0, jnp.int32(0), jnp.asarray(False)))
@@ -140,12 +142,67 @@ def trust_region_subproblem(h, g, radius):
 
 
 def least_squares_spectrum(jac, r):
-    """The Gauss-Newton model of ½‖r + J p‖² in the eigenbasis of JᵀJ: (μ, b, V) with
-    JᵀJ = V diag(μ) Vᵀ and b = Vᵀ Jᵀr. n ≤ 2 forms JᵀJ (closed-form eigen); larger n takes the
-    thin SVD of J (μ = σ², b = σ·Uᵀr), which keeps the accuracy that squaring J would lose."""
+    """The Gauss-Newton model of ½‖r + J p‖² in the eigenbasis of JᵀJ: (μ, b, V, floor) with
+    JᵀJ = V diag(μ) Vᵀ and b = Vᵀ Jᵀr; eigenvalues at or below ``floor`` are numerically zero.
+    n ≤ 2 forms JᵀJ (closed-form eigen; its small eigenvalues are accurate to eps·max μ, so
+    floor = n·eps·max μ); larger n takes the thin SVD of J (μ = σ², b = σ·Uᵀr), which keeps the
+    accuracy that squaring J would lose: there only σ ≤ n·eps·max σ is dropped, so
+    ill-conditioned fits (NIST Bennett5, MGH09/10) keep their full Gauss-Newton step."""
     n = jac.shape[1]
+    eps = jnp.finfo(jac.dtype).eps
     if n <= 2:
         mu, v = sym_eig(jac.T @ jac)
-        return mu, v.T @ (jac.T @ r), v
+        return mu, v.T @ (jac.T @ r), v, n * eps * jnp.max(mu)
     u, s, vt = jnp.linalg.svd(jac, full_matrices=False)
-    return s * s, s * (u.T @ r), vt.T
+    return s * s, s * (u.T @ r), vt.T, (n * eps * jnp.max(s)) ** 2
+
+
+def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
+    """The Levenberg-Marquardt parameter as MINPACK's ``lmpar`` determines it (Moré 1978, §5):
+    λ = 0 if the Gauss-Newton step fits within 1.1Δ, else safeguarded Newton iterations on
+    φ(λ) = ‖q(λ)‖ − Δ, q_i = −b_i/(μ_i + λ), started from the previous λ (``par0``) clamped
+    into Moré's bounds [parl, paru] and stopped at the first λ with |φ| ≤ 0.1Δ (at most 10
+    iterations). Starting from the previous λ makes the damping carry over between iterations,
+    which is part of MINPACK's behaviour in curved valleys. Returns λ.
+    """
+    dtype = b.dtype
+    tiny = jnp.finfo(dtype).tiny
+    keep = mu > floor
+
+    def q2(lam):
+        den = mu + lam
+        ok = keep | (lam > 0)
+        z2 = jnp.where(ok & (b != 0), (b / jnp.where(ok, den, 1.0)) ** 2, 0.0)
+        w2 = jnp.where(ok & (b != 0), b * b / jnp.where(ok, den, 1.0) ** 3, 0.0)
+        return jnp.sum(z2), jnp.sum(w2)
+
+    p2, w2 = q2(jnp.zeros((), dtype))
+    dxnorm = jnp.sqrt(p2)
+    fp0 = dxnorm - radius
+    full_rank = jnp.all(keep)
+    parl = jnp.where(full_rank & (w2 > 0), fp0 * dxnorm / jnp.where(w2 > 0, w2, 1.0), 0.0)
+    parl = jnp.maximum(parl, 0.0)
+    gnorm = jnp.linalg.norm(b)  # ‖D⁻¹Jᵀr‖, the scaled gradient
+    paru = jnp.where(gnorm > 0, gnorm / radius, tiny / jnp.minimum(radius, 0.1))
+    par = jnp.clip(par0, parl, paru)
+    par = jnp.where(par == 0, gnorm / jnp.where(dxnorm > 0, dxnorm, 1.0), par)
+
+    def cond(c):
+        _, _, _, _, k, done = c
+        return (~done) & (k < max_iter)
+
+    def body(c):
+        par, parl, paru, fp_prev, k, _ = c
+        par = jnp.where(par == 0, jnp.maximum(tiny, 0.001 * paru), par)
+        p2, w2 = q2(par)
+        dxn = jnp.sqrt(p2)
+        fp = dxn - radius
+        done = (jnp.abs(fp) <= 0.1 * radius) | ((parl == 0) & (fp <= fp_prev) & (fp_prev < 0)) | (k + 1 >= max_iter)
+        parc = (fp / radius) * p2 / jnp.where(w2 > 0, w2, 1.0)
+        parl = jnp.where(fp > 0, jnp.maximum(parl, par), parl)
+        paru = jnp.where(fp < 0, jnp.minimum(paru, par), paru)
+        new = jnp.maximum(parl, par + parc)
+        return jnp.where(done, par, new), parl, paru, fp, k + 1, done
+
+    par, _, _, _, _, _ = jax.lax.while_loop(cond, body, (par, parl, paru, fp0, jnp.int32(0), jnp.asarray(False)))
+    return jnp.where(fp0 <= 0.1 * radius, 0.0, par)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from optbench_core import OptbenchError
 
 from . import linesearch as ls
-from .base import Optimizer, State, initial_state
+from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, initial_state
 
 
 def _first_step(g):
@@ -137,47 +137,49 @@ def nesterov(lr: float = 1e-3, beta: float = 0.9) -> Optimizer:
     return Optimizer("nesterov", init, step, {"lr": lr, "beta": beta}, description="Nesterov accelerated gradient")
 
 
-def ncg(c1: float = 1e-4, c2: float = 0.1, max_evals: int = 30, restart: int = 0) -> Optimizer:
+def ncg(c1: float = 1e-4, c2: float = 0.1, max_evals: int = 30, restart: int = -1) -> Optimizer:
     """Nonlinear conjugate gradient, Polak–Ribière+ (Polak & Ribière 1969; Gilbert & Nocedal 1992,
     SIAM J. Optim. 2:21; N&W §5.2): d = −g + β d_prev with β = max(0, gᵀ(g − g_prev)/‖g_prev‖²),
-    and a strong-Wolfe line search (``c2`` = 0.1, as N&W advise for CG).
+    and a strong-Wolfe line search (``c1``, ``c2`` = 0.1 as N&W advise for CG, ``max_evals``).
 
     β⁺ = max(β, 0) restarts along −g whenever PR would go astray; a direction that is not a
     descent direction (possible with an inexact search) is also replaced by −g, and so is every
-    ``restart``-th direction when ``restart`` > 0 (0: never). A failed search after a CG
-    direction retries along −g before the start is declared failed. First trial step: N&W
-    eq. 3.60.
+    ``restart``-th direction: −1 (default) every max(n, 10) iterations — the n-step restart that
+    restores CG's finite termination on quadratics (N&W §5.2), not more often than every 10 so a
+    2-D problem does not degrade to steepest descent — 0 never, k > 0 every k. A failed search
+    along a CG direction retries along −g before the start is declared failed. First trial step:
+    α₀ = min(1, 1.01·2(f_k − f_{k−1})/∇f_kᵀd_k) (N&W eq. 3.60, as scipy's CG).
     """
-    if not (0 < c1 < c2 < 1 and max_evals >= 1 and restart >= 0):
-        raise OptbenchError("ncg: need 0 < c1 < c2 < 1, max_evals >= 1, restart >= 0")
+    if not (0 < c1 < c2 < 1 and max_evals >= 1 and restart >= -1):
+        raise OptbenchError("ncg: need 0 < c1 < c2 < 1, max_evals >= 1, restart >= -1")
 
     def init(oracle, x0):
         s = initial_state(oracle, x0)
-        zero = jnp.zeros((), x0.dtype)
-        # aux: previous direction, previous gradient, previous slope gᵀd, iteration, last was −g
-        return s._replace(step=_first_step(s.g).astype(x0.dtype),
-                          aux=(jnp.zeros_like(x0), s.g, -jnp.vdot(s.g, s.g), jnp.int32(0), jnp.asarray(True), zero))
+        # aux: previous direction, previous gradient, iterations since restart, previous f
+        return s._replace(step=_first_step(s.g).astype(x0.dtype), aux=(jnp.zeros_like(x0), s.g, jnp.int32(0), s.f))
 
     def step(oracle, s: State) -> State:
-        d_prev, g_prev, slope_prev, k, _, _ = s.aux
+        d_prev, g_prev, k, f_prev = s.aux
+        n = s.x.shape[0]
+        every = max(n, 10) if restart == -1 else restart
         gg_prev = jnp.vdot(g_prev, g_prev)
         beta = jnp.maximum(0.0, jnp.vdot(s.g, s.g - g_prev) / jnp.where(gg_prev > 0, gg_prev, 1.0))
-        fresh = (k == 0) | ((restart > 0) & (k % max(restart, 1) == 0))
+        fresh = (k == 0) | ((k % every == 0) if every > 0 else False)
         d = jnp.where(fresh, -s.g, -s.g + beta * d_prev)
         slope = jnp.vdot(s.g, d)
         bad = ~(slope < -1e-12 * jnp.linalg.norm(s.g) * jnp.linalg.norm(d)) | ~jnp.isfinite(slope)
         d = jnp.where(bad, -s.g, d)
         sd = fresh | bad
         slope = jnp.where(bad, -jnp.vdot(s.g, s.g), slope)
-        alpha0 = jnp.where(k == 0, s.step, s.step * slope_prev / slope)
+        alpha0 = jnp.where(k == 0, s.step, jnp.minimum(1.0, 1.01 * 2.0 * (s.f - f_prev) / slope))
+        alpha0 = jnp.where(alpha0 > 0, alpha0, s.step)
         res = ls.search("wolfe", oracle, s.x, s.f, s.g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
         # a failed search along a CG direction: restart along −g next time instead of giving up
         give_up = ~res.moved & sd
         new = ls.apply(s, res, fail_status=False)
-        from .base import STATUS_LINESEARCH_FAILED
         status = jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype)
         k_next = jnp.where(res.moved, k + 1, 0)
-        return new._replace(status=status, aux=(d, s.g, slope, k_next, sd, beta.astype(s.x.dtype)))
+        return new._replace(status=status, aux=(d, s.g, k_next, s.f))
 
     return Optimizer("ncg", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals, "restart": restart},
                      description="nonlinear conjugate gradient, Polak-Ribiere+, strong Wolfe")

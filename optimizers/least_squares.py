@@ -15,7 +15,7 @@ from optbench_core import OptbenchError
 
 from . import linesearch as ls
 from .base import STATUS_STALLED, Optimizer, State, initial_state
-from .dense import least_squares_spectrum, secular_lambda
+from .dense import least_squares_spectrum, minpack_lmpar
 
 
 def _ls_state(oracle, x0, extra=()):
@@ -23,10 +23,10 @@ def _ls_state(oracle, x0, extra=()):
     return initial_state(oracle, x0, aux=(r, jac) + tuple(extra), f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
 
 
-def _shifted_step(mu, b, v, lam):
+def _shifted_step(mu, b, v, lam, floor):
     """−V diag(1/(μ + λ)) b: the minimiser of ½‖r + Jp‖² + ½λ‖p‖² in the eigenbasis; at λ = 0
-    eigen-directions with μ ≈ 0 are dropped (minimum-norm Gauss-Newton step)."""
-    floor = mu.shape[0] * jnp.finfo(b.dtype).eps * jnp.max(mu)
+    eigen-directions with μ ≤ ``floor`` (numerically zero) are dropped: the minimum-norm
+    Gauss-Newton step."""
     den = mu + lam
     keep = (den > floor) & (b != 0)
     return -(v @ jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
@@ -48,8 +48,8 @@ def gauss_newton(linesearch: str = "armijo", c1: float = 1e-4, max_backtracks: i
 
     def step(oracle, s: State) -> State:
         r, jac = s.aux
-        mu, b, v = least_squares_spectrum(jac, r)
-        d = _shifted_step(mu, b, v, 0.0)
+        mu, b, v, floor = least_squares_spectrum(jac, r)
+        d = _shifted_step(mu, b, v, 0.0, floor)
         if linesearch == "armijo":
             search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, 0.5,
                                             max_backtracks)
@@ -77,9 +77,11 @@ def levenberg_marquardt(damping: str = "more", factor: float = 100.0, scale: boo
     * ``damping="more"`` — Moré's trust-region form, as in MINPACK's lmder (Moré 1978, "The
       Levenberg-Marquardt algorithm: implementation and theory", LNM 630): minimise ‖r + Jp‖²
       subject to ‖Dp‖ ≤ Δ with D = diag of J's column norms, the running maximum over iterations
-      (``scale``; else D = I), Δ₀ = ``factor``·‖Dx₀‖. The damping λ solves the secular equation
-      ‖Dp(λ)‖ = Δ exactly (λ = 0 when the Gauss-Newton step fits); Δ is updated from the ratio
-      of actual to predicted reduction by MINPACK's rules, and a step is taken when ρ ≥ 10⁻⁴.
+      (``scale``; else D = I), Δ₀ = ``factor``·‖Dx₀‖. The damping λ is found as MINPACK's lmpar
+      does — safeguarded Newton on ‖Dp(λ)‖ = Δ from the previous λ, to 10 % (λ = 0 when the
+      Gauss-Newton step fits) — here in the eigenbasis of the scaled JᵀJ (thin SVD of JD⁻¹)
+      rather than a pivoted QR; Δ and λ are updated from the ratio of actual to predicted
+      reduction by MINPACK's rules, and a step is taken when ρ ≥ 10⁻⁴.
     * ``damping="nielsen"`` — the damping parameter itself is updated (Nielsen 1999; Madsen,
       Nielsen & Tingleff 2004, eq. 3.13): μ₀ = ``tau``·max diag(JᵀJ) in scaled variables,
       μ ← μ·max(⅓, 1 − (2ρ − 1)³) on success, μ ← μν, ν ← 2ν on failure.
@@ -125,11 +127,9 @@ def levenberg_marquardt(damping: str = "more", factor: float = 100.0, scale: boo
         r, jac, dg, par, first = s.aux
         dt = s.x.dtype
         radius = s.step
-        mu, b, v = least_squares_spectrum(jac / dg, r)
-        q_gn = _shifted_step(mu, b, v, 0.0)
-        gn_fits = jnp.linalg.norm(q_gn) <= 1.1 * radius  # MINPACK lmpar: accept λ = 0 within 10 %
-        lam = jnp.where(gn_fits, 0.0, secular_lambda(mu, b, radius, jnp.zeros((), dt)))
-        q = jnp.where(gn_fits, q_gn, _shifted_step(mu, b, v, lam))
+        mu, b, v, floor = least_squares_spectrum(jac / dg, r)
+        lam = minpack_lmpar(mu, b, radius, par, floor)
+        q = _shifted_step(mu, b, v, lam, floor)
         p = q / dg
         pnorm = jnp.linalg.norm(q)
         radius = jnp.where(first, jnp.minimum(radius, pnorm), radius)
@@ -149,16 +149,17 @@ def levenberg_marquardt(damping: str = "more", factor: float = 100.0, scale: boo
         shrunk = temp * jnp.minimum(radius, pnorm / 0.1)
         grown = pnorm / 0.5
         radius = jnp.where(ratio <= 0.25, shrunk, jnp.where((lam == 0) | (ratio >= 0.75), grown, radius))
+        par_next = jnp.where(ratio <= 0.25, lam / temp, jnp.where((lam == 0) | (ratio >= 0.75), 0.5 * lam, lam))
         accept = (ratio >= 1e-4) & jnp.isfinite(fnorm1)
-        new = finish(s, p, r_t, jac_t, accept, ratio, radius, (lam.astype(dt), first & ~accept))
+        new = finish(s, p, r_t, jac_t, accept, ratio, radius, (par_next.astype(dt), first & ~accept))
         stalled = ~accept & (radius <= 10.0 * jnp.finfo(dt).eps * jnp.linalg.norm(dg * s.x))
         return new._replace(status=jnp.where(stalled, STATUS_STALLED, s.status).astype(s.status.dtype))
 
     def step_nielsen(oracle, s: State) -> State:
         r, jac, dg, damp, nu = s.aux
         dt = s.x.dtype
-        mu, b, v = least_squares_spectrum(jac / dg, r)
-        q = _shifted_step(mu, b, v, damp)
+        mu, b, v, floor = least_squares_spectrum(jac / dg, r)
+        q = _shifted_step(mu, b, v, damp, floor)
         p = q / dg
         r_t, jac_t = oracle.residuals_and_jac(s.x + p)
         f_t = jnp.vdot(r_t, r_t)

@@ -108,16 +108,13 @@ class _Zoom(NamedTuple):
     done: jnp.ndarray
     ok: jnp.ndarray
     a_t: jnp.ndarray       # the next trial step
-    a_lo: jnp.ndarray      # best step so far with sufficient decrease (0 = the start)
-    f_lo: jnp.ndarray
+    a_lo: jnp.ndarray      # best step so far with sufficient decrease (0 = the start); the
+    f_lo: jnp.ndarray      # accepted step once ``ok``
     d_lo: jnp.ndarray
     g_lo: jnp.ndarray
     a_hi: jnp.ndarray      # other end of the bracket (+inf while still bracketing)
     f_hi: jnp.ndarray
     d_hi: jnp.ndarray
-    a_ok: jnp.ndarray      # the accepted step, its value and gradient
-    f_ok: jnp.ndarray
-    g_ok: jnp.ndarray
 
 
 def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_evals=30, alpha_max=1e10,
@@ -126,10 +123,10 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
 
     The two phases are one loop: while no upper end of the bracket is known (``a_hi`` = ∞) a
     trial that still descends moves the lower end up and the next trial expands by ``expand``;
-    once bracketed, the next trial is the cubic interpolant's minimiser kept 10 % inside the
+    once bracketed, the next trial is the cubic interpolant's minimiser kept 1 % inside the
     bracket (bisection when the cubic has no minimiser). ``a_lo`` always holds the lowest point
-    found with sufficient decrease, so if the budget runs out the search still returns a
-    decrease when it found one.
+    found with sufficient decrease — the accepted point at the end — so if the budget runs out
+    the search still returns a decrease when it found one.
 
     Returns (alpha, f, g, evaluations, wolfe_ok, decreased).
     """
@@ -138,7 +135,6 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
     fx = jnp.asarray(fx, dtype)
     d0 = jnp.vdot(gx, d)
     f_tol = 100.0 * eps * jnp.abs(fx)  # round-off level of f, for the approximate Wolfe test
-    inf = jnp.asarray(jnp.inf, dtype)
 
     def cond(z: _Zoom):
         return (~z.done) & (z.n < max_evals)
@@ -152,9 +148,10 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
         curv = jnp.abs(dt) <= -c2 * d0
         approx = finite & (ft <= fx + f_tol) & (dt <= (2.0 * c1 - 1.0) * d0) & curv
         accept = (~armijo_fail & curv) | approx
-        # new bracket (N&W Alg. 3.6; with a_hi = ∞ this is Alg. 3.5's bracketing step)
-        to_hi = armijo_fail
-        flip = ~armijo_fail & (dt * (z.a_hi - z.a_lo) >= 0)
+        # new bracket (N&W Alg. 3.6; with a_hi = ∞ this is Alg. 3.5's bracketing step); an
+        # accepted trial becomes the lower end, which is what the search returns
+        to_hi = armijo_fail & ~accept
+        flip = ~to_hi & (dt * (z.a_hi - z.a_lo) >= 0)
         a_hi = jnp.where(to_hi, a, jnp.where(flip, z.a_lo, z.a_hi))
         f_hi = jnp.where(to_hi, ft, jnp.where(flip, z.f_lo, z.f_hi))
         d_hi = jnp.where(to_hi, dt, jnp.where(flip, z.d_lo, z.d_hi))
@@ -167,21 +164,18 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
         width = hi_ - lo_
         a_cub = _cubic_min(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi)
         a_cub = jnp.where(jnp.isfinite(a_cub) & jnp.isfinite(f_hi), a_cub, 0.5 * (lo_ + hi_))
-        a_zoom = jnp.clip(a_cub, lo_ + 0.1 * width, hi_ - 0.1 * width)
+        a_zoom = jnp.clip(a_cub, lo_ + 0.01 * width, hi_ - 0.01 * width)
         a_next = jnp.where(bracketed, a_zoom, jnp.minimum(expand * a, alpha_max))
         # a bracket shrunk to round-off, or an expansion stuck at alpha_max, cannot improve
         stuck = jnp.where(bracketed, width <= 10.0 * eps * hi_, a >= alpha_max)
-        return _Zoom(z.n + 1, accept | stuck, z.ok | accept, a_next, a_lo, f_lo, d_lo, g_lo, a_hi, f_hi, d_hi,
-                     jnp.where(accept, a, z.a_ok), jnp.where(accept, ft, z.f_ok), jnp.where(accept, gt, z.g_ok))
+        return _Zoom(z.n + 1, accept | stuck, accept, a_next, a_lo, f_lo, d_lo, g_lo, a_hi, f_hi, d_hi)
 
     zero = jnp.zeros((), dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
     z0 = _Zoom(jnp.int32(0), jnp.asarray(d0 >= 0), jnp.asarray(False), jnp.asarray(alpha0, dtype),
-               zero, fx, d0, gx, inf, inf, zero, zero, fx, gx)
+               zero, fx, d0, gx, inf, inf, zero)
     z = jax.lax.while_loop(cond, body, z0)
-    a = jnp.where(z.ok, z.a_ok, z.a_lo)
-    f = jnp.where(z.ok, z.f_ok, z.f_lo)
-    g = jnp.where(z.ok, z.g_ok, z.g_lo)
-    return a, f, g, z.n, z.ok, z.ok | (z.a_lo > 0)
+    return z.a_lo, z.f_lo, z.g_lo, z.n, z.ok, z.a_lo > 0
 
 
 def search(rule: str, oracle, x, fx, gx, d, alpha0, *, c1=1e-4, c2=0.9, max_evals=40, shrink=0.5, f=None,

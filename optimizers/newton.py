@@ -14,7 +14,7 @@ many residuals as unknowns), both methods take the Jacobian step instead, x ← 
 ``newton-raphson`` the full step, ``newton`` the damped step that backtracks on ‖F‖² (Dennis &
 Schnabel Alg. 6.3.1; the Jacobian step is a descent direction for ‖F‖² wherever J is
 nonsingular, with slope −2‖F‖²). ``mode`` selects: ``auto`` (root finding on square residual
-systems, minimisation otherwise), ``root`` or ``minimize``. In root mode State.f = ‖F‖² and
+systems that the problem tags "root", minimisation otherwise), ``root`` or ``minimize``. In root mode State.f = ‖F‖² and
 State.g = 2JᵀF, its gradient, so the driver's ‖g‖ test still applies.
 """
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _root_mode(oracle, x, mode: str, method: str) -> bool:
     if mode == "root" and not square:
         raise OptbenchError(f"{method}: mode=root needs a square residual system F: R^n -> R^n "
                             f"(a least-squares problem with as many residuals as unknowns)")
-    return square
+    # auto: root finding only where the problem says it is a root problem; a square least-squares
+    # problem such as Rosenbrock's residual form is still minimised with the Hessian of Σ r².
+    return square and (mode == "root" or oracle.root_problem)
 
 
 def _root_state(oracle, x0):
@@ -113,8 +115,8 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
         if _root_mode(oracle, s.x, mode, "newton"):
             r, jac = s.aux
             d = -solve(jac, r)
-            mu, b, v = least_squares_spectrum(jac, r)
-            keep = mu > s.x.shape[0] * jnp.finfo(s.x.dtype).eps * jnp.max(mu)
+            mu, b, v, floor = least_squares_spectrum(jac, r)
+            keep = mu > floor
             d_gn = -(v @ jnp.where(keep, b / jnp.where(keep, mu, 1.0), 0.0))
             d = jnp.where(jnp.all(jnp.isfinite(d)), d, d_gn)
             search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink,
@@ -138,7 +140,7 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
                      description="Newton, eigenvalue-modified Hessian + Armijo backtracking")
 
 
-def newton_cg(linesearch: str = "armijo", max_cg: int = 0, c1: float = 1e-4, c2: float = 0.9,
+def newton_cg(linesearch: str = "wolfe", max_cg: int = 0, c1: float = 1e-4, c2: float = 0.9,
               max_evals: int = 40) -> Optimizer:
     """Line-search truncated Newton (Newton-CG) on Hessian-vector products (Dembo & Steihaug
     1983, Math. Prog. 26:190; N&W Alg. 7.1). Never forms the Hessian.

@@ -2,9 +2,9 @@
 
 Both build curvature from gradient differences y = ∇f_{k+1} − ∇f_k along steps s = x_{k+1} − x_k,
 take the direction d = −H∇f and a strong-Wolfe line search, whose curvature condition keeps
-sᵀy > 0 and so H positive definite (Nocedal & Wright ch. 6–7). Before the first update H₀ is
-rescaled by sᵀy/yᵀy (N&W eq. 6.20), which puts the first quasi-Newton step on the function's
-scale. A pair with sᵀy ≤ ε‖s‖‖y‖ is skipped. A search that finds no decrease along −Hg resets the
+sᵀy > 0 and so H positive definite (Nocedal & Wright ch. 6–7). L-BFGS takes H₀ = (sᵀy/yᵀy) I
+from the newest pair (N&W eq. 7.20); BFGS starts from H₀ = I. A pair with sᵀy ≤ √ε‖s‖‖y‖ is
+skipped. A search that finds no decrease along −Hg resets the
 memory and retries along −∇f before the start is declared failed.
 """
 from __future__ import annotations
@@ -27,11 +27,14 @@ def _curvature_ok(s, y):
     return sy > jnp.sqrt(jnp.finfo(s.dtype).eps) * jnp.linalg.norm(s) * jnp.linalg.norm(y), sy
 
 
-def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
+def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: bool = False) -> Optimizer:
     """BFGS with the inverse-Hessian update (Broyden, Fletcher, Goldfarb, Shanno 1970; N&W
     Alg. 6.1, eq. 6.17): H ← (I − ρsyᵀ) H (I − ρysᵀ) + ρssᵀ, ρ = 1/yᵀs, O(n²) per step, and a
     strong-Wolfe line search (``c1``, ``c2``, ``max_evals`` f+gradient trials) from α = 1 (from
-    a unit-length step on the first iteration, where H = I). With an exact line search (c2 → 0)
+    a unit-length step on the first iteration, where H = I). ``init_scale``: rescale H₀ = I by
+    sᵀy/yᵀy before the first update (N&W eq. 6.20); off by default, as in scipy, because on
+    ill-conditioned problems it sets H₀ to the stiffest curvature and slows the early steps
+    (measured: 64–76 iterations instead of 11 on a κ = 10⁴ quadratic in 10-D). With an exact line search (c2 → 0)
     on a strictly convex quadratic it generates conjugate directions and terminates in at most n
     steps (Dixon 1972; Fletcher, *Practical Methods of Optimization*, 1987, Thm 3.4.1).
     """
@@ -62,7 +65,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
         ok = ok & res.moved
         rho = 1.0 / jnp.where(ok, sy, 1.0)
         yy = jnp.vdot(y, y)
-        h0 = jnp.where(k == 0, (sy / jnp.where(yy > 0, yy, 1.0)) * eye, h)  # N&W eq. 6.20
+        h0 = jnp.where(k == 0, (sy / jnp.where(yy > 0, yy, 1.0)) * eye, h) if init_scale else h
         hy = h0 @ y
         h_new = h0 - rho * (jnp.outer(hy, sv) + jnp.outer(sv, hy)) + (rho * rho * jnp.vdot(y, hy) + rho) * jnp.outer(sv, sv)
         h = jnp.where(ok, h_new, h)
@@ -72,7 +75,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
         new = ls.apply(s, res, fail_status=False, aux=(h, k))
         return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
 
-    return Optimizer("bfgs", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals},
+    return Optimizer("bfgs", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals, "init_scale": init_scale},
                      description="BFGS, inverse-Hessian update, strong-Wolfe line search")
 
 

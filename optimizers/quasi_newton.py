@@ -79,35 +79,49 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
                      description="BFGS, inverse-Hessian update, strong-Wolfe line search")
 
 
-def two_loop(g, s_mem, y_mem, rho_mem, head, count, gamma):
-    """H·g by the L-BFGS two-loop recursion (Nocedal 1980, Math. Comp. 35:773; N&W Alg. 7.4),
-    with H₀ = γI and the ``count`` most recent pairs stored in circular buffers ending at
-    slot ``head − 1``. Empty slots contribute nothing (their ρ is 0)."""
-    m = s_mem.shape[0]
+def two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma):
+    """The L-BFGS two-loop recursion (Nocedal 1980, Math. Comp. 35:773; N&W Alg. 7.4) run on
+    inner products instead of vectors ("vector-free" L-BFGS, Chen et al. 2014, NeurIPS): given
+    Sᵀg, Yᵀg and the small matrices SᵀY, YᵀY of the stored pairs (circular buffers whose newest
+    pair sits in slot head − 1), returns (c_s, c_y) with H·g = γg + Sᵀc_s + Yᵀc_y, H₀ = γI.
 
-    def newest_first(i, c):
-        q, a = c
+    The recursion itself is O(m²) scalar work; the n-dimensional work is two matrix-vector
+    products before (Sᵀg, Yᵀg) and one after (combining S and Y), each one pass over the memory,
+    where the textbook vector loops make 4m passes with a row copy each.
+    """
+    m = ps.shape[0]
+    zeros = jnp.zeros((m,), ps.dtype)
+
+    def newest_first(i, a):
         j = (head - 1 - i) % m
-        ai = rho_mem[j] * jnp.vdot(s_mem[j], q)
-        ai = jnp.where(i < count, ai, 0.0)
-        return q - ai * y_mem[j], a.at[j].set(ai)
+        # α_j = ρ_j s_jᵀq with q = g − Σ_{newer l} α_l y_l; ``a`` holds the newer α's, zeros elsewhere
+        aj = rho[j] * (ps[j] - jnp.vdot(sy_mat[j], a))
+        return a.at[j].set(jnp.where(i < count, aj, 0.0))
 
-    q, a = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
-    r = gamma * q
+    a = jax.lax.fori_loop(0, m, newest_first, zeros)
+    yq = py - yy_mat @ a  # y_jᵀq for the final q of the first loop
 
-    def oldest_first(i, r):
+    def oldest_first(i, w):
         j = (head - count + i) % m
-        b = rho_mem[j] * jnp.vdot(y_mem[j], r)
-        return jnp.where(i < count, r + (a[j] - b) * s_mem[j], r)
+        # β_j = ρ_j y_jᵀr with r = γq + Σ_{older l} (α_l − β_l) s_l; ``w`` holds the older (α − β)
+        bj = rho[j] * (gamma * yq[j] + jnp.vdot(w, sy_mat[:, j]))
+        return w.at[j].set(jnp.where(i < count, a[j] - bj, 0.0))
 
-    return jax.lax.fori_loop(0, m, oldest_first, r)
+    w = jax.lax.fori_loop(0, m, oldest_first, zeros)
+    return w, -gamma * a
 
 
 def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
     """Limited-memory BFGS (Liu & Nocedal 1989, Math. Prog. 45:503; N&W Alg. 7.5): the last
     ``memory`` pairs (s, y) define H implicitly, applied by the two-loop recursion with
     H₀ = (sᵀy/yᵀy) I from the newest pair; strong-Wolfe line search (``c1``, ``c2``,
-    ``max_evals``) from α = 1. O(memory·n) memory and work per step: never forms a matrix.
+    ``max_evals``) from α = 1. O(memory·n) memory and work per step: never forms an n×n matrix.
+
+    The recursion runs on inner products (:func:`two_loop_coefficients`): per iteration the
+    memory is read three times (Sᵀg and Yᵀg, then the combination), and the small matrices SᵀY
+    and YᵀY are kept up to date without further passes: the new pair's products with the stored
+    y's follow from dᵀY (known in coefficients), and those with the stored s's and y's from the
+    next iteration's Sᵀg, Yᵀg minus this one's (y = g_new − g).
     """
     if not (memory >= 1 and 0 < c1 < c2 < 1 and max_evals >= 1):
         raise OptbenchError("lbfgs: need memory >= 1, 0 < c1 < c2 < 1 and max_evals >= 1")
@@ -115,35 +129,51 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
     def init(oracle, x0):
         s = initial_state(oracle, x0)
         n, dt = x0.shape[0], x0.dtype
-        # aux: S, Y, ρ buffers, next slot, pairs stored, γ
-        return s._replace(aux=(jnp.zeros((memory, n), dt), jnp.zeros((memory, n), dt), jnp.zeros((memory,), dt),
-                               jnp.int32(0), jnp.int32(0), jnp.ones((), dt)))
+        m = memory
+        zm, zmm = jnp.zeros((m,), dt), jnp.zeros((m, m), dt)
+        # aux: S, Y, ρ, SᵀY, YᵀY, next slot, pairs stored, γ, and the deferred update of the newest
+        # pair: pending?, its slot, its sᵀy and yᵀy, Sᵀg and Yᵀg from the step that added it
+        return s._replace(aux=(jnp.zeros((m, n), dt), jnp.zeros((m, n), dt), zm, zmm, zmm, jnp.int32(0),
+                               jnp.int32(0), jnp.ones((), dt), jnp.asarray(False), jnp.int32(0), jnp.ones((), dt),
+                               jnp.ones((), dt), zm, zm))
 
     def step(oracle, s: State) -> State:
-        s_mem, y_mem, rho_mem, head, count, gamma = s.aux
-        d = -two_loop(s.g, s_mem, y_mem, rho_mem, head, count, gamma)
-        slope = jnp.vdot(s.g, d)
+        (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, pending, slot_p, sy_p, yy_p, ps_p, py_p) = s.aux
+        g = s.g
+        ps, py = s_mem @ g, y_mem @ g
+        # finish the products of the pair added last step: s_jᵀy_new and y_jᵀy_new for the others
+        col_s = (ps - ps_p).at[slot_p].set(sy_p)
+        col_y = (py - py_p).at[slot_p].set(yy_p)
+        sy_mat = jnp.where(pending, sy_mat.at[:, slot_p].set(col_s), sy_mat)
+        yy_mat = jnp.where(pending, yy_mat.at[:, slot_p].set(col_y).at[slot_p, :].set(col_y), yy_mat)
+        c_s, c_y = two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma)
+        d = -(gamma * g + c_s @ s_mem + c_y @ y_mem)
+        d_y = -(gamma * py + c_y @ yy_mat + c_s @ sy_mat)  # dᵀy_j for every stored y_j
+        slope = jnp.vdot(g, d)
         bad = ~(slope < 0) | ~jnp.isfinite(slope)
         reset = bad | (count == 0)
         count = jnp.where(bad, 0, count)
-        d = jnp.where(bad, -s.g, d)
-        alpha0 = jnp.where(reset, _first_alpha(s.g, s.x.dtype), 1.0)
-        res = ls.search("wolfe", oracle, s.x, s.f, s.g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
+        d = jnp.where(bad, -g, d)
+        alpha0 = jnp.where(reset, _first_alpha(g, s.x.dtype), 1.0)
+        res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
         sv = res.x - s.x
-        y = res.g - s.g
+        y = res.g - g
         ok, sy = _curvature_ok(sv, y)
         ok = ok & res.moved
+        yy = jnp.vdot(y, y)
         slot = head % memory
         # write one row (the old one back when the pair is skipped): never copy whole buffers
         s_mem = s_mem.at[slot].set(jnp.where(ok, sv, s_mem[slot]))
         y_mem = y_mem.at[slot].set(jnp.where(ok, y, y_mem[slot]))
-        rho_mem = rho_mem.at[slot].set(jnp.where(ok, 1.0 / jnp.where(ok, sy, 1.0), rho_mem[slot]))
-        yy = jnp.vdot(y, y)
+        rho = rho.at[slot].set(jnp.where(ok, 1.0 / jnp.where(ok, sy, 1.0), rho[slot]))
+        row = jnp.where(bad, -py, d_y) * res.alpha  # s_newᵀy_j = α dᵀy_j (d = −g after a reset)
+        sy_mat = jnp.where(ok, sy_mat.at[slot, :].set(row.at[slot].set(sy)), sy_mat)
         gamma = jnp.where(ok, sy / jnp.where(yy > 0, yy, 1.0), gamma)
         head = jnp.where(ok, (head + 1) % memory, head)
         count = jnp.where(ok, jnp.minimum(count + 1, memory), jnp.where(res.moved, count, 0))
         give_up = ~res.moved & reset
-        new = ls.apply(s, res, fail_status=False, aux=(s_mem, y_mem, rho_mem, head, count, gamma))
+        aux = (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, ok, slot, sy, yy, ps, py)
+        new = ls.apply(s, res, fail_status=False, aux=aux)
         return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
 
     return Optimizer("lbfgs", init, step, {"memory": memory, "c1": c1, "c2": c2, "max_evals": max_evals},

@@ -133,7 +133,14 @@ class Oracle:
 
 
 class State(NamedTuple):
-    """Per-start optimizer state. ``aux`` holds method-specific arrays."""
+    """Per-start optimizer state. ``aux`` holds method-specific arrays.
+
+    ``nfev``/``njev``/``nhev``/``nhvp`` count the evaluations the method uses (f or residuals;
+    gradient or Jacobian; Hessian; Hessian-vector product), as scipy counts them: a trust-region
+    step that is rejected costs one f, the gradient at an accepted point one more. Under ``vmap``
+    the compiled program may compute a rejected point's gradient as well (both sides of a
+    conditional run there); that speculative work is not counted.
+    """
 
     x: Any
     f: Any

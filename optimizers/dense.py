@@ -57,18 +57,7 @@ def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
     return d, jnp.any(lam < delta)
 
 
-def spectral_solve(lam, v, g, rel_floor=None):
-    """−A⁺g for symmetric positive semi-definite A = V diag(λ) Vᵀ: components whose eigenvalue is
-    below ``rel_floor``·max λ (default n·eps) are dropped — the minimum-norm least-squares
-    solution, as a pseudo-inverse does."""
-    n = g.shape[0]
-    floor = (n * jnp.finfo(g.dtype).eps if rel_floor is None else rel_floor) * jnp.max(jnp.abs(lam))
-    b = v.T @ g
-    keep = lam > floor
-    return -(v @ jnp.where(keep, b / jnp.where(keep, lam, 1.0), 0.0))
-
-
-def secular_lambda(mu, b, radius, lam_lo, max_iter=60, rtol=None):
+def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
     """The λ ≥ ``lam_lo`` with ‖z(λ)‖ = ``radius``, z_i = −b_i/(μ_i + λ) (or ``lam_lo`` if
     ‖z(lam_lo)‖ < radius already): the trust-region secular equation in the eigenbasis.
 
@@ -77,8 +66,8 @@ def secular_lambda(mu, b, radius, lam_lo, max_iter=60, rtol=None):
     (−μ_min, ∞), so Newton from a point left of the root climbs monotonically to it without
     overshooting. The start max(lam_lo, max_i |b_i|/Δ − μ_i) is such a point: there the i-th
     term alone makes ‖z‖ ≥ Δ. With the eigen-decomposition in hand each iteration costs O(n),
-    so by default it runs to full precision; ``rtol`` = 0.1 stops, as MINPACK's lmpar does, at the
-    first iterate with ‖z‖ within 10 % of Δ (from the left, so just outside the region).
+    so it runs to full precision (Levenberg-Marquardt instead uses MINPACK's 10 % rule,
+    :func:`minpack_lmpar`).
     """
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
@@ -103,8 +92,7 @@ def secular_lambda(mu, b, radius, lam_lo, max_iter=60, rtol=None):
         pn = jnp.sqrt(p2)
         step = (p2 / jnp.where(q2 > 0, q2, 1.0)) * (pn - radius) / radius
         new = jnp.maximum(lam + step, lam_lo)
-        tol = 1e3 * eps if rtol is None else rtol
-        done = (jnp.abs(pn - radius) <= tol * radius) | (new == lam) | ~jnp.isfinite(new)
+        done = (jnp.abs(pn - radius) <= 1e3 * eps * radius) | (new == lam) | ~jnp.isfinite(new)
         return jnp.where(jnp.isfinite(new), new, lam), k + 1, done
 
     lam, _, _ = jax.lax.while_loop(cond, body, (lam0, jnp.int32(0), jnp.asarray(False)))

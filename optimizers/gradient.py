@@ -17,12 +17,6 @@ from . import linesearch as ls
 from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, initial_state
 
 
-def _first_step(g):
-    """First trial step of a search along −g: unit length in x, never more than α = 1
-    (the rule scipy's BFGS and CG use on their first iteration)."""
-    return jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(g.dtype).tiny))
-
-
 def gd(lr: float = 1e-3) -> Optimizer:
     """Gradient descent with fixed learning rate ``lr``: one f+gradient evaluation per step."""
     if not lr > 0:
@@ -76,7 +70,7 @@ def gd_wolfe(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimize
 
     def init(oracle, x0):
         s = initial_state(oracle, x0)
-        return s._replace(step=_first_step(s.g).astype(x0.dtype), aux=(jnp.vdot(s.g, s.g),))
+        return s._replace(step=ls.first_step(s.g), aux=(jnp.vdot(s.g, s.g),))
 
     def step(oracle, s: State) -> State:
         (gg_prev,) = s.aux
@@ -156,7 +150,7 @@ def ncg(c1: float = 1e-4, c2: float = 0.1, max_evals: int = 30, restart: int = -
     def init(oracle, x0):
         s = initial_state(oracle, x0)
         # aux: previous direction, previous gradient, iterations since restart, previous f
-        return s._replace(step=_first_step(s.g).astype(x0.dtype), aux=(jnp.zeros_like(x0), s.g, jnp.int32(0), s.f))
+        return s._replace(step=ls.first_step(s.g), aux=(jnp.zeros_like(x0), s.g, jnp.int32(0), s.f))
 
     def step(oracle, s: State) -> State:
         d_prev, g_prev, k, f_prev = s.aux

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError
 
+from .base import STATUS_LINESEARCH_FAILED
+
 RULES = ("armijo", "wolfe")
 
 
@@ -47,6 +49,12 @@ class StepResult(NamedTuple):
     njev: jnp.ndarray
     ok: jnp.ndarray      # the rule's conditions hold (Armijo; strong or approximate Wolfe)
     moved: jnp.ndarray   # f decreased (the step was taken); False means the search failed
+
+
+def first_step(g):
+    """First trial step along −g when no curvature is known yet: the step of unit length in x,
+    never more than α = 1 (the rule scipy's BFGS, CG and L-BFGS-B use on their first iteration)."""
+    return jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(g.dtype).tiny)).astype(g.dtype)
 
 
 def check_rule(method: str, linesearch: str) -> None:
@@ -211,7 +219,6 @@ def apply(s, res: StepResult, *, nhev=0, nhvp=0, aux=None, fail_status=True):
     with status ``linesearch_failed``; methods that can restart (quasi-Newton, CG) pass False
     and reset their memory instead.
     """
-    from .base import STATUS_LINESEARCH_FAILED
     status = s.status
     if fail_status:
         status = jnp.where(res.moved, s.status, STATUS_LINESEARCH_FAILED).astype(s.status.dtype)

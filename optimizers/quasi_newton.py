@@ -18,10 +18,6 @@ from . import linesearch as ls
 from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, initial_state
 
 
-def _first_alpha(g, dtype):
-    return jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny)).astype(dtype)
-
-
 def _curvature_ok(s, y):
     sy = jnp.vdot(s, y)
     return sy > jnp.sqrt(jnp.finfo(s.dtype).eps) * jnp.linalg.norm(s) * jnp.linalg.norm(y), sy
@@ -57,7 +53,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         eye = jnp.eye(s.x.shape[0], dtype=s.x.dtype)
         h = jnp.where(bad, eye, h)
         d = jnp.where(bad, -s.g, d)
-        alpha0 = jnp.where(reset, _first_alpha(s.g, s.x.dtype), 1.0)
+        alpha0 = jnp.where(reset, ls.first_step(s.g), 1.0)
         res = ls.search("wolfe", oracle, s.x, s.f, s.g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
         sv = res.x - s.x
         y = res.g - s.g
@@ -154,7 +150,7 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         reset = bad | (count == 0)
         count = jnp.where(bad, 0, count)
         d = jnp.where(bad, -g, d)
-        alpha0 = jnp.where(reset, _first_alpha(g, s.x.dtype), 1.0)
+        alpha0 = jnp.where(reset, ls.first_step(g), 1.0)
         res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
         sv = res.x - s.x
         y = res.g - g

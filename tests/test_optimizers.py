@@ -415,10 +415,23 @@ def test_float32_runs_and_converges():
 
 def test_newton_gauss_newton_and_optax_converge_from_every_start_with_their_own_counts():
     """Methods without a scipy counterpart, from four starts of 2-D Rosenbrock (vmap): all
-    converge to (1, 1), each with its own iteration count; optax's L-BFGS counts its line-search
-    evaluations; newton counts one Hessian per iteration."""
+    converge to (1, 1), each with its own iteration count; newton counts one Hessian per
+    iteration."""
+    _converge_from_every_start(("newton", "newton-raphson", "gauss-newton"))
+
+
+@pytest.mark.slow
+def test_optax_lbfgs_converges_and_counts_its_line_search_evaluations():
+    """optax's L-BFGS through the adapter (extra arguments, value and gradient reused from its
+    state, line-search trials counted): a heavy compile, so with --runslow."""
+    _converge_from_every_start(("optax:lbfgs",))
+
+
+def _converge_from_every_start(specs):
     starts = problems.get("rosenbrock").random_starts(4, seed=2)
-    for spec, budget in (("newton", 200), ("newton-raphson", 200), ("gauss-newton", 200), ("optax:lbfgs", 400)):
+    budgets = {"optax:lbfgs": 400}
+    for spec in specs:
+        budget = budgets.get(spec, 200)
         res = TWO_D.solve("rosenbrock-2", spec, starts, max_iter=budget, gtol=1e-8)
         assert np.all(res.status == "converged"), (spec, res.status)
         assert np.allclose(res.x, 1.0, atol=1e-6)

@@ -32,11 +32,14 @@ def _shifted_step(mu, b, v, lam, floor):
     return -(v @ jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
 
 
-def gauss_newton(linesearch: str = "armijo", c1: float = 1e-4, max_backtracks: int = 40) -> Optimizer:
+def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int = 40) -> Optimizer:
     """Gauss-Newton (Gauss 1809; N&W §10.3): p = −(JᵀJ)⁺Jᵀr, the minimum-norm minimiser of
-    ‖r + Jp‖². ``linesearch``: ``armijo`` (damped Gauss-Newton, backtracking on Σr² from α = 1,
-    ``c1``, ``max_backtracks``) or ``none`` (the full step, as in the textbook and in optimistix's
-    GaussNewton). Per iteration one Jacobian, and one residual evaluation per trial.
+    ‖r + Jp‖². ``linesearch``: ``none`` (default: the full step, as in the textbook and in
+    optimistix's GaussNewton — on a zero-residual square system it is Newton's method for r = 0,
+    e.g. two steps on Rosenbrock's residuals from anywhere, while a monotone search can need
+    dozens from far starts; its failures are the method's) or ``armijo`` (damped Gauss-Newton,
+    backtracking on Σr² from α = 1, ``c1``, ``max_backtracks``). Per iteration one Jacobian and
+    one residual evaluation per trial.
     """
     if linesearch not in ("armijo", "none"):
         raise OptbenchError(f"gauss-newton: linesearch must be armijo or none, got {linesearch!r}")

@@ -14,8 +14,8 @@ many residuals as unknowns), both methods take the Jacobian step instead, x ← 
 ``newton-raphson`` the full step, ``newton`` the damped step that backtracks on ‖F‖² (Dennis &
 Schnabel Alg. 6.3.1; the Jacobian step is a descent direction for ‖F‖² wherever J is
 nonsingular, with slope −2‖F‖²). ``mode`` selects: ``auto`` (root finding on square residual
-systems that the problem tags "root", minimisation otherwise), ``root`` or ``minimize``. In root mode State.f = ‖F‖² and
-State.g = 2JᵀF, its gradient, so the driver's ‖g‖ test still applies.
+systems that the problem tags "root", minimisation otherwise), ``root`` or ``minimize``. In root
+mode State.f = ‖F‖² and State.g = 2JᵀF, its gradient, so the driver's ‖g‖ test still applies.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ MODES = ("auto", "root", "minimize")
 
 def _root_mode(oracle, x, mode: str, method: str) -> bool:
     """Decide, at trace time, whether this run solves F(x) = 0 (static for the compile)."""
-    if mode == "minimize":
-        return False
+    if mode == "minimize" or (mode == "auto" and not oracle.root_problem):
+        return False  # decided without evaluating r, so a residual problem is traced only as f
     square = oracle.has_residuals and oracle.num_residuals(x) == x.shape[0]
     if mode == "root" and not square:
         raise OptbenchError(f"{method}: mode=root needs a square residual system F: R^n -> R^n "

@@ -33,9 +33,9 @@ from problems import Problem
 N, B = 3, 4
 #: methods with a line search or a trust region: f never increases, x* is reached
 GLOBALISED = {"gd-linesearch", "gd-wolfe", "ncg", "newton", "newton-cg", "trust-region", "trust-ncg", "bfgs",
-              "lbfgs", "gauss-newton", "levenberg-marquardt"}
+              "lbfgs", "levenberg-marquardt"}
 #: methods that make no such claim
-UNGLOBALISED = {"gd", "momentum", "nesterov", "newton-raphson"}
+UNGLOBALISED = {"gd", "momentum", "nesterov", "newton-raphson", "gauss-newton"}  # GN: full step by default
 FAILED = {"diverged", "linesearch_failed", "singular", "stalled", "max_iter"}
 MAX_ITER = 500
 

@@ -146,6 +146,32 @@ def _record(s, n):
     return out
 
 
+_FLOAT_FIELDS = ("f", "grad_norm", "step", "rho")
+_INT_FIELDS = ("nfev", "njev", "nhev", "nhvp")
+
+
+def _packed_row(s, n):
+    """One history row packed into two arrays, floats (F, B) and counts (4, B): two in-place
+    writes per iteration instead of one per field (each write is a separate kernel in the
+    compiled loop, and at a few thousand starts the kernels' fixed cost, not their work, is
+    what the driver adds to a step)."""
+    rec = _record(s, n)
+    floats = [rec[k].astype(s.f.dtype) for k in _FLOAT_FIELDS]
+    if "x" in rec:
+        floats += [rec["x"][:, i].astype(s.f.dtype) for i in range(n)]
+    return jnp.stack(floats), jnp.stack([rec[k].astype(jnp.int32) for k in _INT_FIELDS])
+
+
+def _unpack_chunk(h, n) -> Dict[str, np.ndarray]:
+    """The per-field (rows, B[, n]) arrays of a packed history chunk ((rows, F, B), (rows, 4, B))."""
+    fl, it = h
+    out = {k: fl[:, i] for i, k in enumerate(_FLOAT_FIELDS)}
+    out.update({k: it[:, i] for i, k in enumerate(_INT_FIELDS)})
+    if n <= TRACE_X_MAX_DIM:
+        out["x"] = np.moveaxis(fl[:, len(_FLOAT_FIELDS):], 1, 2)
+    return out
+
+
 def _build(problem, opt, n: int, chunk: int):
     """The two compiled pieces of a run.
 
@@ -180,7 +206,7 @@ def _build(problem, opt, n: int, chunk: int):
         oracle = oracle_for(data)
         step = jax.vmap(lambda s: opt.step(oracle, s))
         s, code, nit = carry
-        hist = {key: jnp.zeros((chunk,) + v.shape, v.dtype) for key, v in _record(s, n).items()}
+        hist = tuple(jnp.zeros((chunk,) + v.shape, v.dtype) for v in _packed_row(s, n))
 
         def cond(c):
             j, _, code, _, _ = c
@@ -199,8 +225,7 @@ def _build(problem, opt, n: int, chunk: int):
                 s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
             nit = nit + active.astype(jnp.int32)
             code = classify(s, nit, code, gtol, max_iter)
-            rec = _record(s, n)
-            hist = {key: jax.lax.dynamic_update_index_in_dim(hist[key], rec[key], j, 0) for key in hist}
+            hist = tuple(jax.lax.dynamic_update_index_in_dim(h, v, j, 0) for h, v in zip(hist, _packed_row(s, n)))
             return j + 1, s, code, nit, hist
 
         j, s, code, nit, hist = jax.lax.while_loop(cond, body, (jnp.int32(0), s, code, nit, hist))
@@ -385,7 +410,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     mesh = jax.sharding.Mesh(np.array(devs), ("batch",))
     lanes = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
     whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    chunk_lanes = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
+    chunk_lanes = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, None, "batch"))
     with jax.default_device(dev):
         xs = _put(x0p.astype(jdtype), lanes)
         data = _put(jax.tree_util.tree_map(np.asarray, _cast_data(problem.data, jdtype)), whole)
@@ -406,7 +431,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             carry_shape, row_shape = jax.eval_shape(start, xs, data, g, mi)
             carry_sh = jax.tree_util.tree_map(lambda a: lanes, carry_shape)
             row_sh = jax.tree_util.tree_map(lambda a: lanes, row_shape)
-            hist_sh = jax.tree_util.tree_map(lambda a: chunk_lanes, row_shape)
+            hist_sh = (chunk_lanes, chunk_lanes)
             start_exe = jax.jit(start, out_shardings=(carry_sh, row_sh)).lower(xs, data, g, mi).compile()
             carry_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes),
                                                 carry_shape)
@@ -435,7 +460,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             jax.block_until_ready(carry)
             times.append(_clock() - t0)
     (s, code, nit), row0 = _to_host((carry, row0))
-    chunks = [(j, _to_host(h)) for j, h in chunks]
+    chunks = [(j, _unpack_chunk(_to_host(h), n)) for j, h in chunks]
     trace = _assemble_trace(row0, chunks, k, int(max_iter), n, b)
     s = jax.tree_util.tree_map(lambda a: np.asarray(a)[:b], s)
     code, nit = np.asarray(code)[:b], np.asarray(nit)[:b]

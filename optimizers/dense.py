@@ -10,6 +10,35 @@ import jax
 import jax.numpy as jnp
 
 
+#: matrices with at most this many entries are multiplied by multiply-and-sum, not ``dot``
+SMALL_DOT_MAX = 4096
+
+
+def mv(a, x):
+    """a @ x (matrix times vector). For a small matrix, an elementwise multiply and a sum: under
+    ``vmap`` a matrix-vector product becomes a batched ``dot`` of tiny matrices, which XLA's CPU
+    backend runs one small matrix at a time (measured: Levenberg-Marquardt on 10,000 2-D starts
+    spent most of its step in seven such 2×2 products); the fused multiply-and-sum vectorises
+    across the batch. Large matrices keep ``dot`` (BLAS)."""
+    if a.size <= SMALL_DOT_MAX:
+        return jnp.sum(a * x[None, :], axis=1)
+    return a @ x
+
+
+def vm(x, a):
+    """x @ a (vector times matrix) = aᵀx, as :func:`mv`."""
+    if a.size <= SMALL_DOT_MAX:
+        return jnp.sum(x[:, None] * a, axis=0)
+    return x @ a
+
+
+def mm(a, b):
+    """a @ b for matrices, as :func:`mv` (multiply-and-sum when the product is small)."""
+    if a.shape[0] * a.shape[1] * b.shape[1] <= SMALL_DOT_MAX:
+        return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
+    return a @ b
+
+
 def solve(a, b):
     """Solve a x = b for square a (no symmetry assumed). Singular a gives non-finite x."""
     n = b.shape[0]
@@ -59,15 +88,46 @@ def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
 
     Returns (d, modified) where ``modified`` says whether Ĥ differs from H.
     """
+    if g.shape[0] == 2:
+        return _modified_newton_2x2(h, g, rel_floor, abs_floor)
     lam, v = sym_eig(h)
     big = jnp.max(jnp.abs(lam))
     delta = jnp.maximum(rel_floor * big, abs_floor)
     lam_mod = jnp.maximum(jnp.abs(lam), delta)
     d = -(v @ ((v.T @ g) / lam_mod))
-    if g.shape[0] == 2:  # PD fast path: Cramer's rule equals the eigen form there, more accurately
-        pd = lam[0] >= delta
-        d = jnp.where(pd, -solve(h, g), d)
     return d, jnp.any(lam < delta)
+
+
+def _modified_newton_2x2(h, g, rel_floor, abs_floor):
+    """:func:`modified_newton_direction` for n = 2 without forming eigenvectors.
+
+    With λ± = m ± r (m the mean of the diagonal, c half their difference, b the off-diagonal,
+    r = √(c² + b²)), the spectral projector on λ+ is P = (H − λ−I)/(2r), entries
+    ((r + c)/2r, b/2r, (r − c)/2r), each bounded by 1 in magnitude, so it is accurate even when r
+    is tiny; then Ĥ⁻¹g = Pg/μ+ + (g − Pg)/μ−. Where H is safely positive definite, Cramer's rule
+    (the same d, more accurately). When r = 0, H = mI and any split works: P = I/2. This is
+    several times cheaper per batch than the eigenvector form (no hypot, no normalisation, no
+    stacking of a 2×2 basis), which dominates a 2-D Newton step on CPU.
+    """
+    a, b, c = h[0, 0], 0.5 * (h[0, 1] + h[1, 0]), h[1, 1]
+    gx, gy = g[0], g[1]
+    m, half = 0.5 * (a + c), 0.5 * (a - c)
+    r = jnp.sqrt(half * half + b * b)
+    lo, hi = m - r, m + r
+    delta = jnp.maximum(rel_floor * jnp.maximum(jnp.abs(lo), jnp.abs(hi)), abs_floor)
+    mu_lo, mu_hi = jnp.maximum(jnp.abs(lo), delta), jnp.maximum(jnp.abs(hi), delta)
+    split = r > 0
+    inv2r = jnp.where(split, 0.5 / jnp.where(split, r, 1.0), 0.0)
+    pxx = jnp.where(split, (r + half) * inv2r, 0.5)
+    pyy = jnp.where(split, (r - half) * inv2r, 0.5)
+    pxy = b * inv2r
+    phx, phy = pxx * gx + pxy * gy, pxy * gx + pyy * gy
+    pd = lo >= delta
+    det = a * c - b * b
+    sdet = jnp.where(pd, det, 1.0)
+    dx = jnp.where(pd, -(c * gx - b * gy) / sdet, -(phx / mu_hi + (gx - phx) / mu_lo))
+    dy = jnp.where(pd, -(a * gy - b * gx) / sdet, -(phy / mu_hi + (gy - phy) / mu_lo))
+    return jnp.stack([dx, dy]), lo < delta
 
 
 def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
@@ -125,7 +185,7 @@ def trust_region_subproblem(h, g, radius):
     """
     dtype = g.dtype
     lam_h, v = sym_eig(h)
-    b = v.T @ g
+    b = vm(g, v)
     lam_lo = jnp.maximum(0.0, -lam_h[0])
     lam = secular_lambda(lam_h, b, radius, lam_lo)
     den = lam_h + lam
@@ -138,7 +198,7 @@ def trust_region_subproblem(h, g, radius):
     tau = jnp.where(slope1 > 0, -tau, tau)
     z = z.at[0].add(jnp.where(short, tau, 0.0).astype(dtype))
     pred = -(jnp.vdot(b, z) + 0.5 * jnp.vdot(lam_h * z, z))
-    p = v @ z
+    p = mv(v, z)
     return p, pred, lam, (lam > 0) | short
 
 
@@ -152,8 +212,8 @@ def least_squares_spectrum(jac, r):
     n = jac.shape[1]
     eps = jnp.finfo(jac.dtype).eps
     if n <= 2:
-        mu, v = sym_eig(jac.T @ jac)
-        return mu, v.T @ (jac.T @ r), v, n * eps * jnp.max(mu)
+        mu, v = sym_eig(mm(jac.T, jac))
+        return mu, vm(vm(r, jac), v), v, n * eps * jnp.max(mu)
     u, s, vt = jnp.linalg.svd(jac, full_matrices=False)
     return s * s, s * (u.T @ r), vt.T, (n * eps * jnp.max(s)) ** 2
 

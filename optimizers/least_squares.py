@@ -15,12 +15,12 @@ from optbench_core import OptbenchError
 
 from . import linesearch as ls
 from .base import STATUS_STALLED, Optimizer, State, initial_state
-from .dense import least_squares_spectrum, minpack_lmpar
+from .dense import least_squares_spectrum, minpack_lmpar, mv, vm
 
 
 def _ls_state(oracle, x0, extra=()):
     r, jac = oracle.residuals_and_jac(x0)
-    return initial_state(oracle, x0, aux=(r, jac) + tuple(extra), f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
+    return initial_state(oracle, x0, aux=(r, jac) + tuple(extra), f=jnp.vdot(r, r), g=2.0 * vm(r, jac))
 
 
 def _shifted_step(mu, b, v, lam, floor):
@@ -29,7 +29,7 @@ def _shifted_step(mu, b, v, lam, floor):
     Gauss-Newton step."""
     den = mu + lam
     keep = (den > floor) & (b != 0)
-    return -(v @ jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
+    return -mv(v, jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
 
 
 def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int = 40) -> Optimizer:
@@ -61,7 +61,7 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
             alpha, nf, ok = jnp.ones((), s.x.dtype), jnp.int32(1), jnp.asarray(True)
         x = s.x + alpha * d
         r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial; J is new
-        res = ls.StepResult(alpha, x, jnp.vdot(r, r), 2.0 * (jac.T @ r), nf, jnp.int32(1), ok, ok)
+        res = ls.StepResult(alpha, x, jnp.vdot(r, r), 2.0 * vm(r, jac), nf, jnp.int32(1), ok, ok)
         return ls.apply(s, res, aux=(r, jac))
 
     return Optimizer("gauss-newton", init, step, {"linesearch": linesearch, "c1": c1, "max_backtracks": max_backtracks},
@@ -113,7 +113,7 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
             js = jac / dg
             radius = jnp.zeros((), dt)
             extra = (dg, (tau * jnp.max(jnp.sum(js * js, axis=0))).astype(dt), jnp.asarray(2.0, dt))
-        s = initial_state(oracle, x0, aux=(r, jac) + extra, f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
+        s = initial_state(oracle, x0, aux=(r, jac) + extra, f=jnp.vdot(r, r), g=2.0 * vm(r, jac))
         return s._replace(step=radius)
 
     def finish(s, p, r_t, jac_t, accept, rho, step_log, extra):
@@ -125,7 +125,7 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
         jac = jnp.where(accept, jac_t, jac)
         if scale:
             dg = jnp.where(accept, jnp.maximum(dg, _col_norms(jac_t)), dg)
-        return s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * (jac.T @ r), nfev=s.nfev + 1,
+        return s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * vm(r, jac), nfev=s.nfev + 1,
                           njev=s.njev + accept.astype(jnp.int32), step=step_log.astype(s.x.dtype),
                           rho=rho.astype(s.x.dtype), aux=(r, jac, dg) + extra)
 
@@ -145,7 +145,7 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
         fnorm1 = jnp.linalg.norm(r_t)
         fn_safe = jnp.where(fnorm > 0, fnorm, 1.0)
         actred = jnp.where(jnp.isfinite(fnorm1) & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / fn_safe) ** 2, -1.0)
-        t1 = jnp.linalg.norm(jac @ p) / fn_safe
+        t1 = jnp.linalg.norm(mv(jac, p)) / fn_safe
         t2 = jnp.sqrt(lam) * pnorm / fn_safe
         prered = t1 * t1 + 2.0 * t2 * t2
         dirder = -(t1 * t1 + t2 * t2)
@@ -170,7 +170,7 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
         r_t, jac_t = oracle.residuals_and_jac(s.x + p)
         f_t = jnp.vdot(r_t, r_t)
         # predicted decrease of Σr² by the damped model: qᵀ(μq − Jsᵀr) (MNT eq. 3.14, ×2 for Σr²)
-        gs = v @ b  # Jsᵀr
+        gs = mv(v, b)  # Jsᵀr
         pred = jnp.vdot(q, damp * q - gs)
         rho = jnp.where(pred > 0, (s.f - f_t) / jnp.where(pred > 0, pred, 1.0), -1.0)
         rho = jnp.where(jnp.isfinite(f_t), rho, -1.0)

@@ -26,7 +26,7 @@ from optbench_core import OptbenchError
 from . import krylov
 from . import linesearch as ls
 from .base import STATUS_SINGULAR, Optimizer, State, initial_state
-from .dense import least_squares_spectrum, modified_newton_direction, solve
+from .dense import least_squares_spectrum, modified_newton_direction, mv, solve, vm
 
 MODES = ("auto", "root", "minimize")
 
@@ -46,7 +46,7 @@ def _root_mode(oracle, x, mode: str, method: str) -> bool:
 
 def _root_state(oracle, x0):
     r, jac = oracle.residuals_and_jac(x0)
-    return initial_state(oracle, x0, aux=(r, jac), f=jnp.vdot(r, r), g=2.0 * (jac.T @ r))
+    return initial_state(oracle, x0, aux=(r, jac), f=jnp.vdot(r, r), g=2.0 * vm(r, jac))
 
 
 def _check_mode(method, mode):
@@ -80,7 +80,7 @@ def newton_raphson(mode: str = "auto") -> Optimizer:
         status = jnp.where(ok, s.status, STATUS_SINGULAR).astype(s.status.dtype)
         if root:
             r, jac = oracle.residuals_and_jac(x)
-            return s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * (jac.T @ r), nfev=s.nfev + 1, njev=s.njev + 1,
+            return s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * vm(r, jac), nfev=s.nfev + 1, njev=s.njev + 1,
                               status=status, aux=(r, jac))
         f, g, h = oracle.value_grad_hess(x)
         return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, nhev=s.nhev + 1, status=status, aux=(h,))
@@ -117,13 +117,13 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
             d = -solve(jac, r)
             mu, b, v, floor = least_squares_spectrum(jac, r)
             keep = mu > floor
-            d_gn = -(v @ jnp.where(keep, b / jnp.where(keep, mu, 1.0), 0.0))
+            d_gn = -mv(v, jnp.where(keep, b / jnp.where(keep, mu, 1.0), 0.0))
             d = jnp.where(jnp.all(jnp.isfinite(d)), d, d_gn)
             search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink,
                                             max_backtracks)
             x = s.x + search.alpha * d
             r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial: only J is new
-            f, g, aux, nhev = jnp.vdot(r, r), 2.0 * (jac.T @ r), (r, jac), 0
+            f, g, aux, nhev = jnp.vdot(r, r), 2.0 * vm(r, jac), (r, jac), 0
         else:
             (h,) = s.aux
             d, _ = modified_newton_direction(h, s.g, rel_floor=eig_floor)

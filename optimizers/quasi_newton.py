@@ -16,6 +16,7 @@ from optbench_core import OptbenchError
 
 from . import linesearch as ls
 from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, initial_state
+from .dense import mv
 
 
 def _curvature_ok(s, y):
@@ -47,7 +48,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
 
     def step(oracle, s: State) -> State:
         h, k, f_prev = s.aux
-        d = -(h @ s.g)
+        d = -mv(h, s.g)
         slope = jnp.vdot(s.g, d)
         fresh = k == 0
         bad = ~(slope < 0) | ~jnp.isfinite(slope)
@@ -67,7 +68,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         rho = 1.0 / jnp.where(ok, sy, 1.0)
         yy = jnp.vdot(y, y)
         h0 = jnp.where(k == 0, (sy / jnp.where(yy > 0, yy, 1.0)) * eye, h) if init_scale else h
-        hy = h0 @ y
+        hy = mv(h0, y)
         h_new = h0 - rho * (jnp.outer(hy, sv) + jnp.outer(sv, hy)) + (rho * rho * jnp.vdot(y, hy) + rho) * jnp.outer(sv, sv)
         h = jnp.where(ok, h_new, h)
         k = jnp.where(ok, k + 1, jnp.where(res.moved, k, 0))
@@ -112,6 +113,16 @@ def two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma):
     return w, -gamma * a
 
 
+#: L-BFGS memories of at most this many numbers per start (memory × n) keep their pairs in a
+#: fixed order, shifted by one row when a pair is added, and run the textbook two-loop recursion
+#: with static indices. Larger ones use circular buffers and the vector-free recursion, which
+#: never copy the memory (a shift would rewrite 160 MB per step at n = 10⁶, m = 10). Under vmap
+#: the circular buffers' per-start slot becomes a gather/scatter that XLA's CPU backend runs one
+#: element at a time: measured on 1,000 2-D Rosenbrock starts, 3 ms per iteration against 0.2 ms
+#: for the fixed order.
+LBFGS_SMALL_MAX = 4096
+
+
 def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
     """Limited-memory BFGS (Liu & Nocedal 1989, Math. Prog. 45:503; N&W Alg. 7.5): the last
     ``memory`` pairs (s, y) define H implicitly, applied by the two-loop recursion with
@@ -127,10 +138,17 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
     if not (memory >= 1 and 0 < c1 < c2 < 1 and max_evals >= 1):
         raise OptbenchError("lbfgs: need memory >= 1, 0 < c1 < c2 < 1 and max_evals >= 1")
 
+    def small(x):
+        return memory * x.shape[0] <= LBFGS_SMALL_MAX
+
     def init(oracle, x0):
         s = initial_state(oracle, x0)
         n, dt = x0.shape[0], x0.dtype
         m = memory
+        if small(x0):
+            # aux: S, Y (rows oldest to newest, the newest pair in the last row), ρ, pairs stored, γ
+            return s._replace(aux=(jnp.zeros((m, n), dt), jnp.zeros((m, n), dt), jnp.zeros((m,), dt), jnp.int32(0),
+                                   jnp.ones((), dt)))
         zm, zmm = jnp.zeros((m,), dt), jnp.zeros((m, m), dt)
         # aux: S, Y, ρ, SᵀY, YᵀY, next slot, pairs stored, γ, and the deferred update of the newest
         # pair: pending?, its slot, its sᵀy and yᵀy, Sᵀg and Yᵀg from the step that added it
@@ -138,7 +156,48 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
                                jnp.int32(0), jnp.ones((), dt), jnp.asarray(False), jnp.int32(0), jnp.ones((), dt),
                                jnp.ones((), dt), zm, zm))
 
+    def step_small(oracle, s: State) -> State:
+        s_mem, y_mem, rho, count, gamma = s.aux
+        m = memory
+        g = s.g
+        gamma = jnp.where(count == 0, 1.0, gamma)  # an empty memory (start, or reset) means H = I
+        # the two-loop recursion over rows in a fixed order (row m − 1 newest; the last ``count``
+        # rows hold pairs): every index is static, so under vmap nothing is gathered
+        q, alphas = g, []
+        for j in range(m - 1, -1, -1):
+            aj = jnp.where(j >= m - count, rho[j] * jnp.sum(s_mem[j] * q), 0.0)
+            q = q - aj * y_mem[j]
+            alphas.append(aj)
+        r = gamma * q
+        for j in range(m):
+            bj = rho[j] * jnp.sum(y_mem[j] * r)
+            r = r + jnp.where(j >= m - count, alphas[m - 1 - j] - bj, 0.0) * s_mem[j]
+        d = -r
+        slope = jnp.sum(g * d)
+        bad = ~(slope < 0) | ~jnp.isfinite(slope)
+        reset = bad | (count == 0)
+        count = jnp.where(bad, 0, count)
+        d = jnp.where(bad, -g, d)
+        alpha0 = jnp.where(reset, ls.first_step(g), 1.0)
+        res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
+        sv = res.x - s.x
+        y = res.g - g
+        ok, sy = _curvature_ok(sv, y)
+        ok = ok & res.moved
+        yy = jnp.sum(y * y)
+        # an accepted pair enters as the last row and the oldest leaves (m·n numbers: small here)
+        s_mem = jnp.where(ok, jnp.concatenate([s_mem[1:], sv[None]]), s_mem)
+        y_mem = jnp.where(ok, jnp.concatenate([y_mem[1:], y[None]]), y_mem)
+        rho = jnp.where(ok, jnp.concatenate([rho[1:], (1.0 / jnp.where(ok, sy, 1.0))[None]]), rho)
+        gamma = jnp.where(ok, sy / jnp.where(yy > 0, yy, 1.0), gamma)
+        count = jnp.where(ok, jnp.minimum(count + 1, m), jnp.where(res.moved, count, 0))
+        give_up = ~res.moved & reset
+        new = ls.apply(s, res, fail_status=False, aux=(s_mem, y_mem, rho, count, gamma))
+        return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
+
     def step(oracle, s: State) -> State:
+        if small(s.x):
+            return step_small(oracle, s)
         (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, pending, slot_p, sy_p, yy_p, ps_p, py_p) = s.aux
         g = s.g
         ps, py = s_mem @ g, y_mem @ g

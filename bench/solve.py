@@ -63,6 +63,9 @@ SUCCESS_RTOL = 1e-6
 #: the iterates themselves are recorded in the history when dim ≤ this
 TRACE_X_MAX_DIM = 3
 
+#: per-start state size (numbers) from which freezing finished starts goes through a
+#: conditional that skips the select while every start runs
+COND_SELECT_MIN = 256
 #: iterations per compiled chunk of the loop (history rows allocated per chunk)
 HISTORY_CHUNK = 32
 #: environment variable naming the persistent compilation cache directory ("off" disables it)
@@ -220,8 +223,14 @@ def _build(problem, opt, n: int, chunk: int):
                 # one lane: the loop runs only while it is active, so the select is the identity
                 # (and for L-BFGS at n = 10⁶ it would copy 2·memory·n numbers per iteration)
                 s = s_new
+            elif sum(a.size for a in jax.tree_util.tree_leaves(s)) <= COND_SELECT_MIN * s.x.shape[0]:
+                # a small state: one fused select is cheaper than a conditional, whose
+                # all-lanes-running branch copies the whole state into its result (measured: 2-D
+                # Newton on 10,000 starts, 24 -> 21 ms a run)
+                s = where_state(active, s_new, s)
             else:
-                # while every lane still runs (the first iterations), skip the select
+                # a large state (L-BFGS memories): while every lane still runs (the first
+                # iterations), skip the select
                 s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
             nit = nit + active.astype(jnp.int32)
             code = classify(s, nit, code, gtol, max_iter)

@@ -162,17 +162,20 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         g = s.g
         gamma = jnp.where(count == 0, 1.0, gamma)  # an empty memory (start, or reset) means H = I
         # the two-loop recursion over rows in a fixed order (row m − 1 newest; the last ``count``
-        # rows hold pairs): every index is static, so under vmap nothing is gathered
-        q, alphas = g, []
-        for j in range(m - 1, -1, -1):
+        # rows hold pairs)
+        def newest_first(i, c):
+            q, a = c
+            j = m - 1 - i
             aj = jnp.where(j >= m - count, rho[j] * jnp.sum(s_mem[j] * q), 0.0)
-            q = q - aj * y_mem[j]
-            alphas.append(aj)
-        r = gamma * q
-        for j in range(m):
+            return q - aj * y_mem[j], a.at[j].set(aj)
+
+        def oldest_first(j, r):
             bj = rho[j] * jnp.sum(y_mem[j] * r)
-            r = r + jnp.where(j >= m - count, alphas[m - 1 - j] - bj, 0.0) * s_mem[j]
-        d = -r
+            return r + jnp.where(j >= m - count, a[j] - bj, 0.0) * s_mem[j]
+
+        # the loop counter indexes the rows, the same for every start: a slice, not a gather
+        q, a = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
+        d = -jax.lax.fori_loop(0, m, oldest_first, gamma * q)
         slope = jnp.sum(g * d)
         bad = ~(slope < 0) | ~jnp.isfinite(slope)
         reset = bad | (count == 0)

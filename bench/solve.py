@@ -430,7 +430,6 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         raise OptbenchError(f"starts have dimension {x0s.shape[1]} but problem {problem.spec!r} has dim {problem.dim}")
     if not np.all(np.isfinite(x0s)):
         raise OptbenchError("starts contain non-finite values")
-    problem.check()
 
     devs = resolve_devices(device)
     dev = devs[0]
@@ -457,6 +456,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         compile_s = 0.0
         entry = _COMPILED.get(key)
         if entry is None:
+            problem.check()   # one-line errors for an unusable f, before anything is traced for real
             if progress is not None:
                 progress("compile")
             t0 = time.perf_counter()

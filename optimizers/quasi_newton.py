@@ -115,7 +115,7 @@ def two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma):
 
 #: L-BFGS memories of at most this many numbers per start (memory × n) keep their pairs in a
 #: fixed order, shifted by one row when a pair is added, and run the textbook two-loop recursion
-#: with static indices. Larger ones use circular buffers and the vector-free recursion, which
+#: with rows picked by the loop counter (the same for every start). Larger ones use circular buffers and the vector-free recursion, which
 #: never copy the memory (a shift would rewrite 160 MB per step at n = 10⁶, m = 10). Under vmap
 #: the circular buffers' per-start slot becomes a gather/scatter that XLA's CPU backend runs one
 #: element at a time: measured on 1,000 2-D Rosenbrock starts, 3 ms per iteration against 0.2 ms
@@ -133,7 +133,9 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
     memory is read three times (Sᵀg and Yᵀg, then the combination), and the small matrices SᵀY
     and YᵀY are kept up to date without further passes: the new pair's products with the stored
     y's follow from dᵀY (known in coefficients), and those with the stored s's and y's from the
-    next iteration's Sᵀg, Yᵀg minus this one's (y = g_new − g).
+    next iteration's Sᵀg, Yᵀg minus this one's (y = g_new − g). Memories of at most
+    :data:`LBFGS_SMALL_MAX` numbers (many small starts at once) keep their pairs in order instead
+    and run the textbook vector loops, which vectorise across starts.
     """
     if not (memory >= 1 and 0 < c1 < c2 < 1 and max_evals >= 1):
         raise OptbenchError("lbfgs: need memory >= 1, 0 < c1 < c2 < 1 and max_evals >= 1")

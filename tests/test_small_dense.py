@@ -1,0 +1,85 @@
+"""The batched-small-problem fast paths agree with their general counterparts.
+
+Speed work for many small starts replaced general forms by special ones (a 2×2 modified-Newton
+direction without eigenvectors, multiply-and-sum products, an ordered L-BFGS memory, compiler
+options). Each is checked here against an independent reference: numpy's eigendecomposition, the
+general code path forced on, or the same run compiled with XLA's defaults.
+"""
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optimizers.quasi_newton as qn
+from optimizers import dense
+
+solve_mod = importlib.import_module("bench.solve")
+
+
+def _reference_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
+    lam, v = np.linalg.eigh(h)
+    delta = max(rel_floor * np.max(np.abs(lam)), abs_floor)
+    return -(v @ ((v.T @ g) / np.maximum(np.abs(lam), delta)))
+
+
+def test_two_by_two_modified_newton_direction_matches_the_eigendecomposition():
+    rng = np.random.default_rng(3)
+    cases = [np.diag([2.0, 5.0]), np.diag([-3.0, 1.0]), np.eye(2) * 4.0, np.array([[1.0, 1.0], [1.0, 1.0]]),
+             np.array([[1e-20, 0.0], [0.0, 1.0]]), np.array([[802.0, -400.0], [-400.0, 200.0]])]
+    cases += [(lambda a: a + a.T)(rng.standard_normal((2, 2))) for _ in range(40)]
+    hs = np.array(cases)
+    gs = rng.standard_normal((len(cases), 2))
+    d, modified = jax.jit(jax.vmap(dense.modified_newton_direction))(jnp.asarray(hs), jnp.asarray(gs))
+    for h, g, di, mi in zip(hs, gs, np.asarray(d), np.asarray(modified)):
+        ref = _reference_direction(h, g)
+        np.testing.assert_allclose(di, ref, rtol=1e-9, atol=1e-12 * np.linalg.norm(ref))
+        lam = np.linalg.eigvalsh(h)
+        assert bool(mi) == bool(lam[0] < max(1e-8 * np.max(np.abs(lam)), 1e-12))
+        assert g @ di < 0   # always a descent direction
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (70, 80)])   # below and above SMALL_DOT_MAX
+def test_products_match_numpy_on_both_paths(shape):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape)
+    x, y = rng.standard_normal(shape[1]), rng.standard_normal(shape[0])
+    b = rng.standard_normal((shape[1], 5))
+    np.testing.assert_allclose(dense.mv(jnp.asarray(a), jnp.asarray(x)), a @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dense.vm(jnp.asarray(y), jnp.asarray(a)), y @ a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dense.mm(jnp.asarray(a), jnp.asarray(b)), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_lbfgs_ordered_memory_takes_the_same_steps_as_the_circular_one(monkeypatch):
+    """Two independent implementations of the two-loop recursion (ordered rows for small memories;
+    circular buffers and the vector-free recursion for large ones) give the same iterates."""
+    starts = np.array([[-1.2, 1.0], [2.0, -1.5], [0.3, 1.7]])
+    small = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=12, gtol=0.0)
+    monkeypatch.setattr(qn, "LBFGS_SMALL_MAX", 0)
+    large = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=12, gtol=0.0)
+    assert small.nit.tolist() == large.nit.tolist() == [12, 12, 12]
+    np.testing.assert_allclose(small.trace.f, large.trace.f, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(small.x, large.x, rtol=1e-7, atol=1e-10)
+    assert small.nfev.tolist() == large.nfev.tolist()
+
+
+def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
+    """The run compiled with optbench's CPU options equals the one with XLA's defaults (to
+    round-off: reductions may associate differently), and an XLA that does not know the option
+    falls back to its defaults instead of failing."""
+    starts = np.array([[-1.2, 1.0], [1.5, 1.5]])
+    tuned = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    monkeypatch.setattr(solve_mod, "_COMPILED", {})
+    plain = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
+    assert tuned.nit.tolist() == plain.nit.tolist()
+    np.testing.assert_allclose(tuned.x, plain.x, rtol=1e-12)
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
+    monkeypatch.setattr(solve_mod, "_COMPILED", {})
+    monkeypatch.setattr(solve_mod, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": "1"})
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
+    fallback = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
+    assert solve_mod._OPTIONS_OK["cpu"] is False
+    np.testing.assert_allclose(fallback.x, plain.x, rtol=1e-12)
+

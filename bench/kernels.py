@@ -236,75 +236,8 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
 # --------------------------------------------------------------------------------------------
 # Least squares ‖Xw − y‖² read once per gradient: row blocks that stay in cache
 # --------------------------------------------------------------------------------------------
-def _split(x, y, block_rows):
-    """X as (nb, block_rows, d) full blocks plus a tail of the remaining rows (possibly empty)."""
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    m, d = x.shape
-    block_rows = max(1, min(int(block_rows), m))
-    nb = m // block_rows
-    cut = nb * block_rows
-    return (x[:cut].reshape(nb, block_rows, d), y[:cut].reshape(nb, block_rows)), (x[cut:], y[cut:])
-
-
-def sse_value_and_grad_blocked(w, x, y, block_rows=8000):
-    """(‖Xw − y‖², 2Xᵀ(Xw − y)) in ONE pass over X: for each row block X_b (≈1–2 MB, resident in
-    L2), r_b = X_b w − y_b and then r_bᵀX_b while X_b is still in cache. XLA's own CPU code for
-    Xᵀr is a separate, strided pass (measured ~10× slower than streaming X once); this form is
-    bandwidth-bound. Rows beyond the last full block are handled as one short block. The
-    accumulation order differs from a plain X.T @ r: results agree to rounding, not bit for bit."""
-    (xb, yb), (xt, yt) = _split(x, y, block_rows)
-    dt = jnp.result_type(w, xb)
-
-    def body(i, c):
-        f, g = c
-        blk = xb[i]
-        r = blk @ w - yb[i]
-        return f + jnp.dot(r, r), g + r @ blk
-
-    rt = xt @ w - yt
-    f, g = jax.lax.fori_loop(0, xb.shape[0], body, (jnp.dot(rt, rt).astype(dt), (rt @ xt).astype(dt)))
-    return f, 2.0 * g
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def sse_blocked(w, x, y, block_rows=8000):
-    """f(w) = ‖Xw − y‖² whose derivative is computed by :func:`sse_value_and_grad_blocked`.
-
-    A ``custom_jvp`` (not ``custom_vjp``) so that reverse mode (gradient), forward-over-reverse
-    (Hessian-vector products) and ``jax.hessian`` all work: the tangent rule is ⟨∇f, ẇ⟩ with
-    ∇f from the single-pass loop, which JAX can differentiate again.
-    """
-    (xb, yb), (xt, yt) = _split(x, y, block_rows)
-
-    def body(i, f):
-        r = xb[i] @ w - yb[i]
-        return f + jnp.dot(r, r)
-
-    rt = xt @ w - yt
-    return jax.lax.fori_loop(0, xb.shape[0], body, jnp.dot(rt, rt).astype(jnp.result_type(w, xb)))
-
-
-@sse_blocked.defjvp
-def _sse_blocked_jvp(block_rows, primals, tangents):
-    w, x, y = primals
-    dw = tangents[0]
-    f, g = sse_value_and_grad_blocked(w, x, y, block_rows)
-    # data tangents (dX, dy) are ignored: the data is a constant of the problem
-    return f, jnp.dot(g, dw)
-
-
-def sse(w, x, y, block_rows=8000):
-    """‖Xw − y‖², single-pass blocked derivative on CPU, the plain form elsewhere.
-
-    ``lax.platform_dependent`` picks the branch when the program is lowered for its device, so
-    one problem definition is fast on both: the CPU's transposed matrix-vector product is slow
-    and the blocked loop fixes that; on a GPU the plain ``X.T @ r`` is one well-tuned kernel and
-    a loop over small blocks would serialise it. This is the form proposed for a regression
-    problem's f (problems/regression.py ``linreg``).
-    """
-    return jax.lax.platform_dependent(
-        w, x, y, cpu=lambda w, x, y: sse_blocked(w, x, y, block_rows),
-        default=lambda w, x, y: jnp.sum(jnp.square(x @ w - y)))
+# the kernel lives with the problems (``linreg`` uses it); re-exported here for the floor
+from problems.lsq import _split, sse, sse_blocked, sse_value_and_grad_blocked  # noqa: E402,F401
 
 
 @functools.partial(jax.jit, static_argnames=("iters", "block_rows"))

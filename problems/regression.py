@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from optbench_core import OptbenchError
 
 from .base import Problem
+from .lsq import sse
 from .registry import register
 
 
@@ -63,8 +64,11 @@ def linreg(n: int = 100, d: int = 5, cond: float = 100.0, noise: float = 0.1, se
     def residuals(b, data):
         return data["X"] @ b - data["y"]
 
+    def f(b, data):   # = Σ r², with a gradient that reads X once (problems/lsq.py)
+        return sse(b, data["X"], data["y"])
+
     w = 2.0 * max(1.0, float(np.max(np.abs(beta))))
-    return Problem(name="linreg", residuals=residuals, x0=np.zeros(d), f_star=float(e_perp @ e_perp), x_star=beta,
+    return Problem(name="linreg", f=f, residuals=residuals, x0=np.zeros(d), f_star=float(e_perp @ e_perp), x_star=beta,
                    data={"X": x, "y": y}, bounds=(np.full(d, -w), np.full(d, w)),
                    tags=("regression", "least-squares", "linear", "convex", "scalable"),
                    description=f"‖Xb − y‖², X {n}×{d}, κ = {cond:g}", info={"cond": cond})

@@ -265,5 +265,8 @@ def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
         new = jnp.maximum(parl, par + parc)
         return jnp.where(done, par, new), parl, paru, fp, k + 1, done
 
-    par, _, _, _, _, _ = jax.lax.while_loop(cond, body, (par, parl, paru, fp0, jnp.int32(0), jnp.asarray(False)))
-    return jnp.where(fp0 <= 0.1 * radius, 0.0, par)
+    # where the Gauss-Newton step fits, λ = 0 and there is nothing to iterate: such starts begin
+    # done, so a batch in which every start's step fits (most late iterations) skips the loop
+    fits = fp0 <= 0.1 * radius
+    par, _, _, _, _, _ = jax.lax.while_loop(cond, body, (par, parl, paru, fp0, jnp.int32(0), fits))
+    return jnp.where(fits, 0.0, par)

@@ -467,12 +467,11 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 progress("compile")
             t0 = time.perf_counter()
             start, advance = _build(problem, optimizer, n, chunk)
-            # every per-lane array is split along its batch axis (history chunks: axis 1)
-            carry_shape, row_shape = jax.eval_shape(start, xs, data, g, mi)
-            carry_sh = jax.tree_util.tree_map(lambda a: lanes, carry_shape)
-            row_sh = jax.tree_util.tree_map(lambda a: lanes, row_shape)
+            # every per-lane array is split along its batch axis (history chunks: axis 1); the
+            # shardings are pytree prefixes, so the state's structure comes from the one trace
+            start_low = jax.jit(start, out_shardings=(lanes, lanes)).lower(xs, data, g, mi)
+            carry_shape = start_low.out_info[0]
             hist_sh = (chunk_lanes, chunk_lanes)
-            start_low = jax.jit(start, out_shardings=(carry_sh, row_sh)).lower(xs, data, g, mi)
             # XLA compiles the small start program on a second thread while this one lowers and
             # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
             # not their sum
@@ -481,7 +480,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 carry_spec = jax.tree_util.tree_map(
                     lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
                 k_spec = jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)
-                adv_exe = jax.jit(advance, donate_argnums=0, out_shardings=(carry_sh, whole, whole, hist_sh)).lower(
+                adv_exe = jax.jit(advance, donate_argnums=0, out_shardings=(lanes, whole, whole, hist_sh)).lower(
                     carry_spec, data, g, mi, k_spec)
                 adv_exe = compile_lowered(adv_exe, dev, n)
                 start_exe = start_fut.result()

@@ -72,7 +72,9 @@ def armijo_backtracking(f, x, fx, slope, d, alpha0, c1=1e-4, shrink=0.5, max_ste
     search neither stalls nor shrinks too fast; ``interpolate=False`` gives plain halving-style
     backtracking by ``shrink``. ``slope`` = ∇f(x)·d must be negative, else the search fails at
     once. Non-finite trial values fail the condition and cut the step by 10, so the search backs
-    off from overflow instead of accepting it.
+    off from overflow instead of accepting it. A step too short to change x in floating point
+    fails the search (with a wrong, uphill gradient the condition would otherwise "hold" for the
+    null step).
     """
     dtype = x.dtype
     fx = jnp.asarray(fx, dtype)
@@ -80,6 +82,12 @@ def armijo_backtracking(f, x, fx, slope, d, alpha0, c1=1e-4, shrink=0.5, max_ste
 
     def accepted(alpha, ft):
         return jnp.isfinite(ft) & (ft <= fx + c1 * alpha * slope)
+
+    def moves(alpha):
+        # a step too short to change x in floating point is no step: with a wrong (uphill)
+        # gradient the search would otherwise shrink α until x + αd == x and f(x + αd) == f(x)
+        # "satisfies" the condition, and the start would run on to max_iter going nowhere
+        return jnp.any(x + alpha * d != x)
 
     def cond(c):
         alpha, ft, n = c
@@ -99,7 +107,7 @@ def armijo_backtracking(f, x, fx, slope, d, alpha0, c1=1e-4, shrink=0.5, max_ste
     alpha0 = jnp.asarray(alpha0, dtype)
     f0 = f(x + alpha0 * d)
     alpha, ft, n = jax.lax.while_loop(cond, body, (alpha0, f0, jnp.int32(1)))
-    ok = accepted(alpha, ft) & (slope < 0)
+    ok = accepted(alpha, ft) & (slope < 0) & moves(alpha)
     return LineSearchResult(jnp.where(ok, alpha, 0.0).astype(dtype), jnp.where(ok, ft, fx), n, ok)
 
 

@@ -161,12 +161,14 @@ def test_failed_starts_do_not_disturb_the_others(name):
 @pytest.mark.parametrize("name", registered())
 def test_uphill_gradient_is_a_status_not_a_crash(name):
     """The gradient points uphill (a wrong user gradient): no descent can be found. Globalised
-    methods never accept a step that raises f and end with a failure status; nobody raises."""
+    methods never accept a step that raises f and stop early with a failure status (a line
+    search that could only "succeed" with a step too short to move x fails); nobody raises."""
     L, y, _, _ = random_quadratic(3, 2.0)
     res = run(name, data(L, y, s=-1.0), _good_starts(2), max_iter=100)
     assert_honest(res)
     if name in GLOBALISED:
-        assert set(res.status) <= {"linesearch_failed", "stalled", "max_iter"}, res.status
+        assert set(res.status) <= {"linesearch_failed", "stalled"}, res.status
+        assert np.all(res.nit < 50), res.nit
         assert_monotone(res)
         f0 = np.sum((_good_starts(2) @ L.T - y) ** 2, axis=1)
         assert np.all(res.fun <= f0 * (1 + 1e-12)) and np.all(np.isfinite(res.x))

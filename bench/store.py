@@ -126,7 +126,17 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # XLA options optbench's executables were compiled with (problems of dimension ≤ the
+        # bound, on CPU; see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
+        "xla_options": _xla_options(dev.platform),
     }
+
+
+def _xla_options(platform_name: str):
+    from .solve import CPU_COMPILER_OPTIONS, SMALL_DIM_MAX, _OPTIONS_OK
+    if platform_name != "cpu" or os.environ.get("OPTBENCH_XLA_DEFAULTS") == "1" or not _OPTIONS_OK["cpu"]:
+        return "xla defaults"
+    return {"options": dict(CPU_COMPILER_OPTIONS), "for_dim_at_most": SMALL_DIM_MAX}
 
 
 def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[Dict[str, Any]]):

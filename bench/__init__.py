@@ -1,6 +1,6 @@
 """optbench's bench layer: the driver (:func:`solve`), results on disk, plots and the CLI."""
 from optbench_core import OptbenchError
 
-from .solve import Result, Trace, compile_count, solve
+from .solve import Result, Trace, compile_count, precompile, solve
 
-__all__ = ["solve", "Result", "Trace", "compile_count", "OptbenchError"]
+__all__ = ["solve", "precompile", "Result", "Trace", "compile_count", "OptbenchError"]

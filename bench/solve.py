@@ -42,6 +42,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -402,8 +403,61 @@ def _to_host(tree):
     return jax.device_get(tree)
 
 
+def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, whole, chunk_lanes, dev, progress):
+    """Check the problem, build and compile the start and loop programs, store them under ``key``;
+    returns the compile seconds."""
+    problem.check()   # one-line errors for an unusable f, before anything is traced for real
+    if progress is not None:
+        progress("compile")
+    t0 = time.perf_counter()
+    start, advance = _build(problem, optimizer, n, chunk)
+    # every per-lane array is split along its batch axis (history chunks: axis 1); the
+    # shardings are pytree prefixes, so the state's structure comes from the one trace
+    start_low = jax.jit(start, out_shardings=(lanes, lanes)).lower(xs, data, g, mi)
+    carry_shape = start_low.out_info[0]
+    hist_sh = (chunk_lanes, chunk_lanes)
+    # XLA compiles the small start program on a second thread while this one lowers and
+    # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
+    # not their sum
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        start_fut = pool.submit(compile_lowered, start_low, dev, n)
+        carry_spec = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
+        k_spec = jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)
+        adv_exe = jax.jit(advance, donate_argnums=0, out_shardings=(lanes, whole, whole, hist_sh)).lower(
+            carry_spec, data, g, mi, k_spec)
+        adv_exe = compile_lowered(adv_exe, dev, n)
+        start_exe = start_fut.result()
+    compile_s = time.perf_counter() - t0
+    with _KEY_LOCKS_GUARD:
+        _STATS["compiles"] += 1
+    entry = ((start_exe, adv_exe), problem, optimizer, {})  # keep the objects alive so their ids stay valid
+    _COMPILED[key] = entry
+    return compile_s
+
+
+_KEY_LOCKS: Dict[Any, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(key) -> threading.Lock:
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
+def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
+               device: Optional[str] = None) -> float:
+    """Compile what :func:`solve` with these arguments will run, without running it; returns the
+    compile seconds (0.0 if already compiled). The next matching ``solve`` reports those seconds
+    as its ``compile_s``. Safe to call from several threads at once (XLA compiles without the
+    GIL, so a suite's cells compile in parallel; two calls for the same program compile once)."""
+    return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device,
+                 _compile_only=True)
+
+
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-          repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None) -> Result:
+          repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None,
+          _compile_only: bool = False) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
     problem's x0), compiled, batched over starts, with full history.
 
@@ -462,32 +516,18 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         compile_s = 0.0
         entry = _COMPILED.get(key)
         if entry is None:
-            problem.check()   # one-line errors for an unusable f, before anything is traced for real
-            if progress is not None:
-                progress("compile")
-            t0 = time.perf_counter()
-            start, advance = _build(problem, optimizer, n, chunk)
-            # every per-lane array is split along its batch axis (history chunks: axis 1); the
-            # shardings are pytree prefixes, so the state's structure comes from the one trace
-            start_low = jax.jit(start, out_shardings=(lanes, lanes)).lower(xs, data, g, mi)
-            carry_shape = start_low.out_info[0]
-            hist_sh = (chunk_lanes, chunk_lanes)
-            # XLA compiles the small start program on a second thread while this one lowers and
-            # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
-            # not their sum
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                start_fut = pool.submit(compile_lowered, start_low, dev, n)
-                carry_spec = jax.tree_util.tree_map(
-                    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
-                k_spec = jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)
-                adv_exe = jax.jit(advance, donate_argnums=0, out_shardings=(lanes, whole, whole, hist_sh)).lower(
-                    carry_spec, data, g, mi, k_spec)
-                adv_exe = compile_lowered(adv_exe, dev, n)
-                start_exe = start_fut.result()
-            compile_s = time.perf_counter() - t0
-            _STATS["compiles"] += 1
-            entry = ((start_exe, adv_exe), problem, optimizer)  # keep the objects alive so their ids stay valid
-            _COMPILED[key] = entry
+            with _key_lock(key):   # another thread may be compiling the same program: wait for it
+                entry = _COMPILED.get(key)
+                if entry is None:
+                    compile_s = _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, whole,
+                                               chunk_lanes, dev, progress)
+                    entry = _COMPILED[key]
+                    if _compile_only:
+                        entry[3]["pending_compile_s"] = compile_s
+        if _compile_only:
+            return compile_s
+        # compile seconds of a precompile() not yet reported by a solve
+        compile_s = compile_s or entry[3].pop("pending_compile_s", 0.0)
         start_exe, adv_exe = entry[0]
         if progress is not None:
             progress("run")

@@ -379,6 +379,14 @@ class Cell:
                 "seeds": list(self.seeds), "max_iter": self.max_iter, "gtol": self.gtol, "dtype": self.dtype,
                 "repeats": self.repeats}
 
+    def precompile(self, device: Optional[str] = None) -> float:
+        """Compile this cell's programs without running them (nothing for a scipy cell)."""
+        if self.is_scipy:
+            return 0.0
+        from .solve import precompile
+        return precompile(self.problem, self.optimizer, self.x0s(), max_iter=self.max_iter, gtol=self.gtol,
+                          dtype=self.dtype, device=device)
+
     def run(self, device: Optional[str] = None, progress=None):
         """Solve this cell (``bench.solve``, or scipy for ``scipy:`` optimizers) → ``bench.Result``.
 

@@ -62,6 +62,7 @@ def test_stored_run_matches_summary(small_run):
     (["run", "--problems", "rosenbrock:dim=1"], "dim >= 2"),
     (["run", "--starts", "0"], "--starts"),
     (["run", "--gtol", "-1"], "--gtol"),
+    (["run", "--jobs", "0"], "--jobs"),
     (["list", "things"], "problems or optimizers"),
 ])
 def test_bad_input_one_line_exit_2_no_directory(tmp_path, capsys, args, needle):

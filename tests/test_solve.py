@@ -121,3 +121,23 @@ def test_user_problem_returning_vector_is_rejected():
     p = problems.Problem(name="vec", f=lambda x: x * 2.0, x0=np.zeros(2))
     with pytest.raises(bench.OptbenchError, match="scalar"):
         bench.solve(p, "gd", max_iter=5)
+
+
+def test_precompile_compiles_once_across_threads_and_the_next_solve_reports_it():
+    """Several threads precompiling one program compile it once; the next solve runs without
+    compiling and reports the precompile's seconds as its compile_s, later solves 0."""
+    import concurrent.futures
+
+    import problems as P
+    prob = P.Problem(name="bowl", f=lambda x: jnp.sum((x - 1.0) ** 2) + 0.1 * (x[0] - 1.0) ** 4, x0=np.zeros(2))
+    starts = np.array([[0.0, 0.0], [2.0, -1.0]])
+    before = bench.compile_count()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        secs = list(pool.map(lambda _: bench.precompile(prob, "newton", starts, max_iter=50), range(3)))
+    assert bench.compile_count() == before + 1
+    assert sum(s > 0 for s in secs) == 1          # one thread compiled; the others found it done
+    first = bench.solve(prob, "newton", starts, max_iter=50)
+    assert bench.compile_count() == before + 1
+    assert first.compile_s == pytest.approx(max(secs))
+    assert bench.solve(prob, "newton", starts, max_iter=50).compile_s == 0.0
+    np.testing.assert_allclose(first.x, np.ones((2, 2)), atol=1e-8)

@@ -10,7 +10,8 @@ same constants), so iteration counts agree and the time ratio measures overhead 
 
 * :func:`rosenbrock2_newton` — Newton with the eigenvalue-modified Hessian and Armijo backtracking
   (Nocedal & Wright §3.4, Alg. 3.1; optbench's ``newton``) on 2-D Rosenbrock, batched over starts,
-  closed-form gradient, Hessian, 2×2 eigen-decomposition and Cramer solve.
+  closed-form gradient and Hessian, and optbench's closed-form 2×2 modified-Newton direction
+  (spectral projectors and Cramer's rule, :func:`optimizers.dense.modified_newton_2x2`).
 * :func:`ext_rosenbrock_newton_cg` — line-search Newton-CG (N&W Alg. 7.1, forcing term
   η = min(0.5, √‖g‖)) on the extended (separable-pairs) Rosenbrock function of Moré, Garbow &
   Hillstrom (1981, problem 21) with a closed-form Hessian-vector product.
@@ -24,6 +25,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from optimizers.dense import modified_newton_2x2
 
 jax.config.update("jax_enable_x64", True)
 
@@ -48,33 +51,10 @@ def _rosen2_derivs(x, y):
 
 def _modified_newton_2x2(hxx, hxy, hyy, gx, gy, rel_floor=1e-8, abs_floor=1e-12):
     """d = −Ĥ⁻¹g, Ĥ = V max(|Λ|, δ) Vᵀ (N&W eq. 3.41, absolute-value variant), δ = max(rel·max|λ|,
-    abs); Cramer's rule when H is safely positive definite — the rule of optbench's
-    ``modified_newton_direction``, without trigonometry.
-
-    With λ± = m ± r (m the mean of the diagonal, r = √(h² + b²), h half their difference, b the
-    off-diagonal), the spectral projector on λ+ is P = (H − λ−I)/(2r), entries
-    ((r + h)/2r, b/2r, (r − h)/2r), each bounded by 1, so it is accurate even when r is tiny;
-    then Ĥ⁻¹g = Pg/μ+ + (g − Pg)/μ−. (The eigenvector form through arctan2/cos/sin computes the
-    same thing and cost 4.4× as much per batch of 10⁴ on this CPU: XLA's transcendental functions
-    dominate a 2×2 step.) When r = 0, H = mI and any split P + (I − P) = I works: P = I/2.
-    """
-    m, h = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy)
-    r = jnp.sqrt(h * h + hxy * hxy)
-    lo, hi = m - r, m + r
-    delta = jnp.maximum(rel_floor * jnp.maximum(jnp.abs(lo), jnp.abs(hi)), abs_floor)
-    mu_lo, mu_hi = jnp.maximum(jnp.abs(lo), delta), jnp.maximum(jnp.abs(hi), delta)
-    split = r > 0
-    inv2r = jnp.where(split, 0.5 / jnp.where(split, r, 1.0), 0.0)
-    pxx = jnp.where(split, (r + h) * inv2r, 0.5)
-    pyy = jnp.where(split, (r - h) * inv2r, 0.5)
-    pxy = hxy * inv2r
-    phx, phy = pxx * gx + pxy * gy, pxy * gx + pyy * gy
-    dx_ev = -(phx / mu_hi + (gx - phx) / mu_lo)
-    dy_ev = -(phy / mu_hi + (gy - phy) / mu_lo)
-    det = hxx * hyy - hxy * hxy
-    pd = lo >= delta
-    return (jnp.where(pd, -(hyy * gx - hxy * gy) / det, dx_ev),
-            jnp.where(pd, -(hxx * gy - hxy * gx) / det, dy_ev))
+    abs), on batches of entries: the closed form of optbench's ``modified_newton_direction``
+    (:func:`optimizers.dense.modified_newton_2x2`, spectral projectors, no trigonometry)."""
+    dx, dy, _ = modified_newton_2x2(hxx, hxy, hyy, gx, gy, rel_floor, abs_floor)
+    return dx, dy
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter", "max_backtracks"))
@@ -237,7 +217,7 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
 # Least squares ‖Xw − y‖² read once per gradient: row blocks that stay in cache
 # --------------------------------------------------------------------------------------------
 # the kernel lives with the problems (``linreg`` uses it); re-exported here for the floor
-from problems.lsq import _split, sse, sse_blocked, sse_value_and_grad_blocked  # noqa: E402,F401
+from problems.lsq import sse, sse_value_and_grad_blocked  # noqa: E402,F401
 
 
 @functools.partial(jax.jit, static_argnames=("iters", "block_rows"))

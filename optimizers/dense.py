@@ -89,7 +89,9 @@ def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
     Returns (d, modified) where ``modified`` says whether Ĥ differs from H.
     """
     if g.shape[0] == 2:
-        return _modified_newton_2x2(h, g, rel_floor, abs_floor)
+        dx, dy, modified = modified_newton_2x2(h[0, 0], 0.5 * (h[0, 1] + h[1, 0]), h[1, 1], g[0], g[1],
+                                               rel_floor, abs_floor)
+        return jnp.stack([dx, dy]), modified
     lam, v = sym_eig(h)
     big = jnp.max(jnp.abs(lam))
     delta = jnp.maximum(rel_floor * big, abs_floor)
@@ -98,19 +100,19 @@ def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
     return d, jnp.any(lam < delta)
 
 
-def _modified_newton_2x2(h, g, rel_floor, abs_floor):
-    """:func:`modified_newton_direction` for n = 2 without forming eigenvectors.
+def modified_newton_2x2(a, b, c, gx, gy, rel_floor=1e-8, abs_floor=1e-12):
+    """:func:`modified_newton_direction` for H = [[a, b], [b, c]] and g = (gx, gy), written on
+    the entries (so it works elementwise on batches of them); returns (dx, dy, modified).
 
-    With λ± = m ± r (m the mean of the diagonal, c half their difference, b the off-diagonal,
-    r = √(c² + b²)), the spectral projector on λ+ is P = (H − λ−I)/(2r), entries
-    ((r + c)/2r, b/2r, (r − c)/2r), each bounded by 1 in magnitude, so it is accurate even when r
-    is tiny; then Ĥ⁻¹g = Pg/μ+ + (g − Pg)/μ−. Where H is safely positive definite, Cramer's rule
-    (the same d, more accurately). When r = 0, H = mI and any split works: P = I/2. This is
-    several times cheaper per batch than the eigenvector form (no hypot, no normalisation, no
-    stacking of a 2×2 basis), which dominates a 2-D Newton step on CPU.
+    With λ± = m ± r (m the mean of the diagonal, h half their difference, r = √(h² + b²)), the
+    spectral projector on λ+ is P = (H − λ−I)/(2r), entries ((r + h)/2r, b/2r, (r − h)/2r), each
+    bounded by 1 in magnitude, so it is accurate even when r is tiny; then
+    Ĥ⁻¹g = Pg/μ+ + (g − Pg)/μ−. Where H is safely positive definite, Cramer's rule (the same d,
+    more accurately). When r = 0, H = mI and any split works: P = I/2. No eigenvectors, no
+    hypot, no normalisation: the eigenvector form computes the same and cost several times as
+    much per batch, dominating a 2-D Newton step on CPU. The hand-written floor kernel of
+    ``optbench perf`` (``bench.kernels``) uses this function too.
     """
-    a, b, c = h[0, 0], 0.5 * (h[0, 1] + h[1, 0]), h[1, 1]
-    gx, gy = g[0], g[1]
     m, half = 0.5 * (a + c), 0.5 * (a - c)
     r = jnp.sqrt(half * half + b * b)
     lo, hi = m - r, m + r
@@ -123,11 +125,10 @@ def _modified_newton_2x2(h, g, rel_floor, abs_floor):
     pxy = b * inv2r
     phx, phy = pxx * gx + pxy * gy, pxy * gx + pyy * gy
     pd = lo >= delta
-    det = a * c - b * b
-    sdet = jnp.where(pd, det, 1.0)
+    sdet = jnp.where(pd, a * c - b * b, 1.0)
     dx = jnp.where(pd, -(c * gx - b * gy) / sdet, -(phx / mu_hi + (gx - phx) / mu_lo))
     dy = jnp.where(pd, -(a * gy - b * gx) / sdet, -(phy / mu_hi + (gy - phy) / mu_lo))
-    return jnp.stack([dx, dy]), lo < delta
+    return dx, dy, lo < delta
 
 
 def secular_lambda(mu, b, radius, lam_lo, max_iter=60):

@@ -24,6 +24,14 @@ def _curvature_ok(s, y):
     return sy > jnp.sqrt(jnp.finfo(s.dtype).eps) * jnp.linalg.norm(s) * jnp.linalg.norm(y), sy
 
 
+def _finish(s: State, res, reset, aux) -> State:
+    """The State after a quasi-Newton step; a search that found no decrease even along a fresh
+    direction (−∇f, or the first step) ends the start with ``linesearch_failed``."""
+    give_up = ~res.moved & reset
+    new = ls.apply(s, res, fail_status=False, aux=aux)
+    return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
+
+
 def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: bool = False) -> Optimizer:
     """BFGS with the inverse-Hessian update (Broyden, Fletcher, Goldfarb, Shanno 1970; N&W
     Alg. 6.1, eq. 6.17): H ← (I − ρsyᵀ) H (I − ρysᵀ) + ρssᵀ, ρ = 1/yᵀs, O(n²) per step, and a
@@ -73,9 +81,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         h = jnp.where(ok, h_new, h)
         k = jnp.where(ok, k + 1, jnp.where(res.moved, k, 0))
         # no decrease along a quasi-Newton direction: forget the curvature and retry along −g
-        give_up = ~res.moved & reset
-        new = ls.apply(s, res, fail_status=False, aux=(h, k, s.f))
-        return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
+        return _finish(s, res, reset, (h, k, s.f))
 
     return Optimizer("bfgs", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals, "init_scale": init_scale},
                      description="BFGS, inverse-Hessian update, strong-Wolfe line search")
@@ -111,6 +117,22 @@ def two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma):
 
     w = jax.lax.fori_loop(0, m, oldest_first, zeros)
     return w, -gamma * a
+
+
+def _lbfgs_search(oracle, s: State, d, slope, empty, c1, c2, max_evals):
+    """L-BFGS's step along d: −∇f instead where d does not descend, first trial α = 1 (a unit
+    step in x when the memory is empty or was just reset), strong-Wolfe search, and the new pair
+    (s, y) with its curvature test. Returns (result, bad, reset, s, y, pair ok, sᵀy)."""
+    g = s.g
+    bad = ~(slope < 0) | ~jnp.isfinite(slope)
+    reset = bad | empty
+    d = jnp.where(bad, -g, d)
+    alpha0 = jnp.where(reset, ls.first_step(g), 1.0)
+    res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
+    sv = res.x - s.x
+    y = res.g - g
+    ok, sy = _curvature_ok(sv, y)
+    return res, bad, reset, sv, y, ok & res.moved, sy
 
 
 #: L-BFGS memories of at most this many numbers per start (memory × n) keep their pairs in a
@@ -178,17 +200,8 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         # the loop counter indexes the rows, the same for every start: a slice, not a gather
         q, a = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
         d = -jax.lax.fori_loop(0, m, oldest_first, gamma * q)
-        slope = jnp.sum(g * d)
-        bad = ~(slope < 0) | ~jnp.isfinite(slope)
-        reset = bad | (count == 0)
+        res, bad, reset, sv, y, ok, sy = _lbfgs_search(oracle, s, d, jnp.sum(g * d), count == 0, c1, c2, max_evals)
         count = jnp.where(bad, 0, count)
-        d = jnp.where(bad, -g, d)
-        alpha0 = jnp.where(reset, ls.first_step(g), 1.0)
-        res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
-        sv = res.x - s.x
-        y = res.g - g
-        ok, sy = _curvature_ok(sv, y)
-        ok = ok & res.moved
         yy = jnp.sum(y * y)
         # an accepted pair enters as the last row and the oldest leaves (m·n numbers: small here)
         s_mem = jnp.where(ok, jnp.concatenate([s_mem[1:], sv[None]]), s_mem)
@@ -196,9 +209,7 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         rho = jnp.where(ok, jnp.concatenate([rho[1:], (1.0 / jnp.where(ok, sy, 1.0))[None]]), rho)
         gamma = jnp.where(ok, sy / jnp.where(yy > 0, yy, 1.0), gamma)
         count = jnp.where(ok, jnp.minimum(count + 1, m), jnp.where(res.moved, count, 0))
-        give_up = ~res.moved & reset
-        new = ls.apply(s, res, fail_status=False, aux=(s_mem, y_mem, rho, count, gamma))
-        return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
+        return _finish(s, res, reset, (s_mem, y_mem, rho, count, gamma))
 
     def step(oracle, s: State) -> State:
         if small(s.x):
@@ -215,17 +226,8 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         c_s, c_y = two_loop_coefficients(ps, py, sy_mat, yy_mat, rho, head, count, gamma)
         d = -(gamma * g + c_s @ s_mem + c_y @ y_mem)
         d_y = -(gamma * py + c_y @ yy_mat + c_s @ sy_mat)  # dᵀy_j for every stored y_j
-        slope = jnp.vdot(g, d)
-        bad = ~(slope < 0) | ~jnp.isfinite(slope)
-        reset = bad | (count == 0)
+        res, bad, reset, sv, y, ok, sy = _lbfgs_search(oracle, s, d, jnp.vdot(g, d), count == 0, c1, c2, max_evals)
         count = jnp.where(bad, 0, count)
-        d = jnp.where(bad, -g, d)
-        alpha0 = jnp.where(reset, ls.first_step(g), 1.0)
-        res = ls.search("wolfe", oracle, s.x, s.f, g, d, alpha0, c1=c1, c2=c2, max_evals=max_evals)
-        sv = res.x - s.x
-        y = res.g - g
-        ok, sy = _curvature_ok(sv, y)
-        ok = ok & res.moved
         yy = jnp.vdot(y, y)
         slot = head % memory
         # write one row (the old one back when the pair is skipped): never copy whole buffers
@@ -237,10 +239,7 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         gamma = jnp.where(ok, sy / jnp.where(yy > 0, yy, 1.0), gamma)
         head = jnp.where(ok, (head + 1) % memory, head)
         count = jnp.where(ok, jnp.minimum(count + 1, memory), jnp.where(res.moved, count, 0))
-        give_up = ~res.moved & reset
-        aux = (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, ok, slot, sy, yy, ps, py)
-        new = ls.apply(s, res, fail_status=False, aux=aux)
-        return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
+        return _finish(s, res, reset, (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, ok, slot, sy, yy, ps, py))
 
     return Optimizer("lbfgs", init, step, {"memory": memory, "c1": c1, "c2": c2, "max_evals": max_evals},
                      description="limited-memory BFGS, two-loop recursion, strong-Wolfe line search")

@@ -28,8 +28,8 @@ STATUS_STALLED = 6
 STATUS_NAMES = ("running", "converged", "max_iter", "diverged", "linesearch_failed", "singular", "stalled")
 
 
-#: up to this dimension, Hessians and Jacobians are built from JVPs written out one per unit
-#: vector instead of a vmap over the basis
+#: up to this dimension, Hessians are built from JVPs written out one per unit vector instead
+#: of a vmap over the basis
 UNROLL_DIM_MAX = 4
 
 
@@ -132,11 +132,6 @@ class Oracle:
     def residuals_and_jac(self, x):
         """(r(x), J(x)). J by ``jacfwd`` (n JVPs) when m ≥ n, else ``jacrev`` (m VJPs)."""
         fn = self._fn("r", x)
-        n = x.shape[0]
-        if n <= UNROLL_DIM_MAX:   # forward mode, one JVP per unit vector written out (see above)
-            eye = jnp.eye(n, dtype=x.dtype)
-            cols = [jax.jvp(fn, (x,), (eye[i],)) for i in range(n)]
-            return cols[0][0], jnp.stack([c[1] for c in cols], axis=1)
         if self.num_residuals(x) >= x.shape[0]:
             r, lin = jax.linearize(fn, x)
             jac = jax.vmap(lin, out_axes=1)(jnp.eye(x.shape[0], dtype=x.dtype))

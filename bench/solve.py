@@ -260,15 +260,23 @@ SMALL_DIM_MAX = 256
 _OPTIONS_OK = {"cpu": True}
 
 
+def xla_options(platform_name: str):
+    """The XLA options optbench compiles with on this platform (for problems of dimension ≤
+    :data:`SMALL_DIM_MAX`), or None for XLA's defaults: off the CPU, with
+    ``OPTBENCH_XLA_DEFAULTS=1``, or where this jaxlib turned out not to know them."""
+    if platform_name != "cpu" or not _OPTIONS_OK["cpu"] or os.environ.get("OPTBENCH_XLA_DEFAULTS") == "1":
+        return None
+    return dict(CPU_COMPILER_OPTIONS)
+
+
 def compile_lowered(lowered, dev, n: int = 0):
-    """``lowered.compile()``, with :data:`CPU_COMPILER_OPTIONS` on a CPU device for problems of
-    dimension ``n`` ≤ :data:`SMALL_DIM_MAX` (falling back to XLA's defaults where this jaxlib
-    does not know the option)."""
-    if (dev.platform != "cpu" or n > SMALL_DIM_MAX or not _OPTIONS_OK["cpu"]
-            or os.environ.get("OPTBENCH_XLA_DEFAULTS") == "1"):
+    """``lowered.compile()``, with :func:`xla_options` for problems of dimension ``n`` ≤
+    :data:`SMALL_DIM_MAX` (falling back to XLA's defaults where this jaxlib does not know them)."""
+    options = xla_options(dev.platform)
+    if options is None or n > SMALL_DIM_MAX:
         return lowered.compile()
     try:
-        return lowered.compile(compiler_options=dict(CPU_COMPILER_OPTIONS))
+        return lowered.compile(compiler_options=options)
     except Exception as e:  # an XLA without the option: remember, and compile as XLA would
         if "option" not in str(e).lower():
             raise

@@ -133,10 +133,9 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
 
 
 def _xla_options(platform_name: str):
-    from .solve import CPU_COMPILER_OPTIONS, SMALL_DIM_MAX, _OPTIONS_OK
-    if platform_name != "cpu" or os.environ.get("OPTBENCH_XLA_DEFAULTS") == "1" or not _OPTIONS_OK["cpu"]:
-        return "xla defaults"
-    return {"options": dict(CPU_COMPILER_OPTIONS), "for_dim_at_most": SMALL_DIM_MAX}
+    from .solve import SMALL_DIM_MAX, xla_options
+    options = xla_options(platform_name)
+    return "xla defaults" if options is None else {"options": options, "for_dim_at_most": SMALL_DIM_MAX}
 
 
 def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[Dict[str, Any]]):

@@ -39,6 +39,7 @@ compile with a load. The run is timed over ``repeats`` calls, each until the res
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -181,8 +182,9 @@ def _build(problem, opt, n: int, chunk: int):
     """The two compiled pieces of a run.
 
     ``start(x0s, data, gtol, max_iter) -> (carry, row0)`` and
-    ``advance(carry, data, gtol, max_iter, k) -> (carry, k + rows run, more?, float chunk, int chunk)``
-    where carry = (optimizer state, status code, nit) per lane and k counts iterations so far.
+    ``advance(carry, hist, data, gtol, max_iter, [k, ·]) -> (carry, [k + rows run, more?], hist)``
+    where carry = (optimizer state, status code, nit) per lane, k counts iterations so far and
+    hist = (float chunk, int chunk) is a buffer pair the loop writes its rows into.
     """
 
     def oracle_for(data):
@@ -207,11 +209,13 @@ def _build(problem, opt, n: int, chunk: int):
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
         return (s0, code0, jnp.zeros(b, jnp.int32)), _record(s0, n)
 
-    def advance(carry, data, gtol, max_iter, k0):
+    def advance(carry, hist, data, gtol, max_iter, kv):
+        # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
+        # row (only rows < j are read back), so no chunk is zero-filled per call
         oracle = oracle_for(data)
         step = jax.vmap(lambda s: opt.step(oracle, s))
         s, code, nit = carry
-        hist = tuple(jnp.zeros((chunk,) + v.shape, v.dtype) for v in _packed_row(s, n))
+        k0 = kv[0]
 
         def cond(c):
             j, _, code, _, _ = c
@@ -241,7 +245,8 @@ def _build(problem, opt, n: int, chunk: int):
 
         j, s, code, nit, hist = jax.lax.while_loop(cond, body, (jnp.int32(0), s, code, nit, hist))
         more = (k0 + j < max_iter) & jnp.any(code == STATUS_RUNNING)
-        return (s, code, nit), k0 + j, more, hist
+        # one small array for the host to read: (iterations so far, go on?)
+        return (s, code, nit), jnp.stack([k0 + j, more.astype(jnp.int32)]), hist
 
     return start, advance
 
@@ -431,17 +436,62 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
         start_fut = pool.submit(compile_lowered, start_low, dev, n)
         carry_spec = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
-        k_spec = jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)
-        adv_exe = jax.jit(advance, donate_argnums=0, out_shardings=(lanes, whole, whole, hist_sh)).lower(
-            carry_spec, data, g, mi, k_spec)
+        row = jax.eval_shape(lambda st: _packed_row(st, n), carry_spec[0])
+        hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
+        k_spec = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=whole)
+        adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
+            carry_spec, hist_spec, data, g, mi, k_spec)
         adv_exe = compile_lowered(adv_exe, dev, n)
         start_exe = start_fut.result()
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
-    entry = ((start_exe, adv_exe), problem, optimizer, {})  # keep the objects alive so their ids stay valid
+    # keep the objects alive so their ids stay valid; "hist" describes the history buffers
+    entry = ((start_exe, adv_exe), problem, optimizer,
+             {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes})
     _COMPILED[key] = entry
     return compile_s
+
+
+#: bytes of spare history buffers kept for reuse, over all compiled programs
+HISTORY_POOL_BYTES = 256 << 20
+_POOL: "collections.OrderedDict[Any, List[Any]]" = collections.OrderedDict()
+_POOL_LOCK = threading.Lock()
+
+
+def _nbytes(bufs) -> int:
+    return sum(a.nbytes for a in bufs)
+
+
+def _history_buffer(key, info):
+    """A (float chunk, int chunk) buffer pair for one ``advance`` call, which donates it and
+    returns it filled. Buffers from earlier runs of the same program are reused: a fresh chunk
+    is a large allocation (32 rows × F × B numbers) whose zero-fill and first-touch page faults
+    cost 10–20 % of a 2-D Newton run at 10³–10⁴ starts (measured with ``jax.profiler``)."""
+    with _POOL_LOCK:
+        spare = _POOL.get(key)
+        if spare:
+            _POOL.move_to_end(key)
+            return spare.pop()
+    return tuple(jnp.zeros(shape, dtype, device=info["chunk_lanes"]) for shape, dtype in info["hist"])
+
+
+def _release_history(key, bufs) -> None:
+    """Keep a run's history buffers for the next run of the same program (least recently used
+    programs' buffers are dropped beyond :data:`HISTORY_POOL_BYTES`). Host views of them must be
+    gone: a buffer still viewed is copied, not overwritten, when donated."""
+    if not bufs:
+        return
+    with _POOL_LOCK:
+        _POOL.setdefault(key, []).extend(bufs)
+        _POOL.move_to_end(key)
+        total = sum(_nbytes(h) for spare in _POOL.values() for h in spare)
+        while total > HISTORY_POOL_BYTES and _POOL:
+            old_key, spare = next(iter(_POOL.items()))
+            drop = spare.pop(0)
+            total -= _nbytes(drop)
+            if not spare:
+                del _POOL[old_key]
 
 
 _KEY_LOCKS: Dict[Any, threading.Lock] = {}
@@ -517,7 +567,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         data = _put(jax.tree_util.tree_map(np.asarray, _cast_data(problem.data, jdtype)), whole)
         g = _put(np.asarray(gtol, jdtype), whole)
         mi = _put(np.asarray(max_iter, np.int32), whole)
-        zero = _put(np.asarray(0, np.int32), whole)
+        zero = _put(np.zeros(2, np.int32), whole)
         chunk = int(HISTORY_CHUNK)
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)))
@@ -540,22 +590,27 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         if progress is not None:
             progress("run")
         times = []
+        chunks: List[Any] = []
         for _ in range(repeats):
+            _release_history(key, [h for _, h in chunks])   # the previous repeat's rows are not kept
             t0 = _clock()
             carry, row0 = start_exe(xs, data, g, mi)
-            chunks, k, k_dev = [], 0, zero
+            chunks, k, kv = [], 0, zero
             while True:
-                carry, k_dev, more, hist = adv_exe(carry, data, g, mi, k_dev)
-                k_new = int(k_dev)      # waits for the chunk: the host decides whether to go on
+                carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
+                k_new, more = (int(v) for v in _to_host(kv))  # waits for the chunk: go on?
                 chunks.append((k_new - k, hist))
                 k = k_new
-                if not bool(more):
+                if not more:
                     break
             jax.block_until_ready(carry)
             times.append(_clock() - t0)
     (s, code, nit), row0 = _to_host((carry, row0))
+    bufs = [h for _, h in chunks]
     chunks = [(j, _unpack_chunk(_to_host(h), n)) for j, h in chunks]
     trace = _assemble_trace(row0, chunks, k, int(max_iter), n, b)
+    del chunks   # the host views of the buffers go before the buffers are lent again
+    _release_history(key, bufs)
     s = jax.tree_util.tree_map(lambda a: np.asarray(a)[:b], s)
     code, nit = np.asarray(code)[:b], np.asarray(nit)[:b]
     fun = np.asarray(s.f, dtype=np.float64)

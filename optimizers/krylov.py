@@ -34,8 +34,6 @@ def truncated_cg(hvp, g, tol, max_iter):
     products, or at the first direction of non-positive curvature (N&W Alg. 7.1): there the
     iterate so far is returned, or −g if that is still zero, so the result is always a descent
     direction. Returns (p, number of Hessian-vector products, negative curvature met)."""
-    dtype = g.dtype
-    tiny = jnp.finfo(dtype).tiny
 
     def cond(c: _CG):
         return (~c.done) & (c.j < max_iter)
@@ -43,17 +41,16 @@ def truncated_cg(hvp, g, tol, max_iter):
     def body(c: _CG):
         hd = hvp(c.d)
         curv = jnp.vdot(c.d, hd)
-        neg = ~(curv > tiny * jnp.vdot(c.d, c.d)) | ~jnp.isfinite(curv)
+        neg = ~(curv > 0) | ~jnp.isfinite(curv)
         alpha = c.rr / jnp.where(neg, 1.0, curv)
-        p = c.p + alpha * c.d
+        p_neg = jnp.where(c.j == 0, -g, c.p)
+        p = jnp.where(neg, p_neg, c.p + alpha * c.d)
         r = c.r + alpha * hd
         rr = jnp.vdot(r, r)
         conv = jnp.sqrt(rr) <= tol
         d = -r + (rr / jnp.where(c.rr > 0, c.rr, 1.0)) * c.d
-        keep = lambda new, old: jnp.where(neg, old, new)  # noqa: E731
-        p_neg = jnp.where(c.j == 0, -g, c.p)
-        return _CG(jnp.where(neg, p_neg, p), keep(r, c.r), keep(d, c.d), keep(rr, c.rr), c.j + 1, neg | conv,
-                   c.neg | neg)
+        # on negative curvature the loop ends with p; r, d and rr are not used again
+        return _CG(p, r, d, rr, c.j + 1, neg | conv, c.neg | neg)
 
     rr0 = jnp.vdot(g, g)
     c0 = _CG(jnp.zeros_like(g), g, -g, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol, jnp.asarray(False))
@@ -66,16 +63,19 @@ class _Steihaug(NamedTuple):
     r: jnp.ndarray       # Hz + g, the model's gradient at z
     d: jnp.ndarray
     rr: jnp.ndarray
+    zz: jnp.ndarray      # ‖z‖², zᵀd, ‖d‖²: carried by recurrences, not recomputed
+    zd: jnp.ndarray
+    dd: jnp.ndarray
     j: jnp.ndarray
     done: jnp.ndarray
     boundary: jnp.ndarray
 
 
-def _to_boundary(z, d, radius):
-    """The two τ with ‖z + τd‖ = Δ (τ₋ ≤ 0 ≤ τ₊ when ‖z‖ ≤ Δ)."""
-    a = jnp.vdot(d, d)
-    b = 2.0 * jnp.vdot(z, d)
-    c = jnp.vdot(z, z) - radius * radius
+def _to_boundary(zz, zd, dd, radius):
+    """The two τ with ‖z + τd‖ = Δ (τ₋ ≤ 0 ≤ τ₊ when ‖z‖ ≤ Δ), from ‖z‖², zᵀd and ‖d‖²."""
+    a = dd
+    b = 2.0 * zd
+    c = zz - radius * radius
     sq = jnp.sqrt(jnp.maximum(b * b - 4.0 * a * c, 0.0))
     a = jnp.where(a > 0, a, 1.0)
     # the numerically stable pair of roots
@@ -94,37 +94,44 @@ def steihaug_cg(hvp, g, radius, tol, max_iter):
     model value, for negative curvature). The model's gradient r = Hp + g is carried along, so
     the predicted reduction −m(p) = −½(gᵀp + pᵀr) costs no extra product.
 
+    The norms the boundary test needs come from the recurrences of CG started at z = 0 (Conn,
+    Gould & Toint 2000, *Trust-Region Methods*, §7.5.1): with rᵀd = −rᵀr and z⁺ᵀr⁺ = r⁺ᵀd = 0,
+    ‖z⁺‖² = ‖z‖² + 2α zᵀd + α²‖d‖², z⁺ᵀd⁺ = β(zᵀd + α‖d‖²), ‖d⁺‖² = ‖r⁺‖² + β²‖d‖², so a
+    trip costs one product and two inner products (dᵀHd, ‖r‖²), not six passes over n.
+
     Returns (p, predicted reduction, products used, hits_boundary).
     """
-    dtype = g.dtype
-    tiny = jnp.finfo(dtype).tiny
-
     def cond(c: _Steihaug):
         return (~c.done) & (c.j < max_iter)
 
     def body(c: _Steihaug):
         hd = hvp(c.d)
         curv = jnp.vdot(c.d, hd)
-        neg = ~(curv > tiny * jnp.vdot(c.d, c.d)) | ~jnp.isfinite(curv)
+        neg = ~(curv > 0) | ~jnp.isfinite(curv)
         alpha = c.rr / jnp.where(neg, 1.0, curv)
-        z_new = c.z + alpha * c.d
-        outside = jnp.vdot(z_new, z_new) >= radius * radius
-        t_lo, t_hi = _to_boundary(c.z, c.d, radius)
-        # model change along d from z: τ dᵀr + ½τ² dᵀHd
-        dr = jnp.vdot(c.d, c.r)
-        m_lo = t_lo * dr + 0.5 * t_lo * t_lo * curv
-        m_hi = t_hi * dr + 0.5 * t_hi * t_hi * curv
+        zz_new = c.zz + 2.0 * alpha * c.zd + alpha * alpha * c.dd
+        outside = zz_new >= radius * radius
+        t_lo, t_hi = _to_boundary(c.zz, c.zd, c.dd, radius)
+        # model change along d from z: τ dᵀr + ½τ² dᵀHd, with dᵀr = −rᵀr
+        m_lo = -t_lo * c.rr + 0.5 * t_lo * t_lo * curv
+        m_hi = -t_hi * c.rr + 0.5 * t_hi * t_hi * curv
         tau = jnp.where(neg & (m_lo < m_hi), t_lo, t_hi)
         to_edge = neg | outside
-        z = jnp.where(to_edge, c.z + tau * c.d, z_new)
-        r = jnp.where(to_edge, c.r + tau * hd, c.r + alpha * hd)
+        step = jnp.where(to_edge, tau, alpha)
+        z = c.z + step * c.d
+        r = c.r + step * hd
         rr = jnp.vdot(r, r)
         conv = jnp.sqrt(rr) <= tol
-        d = -r + (rr / jnp.where(c.rr > 0, c.rr, 1.0)) * c.d
-        return _Steihaug(z, r, d, rr, c.j + 1, to_edge | conv, to_edge)
+        beta = rr / jnp.where(c.rr > 0, c.rr, 1.0)
+        d = -r + beta * c.d
+        # after a step to the boundary the loop ends: the recurrences need not hold there
+        return _Steihaug(z, r, d, rr, zz_new, beta * (c.zd + alpha * c.dd), rr + beta * beta * c.dd, c.j + 1,
+                         to_edge | conv, to_edge)
 
     rr0 = jnp.vdot(g, g)
-    c0 = _Steihaug(jnp.zeros_like(g), g, -g, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol, jnp.asarray(False))
+    zero = jnp.zeros((), g.dtype)
+    c0 = _Steihaug(jnp.zeros_like(g), g, -g, rr0, zero, zero, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol,
+                   jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, c0)
     pred = -0.5 * (jnp.vdot(g, c.z) + jnp.vdot(c.z, c.r))
     return c.z, pred, c.j, c.boundary

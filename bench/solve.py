@@ -195,7 +195,7 @@ def _over_lanes(fn):
 def _build(problem, opt, n: int, chunk: int):
     """The two compiled pieces of a run.
 
-    ``start(x0s, data, gtol, max_iter) -> (carry, row0)`` and
+    ``start(x0s, data, gtol, max_iter) -> (carry, packed row 0)`` and
     ``advance(carry, hist, data, gtol, max_iter, [k, ·]) -> (carry, [k + rows run, more?], hist)``
     where carry = (optimizer state, status code, nit) per lane, k counts iterations so far and
     hist = (float chunk, int chunk) is a buffer pair the loop writes its rows into.
@@ -221,7 +221,7 @@ def _build(problem, opt, n: int, chunk: int):
         s0 = _over_lanes(lambda x0: opt.init(oracle, x0))(x0s)
         b = x0s.shape[0]
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
-        return (s0, code0, jnp.zeros(b, jnp.int32)), _record(s0, n)
+        return (s0, code0, jnp.zeros(b, jnp.int32)), _packed_row(s0, n)
 
     def advance(carry, hist, data, gtol, max_iter, kv):
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
@@ -440,7 +440,8 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
     start, advance = _build(problem, optimizer, n, chunk)
     # every per-lane array is split along its batch axis (history chunks: axis 1); the
     # shardings are pytree prefixes, so the state's structure comes from the one trace
-    start_low = jax.jit(start, out_shardings=(lanes, lanes)).lower(xs, data, g, mi)
+    row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))
+    start_low = jax.jit(start, out_shardings=(lanes, row_lanes)).lower(xs, data, g, mi)
     carry_shape = start_low.out_info[0]
     hist_sh = (chunk_lanes, chunk_lanes)
     # XLA compiles the small start program on a second thread while this one lowers and
@@ -450,7 +451,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
         start_fut = pool.submit(compile_lowered, start_low, dev, n)
         carry_spec = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
-        row = jax.eval_shape(lambda st: _packed_row(st, n), carry_spec[0])
+        row = start_low.out_info[1]
         hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
         k_spec = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=whole)
         adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
@@ -612,7 +613,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             chunks, k, kv = [], 0, zero
             while True:
                 carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
-                k_new, more = (int(v) for v in _to_host(kv))  # waits for the chunk: go on?
+                k_new, more = (int(v) for v in np.asarray(kv.addressable_data(0)))  # waits for the chunk: go on?
                 chunks.append((k_new - k, hist))
                 k = k_new
                 if not more:
@@ -620,6 +621,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             jax.block_until_ready(carry)
             times.append(_clock() - t0)
     (s, code, nit), row0 = _to_host((carry, row0))
+    row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in row0), n).items()}
     bufs = [h for _, h in chunks]
     chunks = [(j, _unpack_chunk(_to_host(h), n)) for j, h in chunks]
     trace = _assemble_trace(row0, chunks, k, int(max_iter), n, b)

@@ -55,7 +55,7 @@ import optimizers as _optimizers
 import problems as _problems
 from optbench_core import OptbenchError
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, STATUS_NAMES, STATUS_RUNNING,
-                             Oracle, where_state)
+                             Oracle, lane_axis, where_state)
 
 from . import limits as _limits
 
@@ -178,6 +178,10 @@ def _unpack_chunk(h, n) -> Dict[str, np.ndarray]:
     return out
 
 
+#: the name of the starts' axis in the driver's vmap (for :func:`optimizers.base.lanes_while`)
+LANE_AXIS = "optbench_lanes"
+
+
 def _over_lanes(fn):
     """``fn`` on one start, mapped over the leading (lane) axis of its arguments: ``vmap``, except
     for a single lane, which runs unbatched. Under ``vmap`` every inner ``while_loop`` of an
@@ -188,7 +192,8 @@ def _over_lanes(fn):
         if jax.tree_util.tree_leaves(args)[0].shape[0] == 1:
             out = fn(*jax.tree_util.tree_map(lambda a: a[0], args))
             return jax.tree_util.tree_map(lambda a: jnp.expand_dims(a, 0), out)
-        return jax.vmap(fn)(*args)
+        with lane_axis(LANE_AXIS):
+            return jax.vmap(fn, axis_name=LANE_AXIS)(*args)
     return run
 
 

@@ -8,6 +8,8 @@ steps and counts what it evaluates. It never raises inside the loop: it reports 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
@@ -203,3 +205,45 @@ def where_state(pred, a, b):
     def sel(u, v):
         return jnp.where(jnp.reshape(pred, jnp.shape(pred) + (1,) * (jnp.ndim(u) - jnp.ndim(pred))), u, v)
     return jax.tree_util.tree_map(sel, a, b)
+
+
+# -- loops over many starts at once -------------------------------------------------------------
+_LANE_AXIS: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("optbench_lane_axis", default=None)
+
+
+@contextlib.contextmanager
+def lane_axis(name: str):
+    """While tracing under ``jax.vmap(..., axis_name=name)`` over starts (the driver does this),
+    let :func:`lanes_while` loops see the batch."""
+    token = _LANE_AXIS.set(name)
+    try:
+        yield
+    finally:
+        _LANE_AXIS.reset(token)
+
+
+def lanes_while(cond, body, init, merge):
+    """``lax.while_loop(cond, body, init)`` for one start, cheaper when the driver maps it over
+    many starts.
+
+    Under ``vmap`` a ``while_loop`` whose condition differs between starts runs until every start
+    is done and, after each trip, selects every carried value per start (old where the start had
+    finished, new where it had not). Most of those selects are wasted: once a start is done only
+    the values it returns must stay put. Here the trip condition is the maximum of ``cond`` over
+    the batch (``pmax`` over the driver's axis, so the loop's predicate is one value) and
+    ``merge(active, new, old)`` says which carried values to freeze; it must freeze whatever
+    decides ``cond`` and whatever the caller reads after the loop. Outside the driver's ``vmap``
+    (one start, or no driver) this is exactly ``lax.while_loop``.
+    """
+    axis = _LANE_AXIS.get()
+    if axis is None:
+        return jax.lax.while_loop(cond, body, init)
+
+    def any_active(c):
+        return jax.lax.pmax(cond(c), axis)
+
+    def step(c):
+        return merge(cond(c), body(c), c)
+
+    return jax.lax.while_loop(any_active, step, init)
+

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .base import lanes_while
+
 
 #: matrices with at most this many entries are multiplied by multiply-and-sum, not ``dot``
 SMALL_DOT_MAX = 4096
@@ -269,5 +271,11 @@ def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
     # where the Gauss-Newton step fits, λ = 0 and there is nothing to iterate: such starts begin
     # done, so a batch in which every start's step fits (most late iterations) skips the loop
     fits = fp0 <= 0.1 * radius
-    par, _, _, _, _, _ = jax.lax.while_loop(cond, body, (par, parl, paru, fp0, jnp.int32(0), fits))
+
+    def merge(active, new, old):
+        # a finished start keeps λ, its trip count and ``done``; its bounds may run on
+        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
+        return (keep(new[0], old[0]),) + new[1:4] + (keep(new[4], old[4]), keep(new[5], old[5]))
+
+    par, _, _, _, _, _ = lanes_while(cond, body, (par, parl, paru, fp0, jnp.int32(0), fits), merge)
     return jnp.where(fits, 0.0, par)

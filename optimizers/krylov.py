@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
+
+from .base import lanes_while
 
 
 def forcing_tolerance(g):
@@ -54,7 +55,12 @@ def truncated_cg(hvp, g, tol, max_iter):
 
     rr0 = jnp.vdot(g, g)
     c0 = _CG(jnp.zeros_like(g), g, -g, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol, jnp.asarray(False))
-    c = jax.lax.while_loop(cond, body, c0)
+    def merge(active, new: _CG, old: _CG) -> _CG:
+        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
+        return new._replace(p=keep(new.p, old.p), j=keep(new.j, old.j), done=keep(new.done, old.done),
+                            neg=keep(new.neg, old.neg))
+
+    c = lanes_while(cond, body, c0, merge)
     return c.p, c.j, c.neg
 
 
@@ -132,6 +138,11 @@ def steihaug_cg(hvp, g, radius, tol, max_iter):
     zero = jnp.zeros((), g.dtype)
     c0 = _Steihaug(jnp.zeros_like(g), g, -g, rr0, zero, zero, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol,
                    jnp.asarray(False))
-    c = jax.lax.while_loop(cond, body, c0)
+    def merge(active, new: _Steihaug, old: _Steihaug) -> _Steihaug:
+        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
+        return new._replace(z=keep(new.z, old.z), r=keep(new.r, old.r), j=keep(new.j, old.j),
+                            done=keep(new.done, old.done), boundary=keep(new.boundary, old.boundary))
+
+    c = lanes_while(cond, body, c0, merge)
     pred = -0.5 * (jnp.vdot(g, c.z) + jnp.vdot(c.z, c.r))
     return c.z, pred, c.j, c.boundary

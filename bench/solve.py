@@ -277,10 +277,15 @@ def _build(problem, opt, n: int, chunk: int):
 #: newton 16.7 -> 9.3 ms, bfgs 271 -> 94 ms, lbfgs 439 -> 260 ms, levenberg-marquardt 111 -> 31 ms
 #: (1,000 starts: equal or faster). Standalone dots keep YNNPACK. For long vectors the library
 #: reductions win (extended Rosenbrock, n = 10⁵, one start: newton-cg 70 ms with them, 82 ms
-#: without), so the options apply only to problems of dimension ≤ :data:`SMALL_DIM_MAX`.
+#: without), so the options apply only to problems of dimension ≤ :data:`SMALL_DIM_MAX`, and
+#: only where the problem's data is small (≤ :data:`SMALL_DATA_MAX` numbers): over long data the
+#: reductions are long too (``linreg`` at 2·10⁶×50 float32: a gradient step 37 ms with the
+#: options, 25 ms without, as XLA then cuts the blocked gradient's column sums into windows of 32
+#: rows and writes out each product block first).
 #: ``OPTBENCH_XLA_DEFAULTS=1`` compiles everything with XLA's defaults.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 SMALL_DIM_MAX = 256
+SMALL_DATA_MAX = 1 << 16
 _OPTIONS_OK = {"cpu": True}
 
 
@@ -293,11 +298,12 @@ def xla_options(platform_name: str):
     return dict(CPU_COMPILER_OPTIONS)
 
 
-def compile_lowered(lowered, dev, n: int = 0):
+def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0):
     """``lowered.compile()``, with :func:`xla_options` for problems of dimension ``n`` ≤
-    :data:`SMALL_DIM_MAX` (falling back to XLA's defaults where this jaxlib does not know them)."""
+    :data:`SMALL_DIM_MAX` whose data holds ``data_size`` ≤ :data:`SMALL_DATA_MAX` numbers (falling
+    back to XLA's defaults where this jaxlib does not know them)."""
     options = xla_options(dev.platform)
-    if options is None or n > SMALL_DIM_MAX:
+    if options is None or n > SMALL_DIM_MAX or data_size > SMALL_DATA_MAX:
         return lowered.compile()
     try:
         return lowered.compile(compiler_options=options)
@@ -453,7 +459,8 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
     # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
     # not their sum
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        start_fut = pool.submit(compile_lowered, start_low, dev, n)
+        data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
+        start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size)
         carry_spec = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
         row = start_low.out_info[1]
@@ -461,7 +468,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
         k_spec = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=whole)
         adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
             carry_spec, hist_spec, data, g, mi, k_spec)
-        adv_exe = compile_lowered(adv_exe, dev, n)
+        adv_exe = compile_lowered(adv_exe, dev, n, data_size)
         start_exe = start_fut.result()
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:

@@ -83,3 +83,19 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     assert solve_mod._OPTIONS_OK["cpu"] is False
     np.testing.assert_allclose(fallback.x, plain.x, rtol=1e-12)
 
+
+
+def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatch):
+    """The options are for many small problems: a long vector or large data compiles with XLA's
+    defaults (whose library reductions win on long reductions)."""
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
+
+    class Lowered:
+        def compile(self, compiler_options=None):
+            return compiler_options
+
+    cpu = jax.devices("cpu")[0]
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == solve_mod.CPU_COMPILER_OPTIONS
+    assert solve_mod.compile_lowered(Lowered(), cpu, solve_mod.SMALL_DIM_MAX + 1, 100) is None
+    assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) is None

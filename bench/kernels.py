@@ -16,8 +16,8 @@ same constants), so iteration counts agree and the time ratio measures overhead 
   η = min(0.5, √‖g‖)) on the extended (separable-pairs) Rosenbrock function of Moré, Garbow &
   Hillstrom (1981, problem 21) with a closed-form Hessian-vector product.
 * :func:`linreg_gd_blocked` — gradient descent on ‖Xw − y‖² whose gradient reads X once per
-  iteration: row blocks small enough to stay in cache, ``X_b w`` then ``X_bᵀ r_b`` while the block
-  is hot (a single streaming pass instead of XLA's two).
+  iteration: ≈ 4 MiB row blocks that stay in L3, ``X_b w`` then ``Σ r_b,i x_b,i`` while the block
+  is hot (a single streaming pass instead of XLA's two; figures in :mod:`problems.lsq`).
 """
 from __future__ import annotations
 
@@ -217,11 +217,11 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
 # Least squares ‖Xw − y‖² read once per gradient: row blocks that stay in cache
 # --------------------------------------------------------------------------------------------
 # the kernel lives with the problems (``linreg`` uses it); re-exported here for the floor
-from problems.lsq import sse, sse_value_and_grad_blocked  # noqa: E402,F401
+from problems.lsq import block_rows_for, sse, sse_value_and_grad_blocked  # noqa: E402,F401
 
 
 @functools.partial(jax.jit, static_argnames=("iters", "block_rows"))
-def linreg_gd_blocked(x, y, w0, lr, iters, block_rows=8000):
+def linreg_gd_blocked(x, y, w0, lr, iters, block_rows=None):
     """``iters`` steps of gradient descent w ← w − lr·∇‖Xw − y‖², one pass over X per step.
 
     Returns (w, f at the last iterate before the final step).

@@ -459,13 +459,13 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
 
 
 # -- memory-bound least squares -----------------------------------------------------------------
-def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_rows: int = 8000,
+def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_rows: Optional[int] = None,
                 methods=None) -> Case:
     """Gradient descent on ‖Xw − y‖², X of shape (rows, d) in float32: time per iteration against
     one streaming read of X (the bandwidth floor). Fixed iterations, no tolerance (gtol = 0)."""
-    block_rows = min(block_rows, rows)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, d), dtype=np.float32)
+    block_rows = kernels.block_rows_for(x, block_rows)   # default: ≈ 4 MiB blocks (problems/lsq.py)
     y = (x @ rng.standard_normal(d).astype(np.float32) + 0.1 * rng.standard_normal(rows)).astype(np.float32)
     w0 = np.zeros(d, np.float32)
     lr = np.float32(0.25 / rows)  # < 2/L with L = 2λmax(XᵀX) ≈ 2·rows for standard normal X

@@ -93,6 +93,27 @@ def test_blocked_least_squares_derivatives():
     np.testing.assert_allclose(np.asarray(w3), ref, rtol=1e-11)
 
 
+def test_blocked_least_squares_default_blocks_and_float32(monkeypatch):
+    """The default block size (rows split evenly, a short tail) and float32 against the plain
+    formula in float64; the default blocks are shrunk to 100 rows so that 650 rows make 7 blocks."""
+    from problems import lsq
+    monkeypatch.setattr(lsq, "BLOCK_BYTES", 100 * 4 * 8)
+    rng = np.random.default_rng(2)
+    x, y, w = rng.standard_normal((650, 4)), rng.standard_normal(650), rng.standard_normal(4)
+    assert lsq.block_rows_for(x) == 92   # 650 = 7·92 + 6
+    r = x @ w - y
+    for dt, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        xd, yd, wd = x.astype(dt), y.astype(dt), w.astype(dt)
+        f, g = jax.jit(lsq.sse_value_and_grad_blocked)(wd, xd, yd)
+        assert f.dtype == dt and g.dtype == dt
+        rd = xd.astype(np.float64) @ wd.astype(np.float64) - yd.astype(np.float64)
+        np.testing.assert_allclose(float(f), rd @ rd, rtol=rtol)
+        np.testing.assert_allclose(np.asarray(g), 2 * xd.astype(np.float64).T @ rd, rtol=rtol, atol=rtol * np.abs(r).sum())
+        fg = jax.jit(jax.value_and_grad(lambda w: lsq.sse(w, xd, yd)))(wd)
+        np.testing.assert_allclose(float(fg[0]), rd @ rd, rtol=rtol)
+        np.testing.assert_allclose(np.asarray(fg[1]), np.asarray(g), rtol=rtol)
+
+
 # -- optbench perf --quick ----------------------------------------------------------------------
 def test_perf_quick_writes_a_finite_table(tmp_path, capsys):
     out = tmp_path / "perf"

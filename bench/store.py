@@ -126,17 +126,19 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        # XLA options optbench's executables were compiled with (problems of dimension and data
-        # size within the bounds, on CPU; see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
+        # XLA options optbench's executables were compiled with on CPU, and those added for
+        # small problems (see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
         "xla_options": _xla_options(dev.platform),
     }
 
 
 def _xla_options(platform_name: str):
-    from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
-    options = xla_options(platform_name)
-    return "xla defaults" if options is None else {"options": options, "for_dim_at_most": SMALL_DIM_MAX,
-                                                   "for_data_at_most": SMALL_DATA_MAX}
+    from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, SMALL_PROBLEM_OPTIONS, xla_options
+    options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)
+    if options is None:
+        return "xla defaults"
+    return {"options": options, "small_problems": {"options": dict(SMALL_PROBLEM_OPTIONS), "for_dim_at_most": SMALL_DIM_MAX,
+                                                   "for_data_at_most": SMALL_DATA_MAX}}
 
 
 def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[Dict[str, Any]]):

@@ -77,7 +77,7 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     np.testing.assert_allclose(tuned.x, plain.x, rtol=1e-12)
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
     monkeypatch.setattr(solve_mod, "_COMPILED", {})
-    monkeypatch.setattr(solve_mod, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": "1"})
+    monkeypatch.setattr(solve_mod, "SMALL_PROBLEM_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": "1"})
     monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
     fallback = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
     assert solve_mod._OPTIONS_OK["cpu"] is False
@@ -86,8 +86,9 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
 
 
 def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatch):
-    """The options are for many small problems: a long vector or large data compiles with XLA's
-    defaults (whose library reductions win on long reductions)."""
+    """The YNNPACK switch is for many small problems: a long vector or large data keeps XLA's
+    library reductions (they win on long reductions); copy insertion with region analysis
+    applies to every program."""
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
     monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
 
@@ -96,6 +97,9 @@ def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatc
             return compiler_options
 
     cpu = jax.devices("cpu")[0]
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == solve_mod.CPU_COMPILER_OPTIONS
-    assert solve_mod.compile_lowered(Lowered(), cpu, solve_mod.SMALL_DIM_MAX + 1, 100) is None
-    assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) is None
+    always, small = solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**always, **small}
+    assert solve_mod.compile_lowered(Lowered(), cpu, solve_mod.SMALL_DIM_MAX + 1, 100) == always
+    assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) is None

@@ -162,10 +162,17 @@ def _have(module: str) -> bool:
         return False
 
 
-def _aot(fn, *args):
-    """Compile ``fn`` ahead of time for ``args``; return (executable, compile seconds)."""
+def _aot(fn, *args, xla_for=None, device=None):
+    """Compile ``fn`` ahead of time for ``args``; return (executable, compile seconds). With
+    ``xla_for = (dimension, data size)`` it is compiled with the XLA options optbench's own
+    programs get for such a problem (``bench.solve.compile_lowered``), else with XLA's defaults."""
     t0 = time.perf_counter()
-    exe = jax.jit(fn).lower(*args).compile()
+    lowered = jax.jit(fn).lower(*args)
+    if xla_for is None:
+        exe = lowered.compile()
+    else:
+        from .solve import compile_lowered
+        exe = compile_lowered(lowered, device, *xla_for)
     return exe, time.perf_counter() - t0
 
 
@@ -199,13 +206,15 @@ def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="f
     return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
 
 
-def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcome], device, note="") -> Contender:
+def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcome], device, note="",
+                  xla_for=None) -> Contender:
     """A jitted JAX program (a kernel or a peer), compiled ahead of time and timed with
-    ``block_until_ready``."""
+    ``block_until_ready``. The floor kernels pass ``xla_for`` (see :func:`_aot`): the limit is
+    measured with the same compiler options as optbench, peers run as their users run them."""
     def build():
         with jax.default_device(device):
             dargs = jax.device_put(args, device)
-            exe, cs = _aot(fn, *dargs)
+            exe, cs = _aot(fn, *dargs, xla_for=xla_for, device=device)
 
         def run():
             clock = _RUN_CLOCK["fn"]
@@ -337,7 +346,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         jax_contender("floor: closed-form Newton (2×2)", "newton", "floor",
                       lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
                       lambda out: Outcome(np.asarray(out[3]), np.asarray(out[2]), gtol), device,
-                      note="same method as newton, derivatives by hand"),
+                      note="same method as newton, derivatives by hand", xla_for=(2, 0)),
         # minimisation Newton: on a residual problem ``newton`` would otherwise solve r(x) = 0
         optbench_contender(p, "newton:mode=minimize", x0s, gtol, max_iter, device, method="newton")]
     sub = x0s[:min(scipy_starts, n_starts)]
@@ -417,7 +426,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
     cs = [jax_contender("floor: Newton-CG, closed-form Hv", "newton-cg", "floor",
                         lambda x, g: kernels.ext_rosenbrock_newton_cg(x, g, max_iter=max_iter),
                         (xj, jnp.asarray(gtol)), lambda out: Outcome(np.atleast_1d(out[3]), np.atleast_1d(out[2]), gtol),
-                        device, note="N&W Alg. 7.1 + Armijo")]
+                        device, note="N&W Alg. 7.1 + Armijo", xla_for=(n, 0))]
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
             cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
@@ -502,7 +511,8 @@ def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_
                          note="streaming-read limit of one gradient"),
           jax_contender("floor: blocked single-pass GD", "gd", "floor",
                         lambda x, y, w, lr: kernels.linreg_gd_blocked(x, y, w, lr, iters, block_rows),
-                        (x, y, w0, lr), per_iter, device, note=f"{block_rows}-row blocks"),
+                        (x, y, w0, lr), per_iter, device, note=f"{block_rows}-row blocks",
+                        xla_for=(d, rows * (d + 1))),
           optbench_contender(p_block, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
                              method="gd", label="optbench gd (blocked f)", note="custom_jvp single-pass f"),
           optbench_contender(p_plain, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",

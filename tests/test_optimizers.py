@@ -441,7 +441,7 @@ def _converge_from_every_start(specs):
             assert len(set(res.nit.tolist())) > 1, (spec, res.nit)
         assert np.all(res.nfev > res.nit) if spec == "optax:lbfgs" else np.all(res.nfev >= res.nit)
         if spec == "newton":
-            assert np.array_equal(res.nhev, res.nit + 1)
+            assert np.array_equal(res.nhev, res.nit)   # one Hessian where each step starts
         print(spec, "iterations per start:", res.nit, "f-evaluations:", res.nfev)
 
 

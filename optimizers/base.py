@@ -222,7 +222,7 @@ def lane_axis(name: str):
         _LANE_AXIS.reset(token)
 
 
-def lanes_while(cond, body, init, merge):
+def lanes_while(cond, body, init, keep):
     """``lax.while_loop(cond, body, init)`` for one start, cheaper when the driver maps it over
     many starts.
 
@@ -230,10 +230,11 @@ def lanes_while(cond, body, init, merge):
     is done and, after each trip, selects every carried value per start (old where the start had
     finished, new where it had not). Most of those selects are wasted: once a start is done only
     the values it returns must stay put. Here the trip condition is the maximum of ``cond`` over
-    the batch (``pmax`` over the driver's axis, so the loop's predicate is one value) and
-    ``merge(active, new, old)`` says which carried values to freeze; it must freeze whatever
-    decides ``cond`` and whatever the caller reads after the loop. Outside the driver's ``vmap``
-    (one start, or no driver) this is exactly ``lax.while_loop``.
+    the batch (``pmax`` over the driver's axis, so the loop's predicate is one value) and only
+    the carried values named in ``keep`` are frozen once a start's ``cond`` fails: field names of
+    a NamedTuple carry, or positions in a tuple. ``keep`` must hold whatever decides ``cond`` and
+    whatever the caller reads after the loop. Outside the driver's ``vmap`` (one start, or no
+    driver) this is exactly ``lax.while_loop``.
     """
     axis = _LANE_AXIS.get()
     if axis is None:
@@ -243,7 +244,10 @@ def lanes_while(cond, body, init, merge):
         return jax.lax.pmax(cond(c), axis)
 
     def step(c):
-        return merge(cond(c), body(c), c)
+        active = cond(c)
+        new = body(c)
+        if hasattr(new, "_fields"):
+            return new._replace(**{k: jnp.where(active, getattr(new, k), getattr(c, k)) for k in keep})
+        return tuple(jnp.where(active, a, b) if i in keep else a for i, (a, b) in enumerate(zip(new, c)))
 
     return jax.lax.while_loop(any_active, step, init)
-

@@ -271,11 +271,6 @@ def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
     # where the Gauss-Newton step fits, λ = 0 and there is nothing to iterate: such starts begin
     # done, so a batch in which every start's step fits (most late iterations) skips the loop
     fits = fp0 <= 0.1 * radius
-
-    def merge(active, new, old):
-        # a finished start keeps λ, its trip count and ``done``; its bounds may run on
-        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        return (keep(new[0], old[0]),) + new[1:4] + (keep(new[4], old[4]), keep(new[5], old[5]))
-
-    par, _, _, _, _, _ = lanes_while(cond, body, (par, parl, paru, fp0, jnp.int32(0), fits), merge)
+    # a finished start keeps λ, its trip count and ``done``; its bounds may run on
+    par, _, _, _, _, _ = lanes_while(cond, body, (par, parl, paru, fp0, jnp.int32(0), fits), keep=(0, 4, 5))
     return jnp.where(fits, 0.0, par)

@@ -55,12 +55,7 @@ def truncated_cg(hvp, g, tol, max_iter):
 
     rr0 = jnp.vdot(g, g)
     c0 = _CG(jnp.zeros_like(g), g, -g, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol, jnp.asarray(False))
-    def merge(active, new: _CG, old: _CG) -> _CG:
-        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        return new._replace(p=keep(new.p, old.p), j=keep(new.j, old.j), done=keep(new.done, old.done),
-                            neg=keep(new.neg, old.neg))
-
-    c = lanes_while(cond, body, c0, merge)
+    c = lanes_while(cond, body, c0, keep=("p", "j", "done", "neg"))
     return c.p, c.j, c.neg
 
 
@@ -138,11 +133,6 @@ def steihaug_cg(hvp, g, radius, tol, max_iter):
     zero = jnp.zeros((), g.dtype)
     c0 = _Steihaug(jnp.zeros_like(g), g, -g, rr0, zero, zero, rr0, jnp.int32(0), jnp.sqrt(rr0) <= tol,
                    jnp.asarray(False))
-    def merge(active, new: _Steihaug, old: _Steihaug) -> _Steihaug:
-        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        return new._replace(z=keep(new.z, old.z), r=keep(new.r, old.r), j=keep(new.j, old.j),
-                            done=keep(new.done, old.done), boundary=keep(new.boundary, old.boundary))
-
-    c = lanes_while(cond, body, c0, merge)
+    c = lanes_while(cond, body, c0, keep=("z", "r", "j", "done", "boundary"))
     pred = -0.5 * (jnp.vdot(g, c.z) + jnp.vdot(c.z, c.r))
     return c.z, pred, c.j, c.boundary

@@ -190,14 +190,8 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
     inf = jnp.asarray(jnp.inf, dtype)
     z0 = _Zoom(jnp.int32(0), jnp.asarray(d0 >= 0), jnp.asarray(False), jnp.asarray(alpha0, dtype),
                zero, fx, d0, gx, inf, inf, zero)
-    def merge(active, new: _Zoom, old: _Zoom) -> _Zoom:
-        # a finished start keeps what it returns (and ``done``); its bracket may run on
-        keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        return new._replace(n=keep(new.n, old.n), done=keep(new.done, old.done), ok=keep(new.ok, old.ok),
-                            a_lo=keep(new.a_lo, old.a_lo), f_lo=keep(new.f_lo, old.f_lo),
-                            g_lo=keep(new.g_lo, old.g_lo))
-
-    z = lanes_while(cond, body, z0, merge)
+    # a finished start keeps what it returns (and ``done``); its bracket may run on
+    z = lanes_while(cond, body, z0, keep=("n", "done", "ok", "a_lo", "f_lo", "g_lo"))
     return z.a_lo, z.f_lo, z.g_lo, z.n, z.ok, z.a_lo > 0
 
 

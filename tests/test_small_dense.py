@@ -103,3 +103,25 @@ def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatc
     assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
     assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) is None
+
+
+def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():
+    """Under the driver's named vmap, each start's kept values are those of its own plain
+    while_loop (different trip counts per start); values not kept may run on; outside a driver
+    it is lax.while_loop."""
+    from optimizers.base import lane_axis, lanes_while
+
+    def one(n):
+        cond = lambda c: c[1] < n  # noqa: E731
+        body = lambda c: (c[0] * 2.0, c[1] + 1, c[2] + 1.0)  # noqa: E731
+        return lanes_while(cond, body, (jnp.float64(1.0), jnp.int32(0), jnp.float64(0.0)), keep=(0, 1))
+
+    ns = jnp.array([0, 3, 1, 5], jnp.int32)
+    with lane_axis("lanes"):
+        x, k, junk = jax.jit(jax.vmap(one, axis_name="lanes"))(ns)
+    np.testing.assert_array_equal(np.asarray(x), 2.0 ** np.asarray(ns))
+    np.testing.assert_array_equal(np.asarray(k), np.asarray(ns))
+    assert np.all(np.asarray(junk) == 5.0)    # not kept: every start ran the batch's 5 trips
+    for n in (0, 3):
+        xs, ks, js = one(jnp.int32(n))          # no driver: a plain while_loop
+        assert float(xs) == 2.0 ** n and int(ks) == n and float(js) == n

@@ -444,6 +444,11 @@ def _put(tree, sharding):
     return jax.tree_util.tree_map(one, tree)
 
 
+def _read_replicated(a) -> np.ndarray:
+    """A small replicated array's value, read from this process's first shard (no gather)."""
+    return np.asarray(a.addressable_shards[0].data)
+
+
 def _to_host(tree):
     """Global arrays back to numpy, gathered from every process when there are several."""
     if jax.process_count() > 1:
@@ -511,6 +516,8 @@ def _history_buffer(key, info):
         if spare:
             _POOL.move_to_end(key)
             return spare.pop()
+    if jax.process_count() > 1:   # each process supplies its own shards of a global array
+        return tuple(_put(np.zeros(shape, dtype), info["chunk_lanes"]) for shape, dtype in info["hist"])
     return tuple(jnp.zeros(shape, dtype, device=info["chunk_lanes"]) for shape, dtype in info["hist"])
 
 
@@ -636,7 +643,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             chunks, k, kv = [], 0, zero
             while True:
                 carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
-                k_new, more = (int(v) for v in np.asarray(kv.addressable_data(0)))  # waits for the chunk: go on?
+                k_new, more = (int(v) for v in _read_replicated(kv))  # waits for the chunk: go on?
                 chunks.append((k_new - k, hist))
                 k = k_new
                 if not more:

@@ -172,6 +172,45 @@ def test_sharded_run_equals_single_device_bit_for_bit(tmp_path):
                 assert np.array_equal(c1[key], c4[key], equal_nan=True), key
 
 
+def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
+    """The multi-host path on one machine: two processes (two CPU devices each) join through
+    ``init_distributed`` over localhost, the starts are sharded over all four devices, and every
+    process receives the whole result, equal bit for bit to a one-process, one-device run."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    code = textwrap.dedent("""
+        import sys
+        import jax, numpy as np
+        from bench.solve import init_distributed, solve
+        init_distributed()
+        import problems
+        p = problems.get("rosenbrock")
+        r = solve(p, "bfgs", p.random_starts(6, 0), max_iter=100, gtol=1e-8)
+        np.savez(sys.argv[1], x=r.x, nit=r.nit, f=r.trace.f, devices=len(jax.devices()), procs=jax.process_count())
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_COORDINATOR=f"localhost:{port}", OPTBENCH_NUM_PROCESSES="2",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2", OPTBENCH_CACHE_DIR="off")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"p{i}.npz")], cwd=ROOT,
+                              env=dict(env, OPTBENCH_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outs = [pr.communicate(timeout=300) for pr in procs]
+    finally:
+        for pr in procs:
+            pr.kill()
+    for pr, (_, err) in zip(procs, outs):
+        assert pr.returncode == 0, err[-3000:]
+    p = problems.get("rosenbrock")
+    ref = bench.solve(p, "bfgs", p.random_starts(6, 0), max_iter=100, gtol=1e-8)
+    for i in range(2):
+        got = np.load(tmp_path / f"p{i}.npz")
+        assert int(got["devices"]) == 4 and int(got["procs"]) == 2
+        assert np.array_equal(got["x"], ref.x) and np.array_equal(got["nit"], ref.nit)
+        assert np.array_equal(got["f"], ref.trace.f)
+
+
 # -- compile caches ---------------------------------------------------------------------------------
 def test_second_process_loads_compiles_from_the_persistent_cache(tmp_path):
     code = """

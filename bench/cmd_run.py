@@ -246,10 +246,48 @@ def _precompile_cells(cells, device_name, bar, jobs=None) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _NoWriter:
+    """What a process other than process 0 of a multi-process run writes: nothing (its share of
+    every cell is computed, and process 0 receives the whole result and writes it)."""
+
+    summary: list = []
+    meta: dict = {}
+
+    def done_cells(self):
+        return set()
+
+    def add_cell(self, *args, **kwargs):
+        pass
+
+    def finish(self, **kwargs):
+        pass
+
+    def release(self):
+        pass
+
+    def mark_interrupted(self, signame):
+        pass
+
+
+def join_processes() -> int:
+    """Join a multi-process run when the environment asks for one (``OPTBENCH_NUM_PROCESSES``,
+    with ``OPTBENCH_COORDINATOR`` and ``OPTBENCH_PROCESS_ID``; see ``bench.solve.init_distributed``)
+    before anything uses JAX; returns this process's index (0 when there is one process)."""
+    if not os.environ.get("OPTBENCH_NUM_PROCESSES"):
+        return 0
+    import jax
+    from .solve import init_distributed
+    init_distributed()
+    return jax.process_index()
+
+
 def run(args) -> int:
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         raise OptbenchError(f"--jobs must be at least 1, got {args.jobs}")
     resume = getattr(args, "resume", None)
+    rank = join_processes()
+    if rank and resume:
+        raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
     plan = resume_plan(args) if resume else build_plan(args)
     cells = plan.cells
     path = resume or args.out or store.default_run_dir()
@@ -273,7 +311,7 @@ def run(args) -> int:
         writer = None
         try:
             with guard.critical():  # a signal here is held until the writer exists, then handled below
-                writer = store.RunWriter(path, meta, resume=bool(resume))
+                writer = _NoWriter() if rank else store.RunWriter(path, meta, resume=bool(resume))
             done = writer.done_cells()
             todo = [c for c in cells if c.key not in done]
             if resume:
@@ -289,6 +327,10 @@ def run(args) -> int:
                     res = cell.run(device=plan.device_name, progress=bar.phase)
                     with guard.critical():
                         writer.add_cell(res, p.dim, extra=getattr(res, "extra", None))
+            if rank:
+                print(f"optbench: process {rank}: {len(todo)} cells computed; process 0 writes {path}",
+                      file=sys.stderr)
+                return 0
             figures = None if args.no_plots else plots.plot_run_index(store.load_run(path))
             with guard.critical():
                 writer.finish(wall_s=writer.meta.get("wall_s", 0.0) + time.perf_counter() - t0 if resume
@@ -307,7 +349,7 @@ def run(args) -> int:
                   f"finish with: optbench run --resume {path}", file=sys.stderr)
             return exc.exit_code
         except Exception:
-            if writer is not None and not resume:
+            if writer is not None and not resume and not rank:
                 writer.discard()  # a new run that failed before its first cell leaves nothing behind
             raise
         finally:

@@ -120,6 +120,7 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
         "backend": dev.platform,
         "device_kind": getattr(dev, "device_kind", ""),
         "device_count": len(jax.devices(dev.platform)),
+        "process_count": jax.process_count(),
         "dtype": dtype,
         "x64": bool(jax.config.jax_enable_x64),
         "git_commit": git_commit(),

@@ -210,6 +210,31 @@ def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
         assert np.array_equal(got["x"], ref.x) and np.array_equal(got["nit"], ref.nit)
         assert np.array_equal(got["f"], ref.trace.f)
 
+    # `optbench run` in both processes: one run directory, written by process 0 alone, equal to a
+    # one-process run
+    args = ["run", "--problems", "rosenbrock,himmelblau", "--optimizers", "bfgs,newton", "--starts", "5",
+            "--max-iter", "60", "--repeats", "1", "--no-plots", "--quiet", "--jobs", "1"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    env["OPTBENCH_COORDINATOR"] = f"localhost:{port}"
+    run = f"import sys; from bench import cli; sys.exit(cli.main({args + ['--out', str(two)]!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", run], cwd=ROOT, env=dict(env, OPTBENCH_PROCESS_ID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outs = [pr.communicate(timeout=300) for pr in procs]
+    finally:
+        for pr in procs:
+            pr.kill()
+    for pr, (_, err) in zip(procs, outs):
+        assert pr.returncode == 0, err[-3000:]
+    assert "process 1: 4 cells computed; process 0 writes" in outs[1][1]
+    assert cli.main(args + ["--out", str(one)]) == 0
+    r2, r1 = store.load_run(str(two)), store.load_run(str(one))
+    assert r2.meta["complete"] and r2.meta["process_count"] == 2 and r2.meta["device_count"] == 4
+    assert (two / "starts.csv").read_text() == (one / "starts.csv").read_text()
+
 
 # -- compile caches ---------------------------------------------------------------------------------
 def test_second_process_loads_compiles_from_the_persistent_cache(tmp_path):

@@ -76,7 +76,12 @@ CACHE_ENV = "OPTBENCH_CACHE_DIR"
 #: compiles faster than this are not written to the persistent cache (tiny eager ops)
 CACHE_MIN_COMPILE_S = 0.1
 
-_COMPILED: Dict[Any, Any] = {}
+#: compiled programs kept in this process, least recently used dropped first. Each holds its
+#: machine code in a few hundred memory mappings; a process that kept every program it ever
+#: compiled crashed after about 280 of them (Linux's default vm.max_map_count of 65,530: the
+#: slow MGH + NIST robustness test, all optimizers in one process, segfaulted inside XLA).
+COMPILED_MAX = 128
+_COMPILED: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
 _STATS = {"compiles": 0}
 _CACHE = {"configured": False, "dir": None}
 _clock = time.perf_counter   # the run's clock (wall time); experiments may swap in process_time
@@ -459,7 +464,7 @@ def _to_host(tree):
 
 def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, whole, chunk_lanes, dev, progress):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
-    returns the compile seconds."""
+    returns (compile seconds, the entry)."""
     problem.check()   # one-line errors for an unusable f, before anything is traced for real
     if progress is not None:
         progress("compile")
@@ -492,8 +497,29 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
     entry = ((start_exe, adv_exe), problem, optimizer,
              {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes})
-    _COMPILED[key] = entry
-    return compile_s
+    _remember(key, entry)
+    return compile_s, entry
+
+
+def _lookup(key):
+    """The compiled entry for ``key`` (marked recently used), or None."""
+    with _KEY_LOCKS_GUARD:
+        entry = _COMPILED.get(key)
+        if entry is not None:
+            _COMPILED.move_to_end(key)
+        return entry
+
+
+def _remember(key, entry) -> None:
+    """Keep ``entry``; beyond :data:`COMPILED_MAX` programs the least recently used one goes (with
+    its spare history buffers); a later solve of it compiles again."""
+    with _KEY_LOCKS_GUARD:
+        _COMPILED[key] = entry
+        _COMPILED.move_to_end(key)
+        while len(_COMPILED) > max(1, COMPILED_MAX):
+            old_key, _ = _COMPILED.popitem(last=False)
+            with _POOL_LOCK:
+                _POOL.pop(old_key, None)
 
 
 #: bytes of spare history buffers kept for reuse, over all compiled programs
@@ -617,14 +643,13 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)))
         compile_s = 0.0
-        entry = _COMPILED.get(key)
+        entry = _lookup(key)
         if entry is None:
             with _key_lock(key):   # another thread may be compiling the same program: wait for it
-                entry = _COMPILED.get(key)
+                entry = _lookup(key)
                 if entry is None:
-                    compile_s = _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, whole,
-                                               chunk_lanes, dev, progress)
-                    entry = _COMPILED[key]
+                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes,
+                                                      whole, chunk_lanes, dev, progress)
                     if _compile_only:
                         entry[3]["pending_compile_s"] = compile_s
         if _compile_only:

@@ -5,6 +5,7 @@ direction without eigenvectors, multiply-and-sum products, an ordered L-BFGS mem
 options). Each is checked here against an independent reference: numpy's eigendecomposition, the
 general code path forced on, or the same run compiled with XLA's defaults.
 """
+import collections
 import importlib
 
 import jax
@@ -71,12 +72,12 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     starts = np.array([[-1.2, 1.0], [1.5, 1.5]])
     tuned = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
-    monkeypatch.setattr(solve_mod, "_COMPILED", {})
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
     plain = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
     assert tuned.nit.tolist() == plain.nit.tolist()
     np.testing.assert_allclose(tuned.x, plain.x, rtol=1e-12)
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
-    monkeypatch.setattr(solve_mod, "_COMPILED", {})
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
     monkeypatch.setattr(solve_mod, "SMALL_PROBLEM_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": "1"})
     monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
     fallback = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)

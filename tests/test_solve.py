@@ -165,3 +165,25 @@ def test_history_buffers_are_reused_and_rewritten_in_place():
     # and the rows are the run's own: f along the history is f at the recorded iterates
     np.testing.assert_allclose(second.trace.f[:, :41], np.vectorize(lambda x, y: (1 - x) ** 2 + 100 * (y - x * x) ** 2)(
         second.trace.x[:, :41, 0], second.trace.x[:, :41, 1]), rtol=1e-12)
+
+
+def test_compiled_programs_are_bounded_least_recently_used_first(monkeypatch):
+    """The in-process program cache keeps at most COMPILED_MAX programs (each holds hundreds of
+    memory mappings; keeping all of them crashed a long process at the kernel's map limit)."""
+    import collections
+    import importlib
+    drv = importlib.import_module("bench.solve")
+    monkeypatch.setattr(drv, "COMPILED_MAX", 2)
+    monkeypatch.setattr(drv, "_COMPILED", collections.OrderedDict())
+    p = problems.get("himmelblau")
+    starts = {b: p.random_starts(b, seed=0) for b in (2, 3, 4)}
+    first = bench.solve(p, "newton", starts[2], max_iter=30)
+    bench.solve(p, "newton", starts[3], max_iter=30)
+    n0 = bench.compile_count()
+    bench.solve(p, "newton", starts[2], max_iter=30)          # recently used: kept
+    assert bench.compile_count() == n0
+    bench.solve(p, "newton", starts[4], max_iter=30)          # evicts the 3-start program
+    assert len(drv._COMPILED) == 2 and bench.compile_count() == n0 + 1
+    again = bench.solve(p, "newton", starts[3], max_iter=30)  # compiles again, same answer
+    assert bench.compile_count() == n0 + 2 and again.compile_s > 0
+    np.testing.assert_array_equal(bench.solve(p, "newton", starts[2], max_iter=30).x, first.x)

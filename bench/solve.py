@@ -32,8 +32,8 @@ the same on any device, so results equal a one-device run bit for bit. Across ho
 results are gathered to every process.
 
 Compilation is ahead of time (``lower(...).compile()``), timed apart from the run, and cached
-per (problem, optimizer, shapes, dtype, devices): a second call with the same ones compiles
-nothing. Across processes a persistent compilation cache (:func:`enable_compilation_cache`,
+per (problem, optimizer, shapes, dtype, devices), the :data:`COMPILED_MAX` most recently used: a
+second call with the same ones compiles nothing. Across processes a persistent compilation cache (:func:`enable_compilation_cache`,
 on by default, directory ``$OPTBENCH_CACHE_DIR`` or ``~/.cache/optbench/jax``) replaces XLA's
 compile with a load. The run is timed over ``repeats`` calls, each until the result is ready.
 """

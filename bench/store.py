@@ -135,7 +135,7 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
 
 def _xla_options(platform_name: str):
     from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, SMALL_PROBLEM_OPTIONS, xla_options
-    options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)
+    options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)   # what every problem gets
     if options is None:
         return "xla defaults"
     return {"options": options, "small_problems": {"options": dict(SMALL_PROBLEM_OPTIONS), "for_dim_at_most": SMALL_DIM_MAX,

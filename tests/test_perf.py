@@ -172,14 +172,30 @@ def test_sharded_run_equals_single_device_bit_for_bit(tmp_path):
                 assert np.array_equal(c1[key], c4[key], equal_nan=True), key
 
 
-def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
-    """The multi-host path on one machine: two processes (two CPU devices each) join through
-    ``init_distributed`` over localhost, the starts are sharded over all four devices, and every
-    process receives the whole result, equal bit for bit to a one-process, one-device run."""
+def _run_two_processes(argv, env):
+    """Run ``python argv…`` as processes 0 and 1 of a two-process run over a free localhost port;
+    both must exit 0. Returns their (stdout, stderr)."""
     import socket
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         port = sock.getsockname()[1]
+    env = dict(env, OPTBENCH_COORDINATOR=f"localhost:{port}", OPTBENCH_NUM_PROCESSES="2")
+    procs = [subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=dict(env, OPTBENCH_PROCESS_ID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outs = [pr.communicate(timeout=300) for pr in procs]
+    finally:
+        for pr in procs:
+            pr.kill()
+    for pr, (_, err) in zip(procs, outs):
+        assert pr.returncode == 0, err[-3000:]
+    return outs
+
+
+def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
+    """The multi-host path on one machine: two processes (two CPU devices each) join through
+    ``init_distributed`` over localhost, the starts are sharded over all four devices, and every
+    process receives the whole result, equal bit for bit to a one-process, one-device run."""
     code = textwrap.dedent("""
         import sys
         import jax, numpy as np
@@ -188,20 +204,12 @@ def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
         import problems
         p = problems.get("rosenbrock")
         r = solve(p, "bfgs", p.random_starts(6, 0), max_iter=100, gtol=1e-8)
-        np.savez(sys.argv[1], x=r.x, nit=r.nit, f=r.trace.f, devices=len(jax.devices()), procs=jax.process_count())
+        np.savez(sys.argv[1] + f"{jax.process_index()}.npz", x=r.x, nit=r.nit, f=r.trace.f,
+                 devices=len(jax.devices()), procs=jax.process_count())
     """)
-    env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_COORDINATOR=f"localhost:{port}", OPTBENCH_NUM_PROCESSES="2",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2", OPTBENCH_CACHE_DIR="off")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"p{i}.npz")], cwd=ROOT,
-                              env=dict(env, OPTBENCH_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    try:
-        outs = [pr.communicate(timeout=300) for pr in procs]
-    finally:
-        for pr in procs:
-            pr.kill()
-    for pr, (_, err) in zip(procs, outs):
-        assert pr.returncode == 0, err[-3000:]
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               OPTBENCH_CACHE_DIR="off")
+    _run_two_processes(["-c", code, str(tmp_path / "p")], env)
     p = problems.get("rosenbrock")
     ref = bench.solve(p, "bfgs", p.random_starts(6, 0), max_iter=100, gtol=1e-8)
     for i in range(2):
@@ -215,20 +223,8 @@ def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
     args = ["run", "--problems", "rosenbrock,himmelblau", "--optimizers", "bfgs,newton", "--starts", "5",
             "--max-iter", "60", "--repeats", "1", "--no-plots", "--quiet", "--jobs", "1"]
     two, one = tmp_path / "two", tmp_path / "one"
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        port = sock.getsockname()[1]
-    env["OPTBENCH_COORDINATOR"] = f"localhost:{port}"
     run = f"import sys; from bench import cli; sys.exit(cli.main({args + ['--out', str(two)]!r}))"
-    procs = [subprocess.Popen([sys.executable, "-c", run], cwd=ROOT, env=dict(env, OPTBENCH_PROCESS_ID=str(i)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    try:
-        outs = [pr.communicate(timeout=300) for pr in procs]
-    finally:
-        for pr in procs:
-            pr.kill()
-    for pr, (_, err) in zip(procs, outs):
-        assert pr.returncode == 0, err[-3000:]
+    outs = _run_two_processes(["-c", run], env)
     assert "process 1: 4 cells computed; process 0 writes" in outs[1][1]
     assert cli.main(args + ["--out", str(one)]) == 0
     r2, r1 = store.load_run(str(two)), store.load_run(str(one))

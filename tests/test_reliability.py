@@ -18,7 +18,7 @@ from optbench_core import OptbenchError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: six cells of a couple of seconds each in a fresh process: long enough to be killed mid-way
+#: six cells (the spawned runs below pause before their second cell, so a signal lands mid-run)
 SUITE = ["--problems", "himmelblau,rosenbrock", "--optimizers", "newton,gd-linesearch,bfgs", "--starts", "4",
          "--max-iter", "200", "--repeats", "1", "--seed", "1", "--no-plots", "--quiet"]
 #: summary columns that measure convergence (not time): a resumed run must match them exactly
@@ -30,11 +30,29 @@ def _meta(path):
         return json.load(fh)
 
 
+#: ``optbench run`` in a child process that, once its first cell is committed, waits (up to
+#: five minutes) before starting its second. Cells are compiled ahead and then run in
+#: milliseconds, so without the pause a run could finish before the test's signal arrives; with
+#: it the signal lands deterministically between two cells, outside any critical section.
+_PAUSING_RUN = """
+import sys, time
+from bench import suite
+_run, _calls = suite.Cell.run, []
+def _paused_run(self, *a, **k):
+    _calls.append(self)
+    if len(_calls) == 2:
+        time.sleep(300)
+    return _run(self, *a, **k)
+suite.Cell.run = _paused_run
+from bench.cli import entry
+entry()
+"""
+
+
 def _spawn(args, cwd):
-    # no persistent compilation cache: every cell compiles for real, so the run lasts long
-    # enough (about a second per cell) to be interrupted between cells
+    # no persistent compilation cache: the child neither reads nor fills the user's
     env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_CACHE_DIR="off")
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-c", _PAUSING_RUN, "run", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -89,7 +107,7 @@ def test_sigterm_then_sigkill_then_resume_equals_uninterrupted(tmp_path, uninter
     assert "interrupted by SIGTERM" in err1 and f"--resume {d}" in err1 and "Traceback" not in err1
     meta = _meta(d)
     k1 = len(meta["cells_done"])
-    assert meta["complete"] is False and meta["interrupted"]["reason"] == "SIGTERM" and 1 <= k1 < 6
+    assert meta["complete"] is False and meta["interrupted"]["reason"] == "SIGTERM" and k1 == 1  # paused before its second
     assert not os.path.exists(os.path.join(d, store.LOCK_NAME))
     assert len(store.load_run(d).summary) == k1
 
@@ -107,9 +125,9 @@ def test_sigterm_then_sigkill_then_resume_equals_uninterrupted(tmp_path, uninter
     p2.kill()
     p2.communicate(timeout=60)
     k2 = len(_meta(d)["cells_done"])
-    assert k1 < k2 <= 6
+    assert k2 == k1 + 1  # the resumed run was paused before its second cell
     run = store.load_run(d)
-    assert run.meta["complete"] is (k2 == 6) and len(run.summary) == k2
+    assert run.meta["complete"] is False and len(run.summary) == k2
     assert os.path.exists(lock)  # left behind by the killed process, broken below since its owner is gone
 
     # 4. resume in this process: finishes the rest; equal to the run that was never interrupted

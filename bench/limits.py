@@ -21,6 +21,7 @@ they — and not ``newton`` — are the ones that reach n = 10⁶.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -78,17 +79,35 @@ def matrix_kind(optimizer) -> str:
     return "none"
 
 
+#: m per problem object, with what it was traced from (dimension, residual function, data
+#: shapes): tracing the residuals costs milliseconds, paid once, not on every solve
+_RESIDUAL_COUNTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _residual_count(problem) -> int:
     if not problem.has_residuals:
         return 0
     import jax
     import jax.numpy as jnp
+    sig = (problem.dim, problem.residuals, jax.tree_util.tree_structure(problem.data),
+           tuple(np.shape(a) for a in jax.tree_util.tree_leaves(problem.data)))
+    try:
+        hit = _RESIDUAL_COUNTS.get(problem)
+    except TypeError:  # not weakly referenceable: no cache
+        hit = None
+    if hit is not None and hit[0] == sig:
+        return hit[1]
     try:
         out = jax.eval_shape(lambda x, d: problem.residual_vector(x, d),
                              jax.ShapeDtypeStruct((problem.dim,), jnp.float64), problem.data)
-        return int(out.shape[0])
+        m = int(out.shape[0])
     except Exception:  # problem.check() reports a broken f; an estimate must not fail first
         return problem.dim
+    try:
+        _RESIDUAL_COUNTS[problem] = (sig, m)
+    except TypeError:
+        pass
+    return m
 
 
 def _data_bytes(problem, itemsize: int) -> int:

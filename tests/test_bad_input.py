@@ -248,3 +248,21 @@ def test_run_failing_before_its_first_cell_leaves_nothing(tmp_path, capsys, regi
     err = capsys.readouterr().err
     assert rc != 0 and err.count("\n") == 1 and "this optimizer cannot start" in err
     assert not out.exists()
+
+
+def test_residual_count_traced_once_per_problem_and_data_shape():
+    """The estimate needs m (the number of residuals); it is traced once per problem and data
+    shapes, not on every solve, and a problem whose data changes shape is traced again."""
+    from bench import limits
+    import problems
+    calls = []
+
+    def r(x, d):
+        calls.append(1)
+        return d["y"] - x[0] * d["t"]
+
+    p = problems.Problem(name="count-r", residuals=r, x0=np.zeros(1), data={"t": np.arange(5.0), "y": np.ones(5)})
+    assert limits._residual_count(p) == 5 and limits._residual_count(p) == 5
+    assert len(calls) == 1
+    p.data = {"t": np.arange(7.0), "y": np.ones(7)}
+    assert limits._residual_count(p) == 7 and len(calls) == 2

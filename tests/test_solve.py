@@ -86,6 +86,14 @@ def test_counts_and_trace_shapes():
     assert np.all(np.diff(res.trace.nfev, axis=1) >= 0)
     # success demands a known minimum: himmelblau has four, all with f = 0
     assert np.all(res.success == (res.status == "converged"))
+    # only the columns that ran are held until a field is read; the tail then repeats the last
+    res = bench.solve(p, "newton", p.random_starts(6, seed=3), max_iter=50, gtol=1e-9)
+    held = res.trace.recorded()
+    k = res.iterations_run
+    assert k < 50 and held["f"].shape == (6, k + 1) and held["x"].shape == (6, k + 1, 2)
+    assert res.trace.x.shape == (6, 51, 2) and np.all(res.trace.x[:, k:] == held["x"][:, k:k + 1])
+    one = res.trace.select(4)
+    assert one.f.shape == (51,) and np.array_equal(one.f, res.trace.f[4]) and np.array_equal(one.x, res.trace.x[4])
 
 
 def test_second_call_does_not_recompile_and_float32_runs():

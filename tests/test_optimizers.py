@@ -343,9 +343,14 @@ def _scipy(problem, fn, method, x0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "lm":
-            res = so.least_squares(lambda x: np.asarray(r(x)), x0, jac=lambda x: np.asarray(jac(x)), method="lm",
-                                   ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=1500)
-            return res.x, res.nfev
+            # MINPACK's lmder through leastsq, which takes the initial step bound: the same
+            # factor as optbench's default (10; MINPACK's own default is 100, see
+            # optimizers.least_squares.levenberg_marquardt), so both run the same method
+            factor = optimizers.get("levenberg-marquardt").params["factor"]
+            xs, _, info, _, _ = so.leastsq(lambda x: np.asarray(r(x)), x0, Dfun=lambda x: np.asarray(jac(x)),
+                                           full_output=True, ftol=1e-15, xtol=1e-15, gtol=1e-15, maxfev=1500,
+                                           factor=factor)
+            return xs, int(info["nfev"])
         kw = {}
         if method in ("Newton-CG", "trust-ncg"):
             kw["hessp"] = lambda x, v: np.asarray(hvp(x, v))

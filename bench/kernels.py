@@ -16,8 +16,9 @@ same constants), so iteration counts agree and the time ratio measures overhead 
   η = min(0.5, √‖g‖)) on the extended (separable-pairs) Rosenbrock function of Moré, Garbow &
   Hillstrom (1981, problem 21) with a closed-form Hessian-vector product.
 * :func:`linreg_gd_blocked` — gradient descent on ‖Xw − y‖² whose gradient reads X once per
-  iteration: ≈ 4 MiB row blocks that stay in L3, ``X_b w`` then ``Σ r_b,i x_b,i`` while the block
-  is hot (a single streaming pass instead of XLA's two; figures in :mod:`problems.lsq`).
+  iteration: X stored as Xᵀ (features by rows), ≈ 4 MiB blocks of rows that stay in L3,
+  ``w·X_bᵀ`` then ``X_bᵀ r_b`` while the block is hot (a single streaming pass instead of XLA's
+  two; figures in :mod:`problems.lsq`).
 """
 from __future__ import annotations
 
@@ -221,14 +222,15 @@ from problems.lsq import block_rows_for, sse, sse_value_and_grad_blocked  # noqa
 
 
 @functools.partial(jax.jit, static_argnames=("iters", "block_rows"))
-def linreg_gd_blocked(x, y, w0, lr, iters, block_rows=None):
-    """``iters`` steps of gradient descent w ← w − lr·∇‖Xw − y‖², one pass over X per step.
+def linreg_gd_blocked(xt, y, w0, lr, iters, block_rows=None):
+    """``iters`` steps of gradient descent w ← w − lr·∇‖Xw − y‖², one pass over X per step, for X
+    stored as ``xt`` = Xᵀ (d, m).
 
     Returns (w, f at the last iterate before the final step).
     """
     def body(_, c):
         w, _ = c
-        f, g = sse_value_and_grad_blocked(w, x, y, block_rows)
+        f, g = sse_value_and_grad_blocked(w, xt, y, block_rows)
         return w - lr * g, f
 
-    return jax.lax.fori_loop(0, iters, body, (w0, jnp.zeros((), x.dtype)))
+    return jax.lax.fori_loop(0, iters, body, (w0, jnp.zeros((), xt.dtype)))

@@ -474,7 +474,8 @@ def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_
     one streaming read of X (the bandwidth floor). Fixed iterations, no tolerance (gtol = 0)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, d), dtype=np.float32)
-    block_rows = kernels.block_rows_for(x, block_rows)   # default: ≈ 4 MiB blocks (problems/lsq.py)
+    xt = np.ascontiguousarray(x.T)   # the single-pass forms keep X as Xᵀ (problems/lsq.py)
+    block_rows = kernels.block_rows_for(xt, block_rows)   # default: ≈ 4 MiB blocks
     y = (x @ rng.standard_normal(d).astype(np.float32) + 0.1 * rng.standard_normal(rows)).astype(np.float32)
     w0 = np.zeros(d, np.float32)
     lr = np.float32(0.25 / rows)  # < 2/L with L = 2λmax(XᵀX) ≈ 2·rows for standard normal X
@@ -502,16 +503,16 @@ def linreg_case(rows: int, d: int, device, iters: int = 5, seed: int = 0, block_
         return jnp.sum(r * r)
 
     def blocked_f(w, data):
-        return kernels.sse(w, data["X"], data["y"], block_rows)
+        return kernels.sse(w, data["XT"], data["y"], block_rows)
 
     p_plain = _problems.Problem(name=f"linreg-{rows}x{d}", f=plain_f, x0=w0, data=data)
-    p_block = _problems.Problem(name=f"linreg-blocked-{rows}x{d}", f=blocked_f, x0=w0, data=data)
+    p_block = _problems.Problem(name=f"linreg-blocked-{rows}x{d}", f=blocked_f, x0=w0, data={"XT": xt, "y": y})
     per_iter = lambda out: nothing  # noqa: E731
     cs = [host_contender("floor: read X once (numpy dot)", "read", "floor", read_prep,
                          note="streaming-read limit of one gradient"),
           jax_contender("floor: blocked single-pass GD", "gd", "floor",
-                        lambda x, y, w, lr: kernels.linreg_gd_blocked(x, y, w, lr, iters, block_rows),
-                        (x, y, w0, lr), per_iter, device, note=f"{block_rows}-row blocks",
+                        lambda xt, y, w, lr: kernels.linreg_gd_blocked(xt, y, w, lr, iters, block_rows),
+                        (xt, y, w0, lr), per_iter, device, note=f"Xᵀ stored, {block_rows}-row blocks",
                         xla_for=(d, rows * (d + 1))),
           optbench_contender(p_block, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
                              method="gd", label="optbench gd (blocked f)", note="custom_jvp single-pass f"),

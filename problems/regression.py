@@ -62,14 +62,16 @@ def linreg(n: int = 100, d: int = 5, cond: float = 100.0, noise: float = 0.1, se
     x, y, _, _, _, beta, e_perp = _linear_data("linreg", n, d, cond, noise, seed)
 
     def residuals(b, data):
-        return data["X"] @ b - data["y"]
+        return b @ data["XT"] - data["y"]
 
     def f(b, data):   # = Σ r², with a gradient that reads X once (problems/lsq.py)
-        return sse(b, data["X"], data["y"])
+        return sse(b, data["XT"], data["y"])
 
     w = 2.0 * max(1.0, float(np.max(np.abs(beta))))
+    # X is kept transposed, Xᵀ of shape (d, n) in C order: the layout whose single-pass gradient
+    # streams (problems/lsq.py); ``data["XT"].T`` is X
     return Problem(name="linreg", f=f, residuals=residuals, x0=np.zeros(d), f_star=float(e_perp @ e_perp), x_star=beta,
-                   data={"X": x, "y": y}, bounds=(np.full(d, -w), np.full(d, w)),
+                   data={"XT": np.ascontiguousarray(x.T), "y": y}, bounds=(np.full(d, -w), np.full(d, w)),
                    tags=("regression", "least-squares", "linear", "convex", "scalable"),
                    description=f"‖Xb − y‖², X {n}×{d}, κ = {cond:g}", info={"cond": cond})
 

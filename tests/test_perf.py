@@ -76,11 +76,12 @@ def test_blocked_least_squares_derivatives():
     rng = np.random.default_rng(1)
     x, y, w = rng.standard_normal((650, 4)), rng.standard_normal(650), rng.standard_normal(4)  # 3 blocks + tail
     v = rng.standard_normal(4)
+    xt = np.ascontiguousarray(x.T)   # the blocked forms take X as Xᵀ
 
     @jax.jit
     def derivs(w, v):
-        f = lambda w: kernels.sse(w, x, y, 200)  # noqa: E731
-        return f(w), jax.grad(f)(w), jax.jvp(jax.grad(f), (w,), (v,))[1], kernels.linreg_gd_blocked(x, y, w, 1e-4, 3, 200)[0]
+        f = lambda w: kernels.sse(w, xt, y, 200)  # noqa: E731
+        return f(w), jax.grad(f)(w), jax.jvp(jax.grad(f), (w,), (v,))[1], kernels.linreg_gd_blocked(xt, y, w, 1e-4, 3, 200)[0]
 
     f, g, hv, w3 = derivs(w, v)
     r = x @ w - y
@@ -100,16 +101,17 @@ def test_blocked_least_squares_default_blocks_and_float32(monkeypatch):
     monkeypatch.setattr(lsq, "BLOCK_BYTES", 100 * 4 * 8)
     rng = np.random.default_rng(2)
     x, y, w = rng.standard_normal((650, 4)), rng.standard_normal(650), rng.standard_normal(4)
-    assert lsq.block_rows_for(x) == 92   # 650 = 7·92 + 6
+    assert lsq.block_rows_for(x.T) == 92   # 650 = 7·92 + 6
     r = x @ w - y
     for dt, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
         xd, yd, wd = x.astype(dt), y.astype(dt), w.astype(dt)
-        f, g = jax.jit(lsq.sse_value_and_grad_blocked)(wd, xd, yd)
+        xtd = np.ascontiguousarray(xd.T)
+        f, g = jax.jit(lsq.sse_value_and_grad_blocked)(wd, xtd, yd)
         assert f.dtype == dt and g.dtype == dt
         rd = xd.astype(np.float64) @ wd.astype(np.float64) - yd.astype(np.float64)
         np.testing.assert_allclose(float(f), rd @ rd, rtol=rtol)
         np.testing.assert_allclose(np.asarray(g), 2 * xd.astype(np.float64).T @ rd, rtol=rtol, atol=rtol * np.abs(r).sum())
-        fg = jax.jit(jax.value_and_grad(lambda w: lsq.sse(w, xd, yd)))(wd)
+        fg = jax.jit(jax.value_and_grad(lambda w: lsq.sse(w, xtd, yd)))(wd)
         np.testing.assert_allclose(float(fg[0]), rd @ rd, rtol=rtol)
         np.testing.assert_allclose(np.asarray(fg[1]), np.asarray(g), rtol=rtol)
 

@@ -19,7 +19,8 @@ from optbench_core import OptbenchError
 
 def test_linreg_solution_is_the_least_squares_solution():
     p = problems.get("linreg:n=300:d=8:cond=1e4:noise=0.5:seed=3")
-    x, y = p.data["X"], p.data["y"]
+    x, y = p.data["XT"].T, p.data["y"]   # stored transposed (the layout of its one-pass gradient)
+    assert p.data["XT"].flags.c_contiguous
     s = np.linalg.svd(x, compute_uv=False)
     assert s[0] / s[-1] == pytest.approx(1e4, rel=1e-9)
     b, *_ = np.linalg.lstsq(x, y, rcond=None)

@@ -4,8 +4,8 @@ A batched solve holds, on the device, for B starts of dimension n and T = max_it
 iterations:
 
 * the history buffers — 4 floating and 4 int32 values per start per iteration, plus the iterate
-  itself when n ≤ 3 (see ``bench.solve.TRACE_X_MAX_DIM``); the final forward fill makes a copy,
-  and the copy fetched to the host makes another;
+  itself when n ≤ 3 (see ``bench.solve.TRACE_X_MAX_DIM``); the rows fetched to the host make a
+  copy, and reading a trace field writes its (B, T) padded form, another;
 * the optimizer state — a handful of n-vectors per start (x, g, a direction, a trial point, …),
   2m more for L-BFGS with memory m, double-buffered by ``lax.while_loop``;
 * for methods that form dense matrices — an n×n Hessian (or BFGS inverse-Hessian approximation)

@@ -430,6 +430,12 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
             cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
+            if spec == "newton-cg" and methods is None:
+                # the floor's own line search: the same iterations and CG steps as the floor, so
+                # its ms/iter against the floor's is the driver's overhead alone (the default,
+                # strong Wolfe, takes fewer and dearer iterations)
+                cs.append(optbench_contender(p, "newton-cg:linesearch=armijo", x0, gtol, max_iter, device,
+                                             note="Armijo, the floor's line search: same iterations"))
     vg = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
     hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(kernels.ext_rosenbrock), (x,), (v,))[1])
 

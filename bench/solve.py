@@ -105,40 +105,35 @@ class Trace:
     def __init__(self, f, grad_norm, nfev, njev, nhev, nhvp, step, rho, x=None, *, length: Optional[int] = None,
                  time_axis: int = 1):
         given = dict(f=f, grad_norm=grad_norm, nfev=nfev, njev=njev, nhev=nhev, nhvp=nhvp, step=step, rho=rho, x=x)
-        self._rec = {k: np.asarray(v) for k, v in given.items() if v is not None}
+        # per field: the recorded columns, replaced by the padded form once that is read
+        self._arrays = {k: np.asarray(v) for k, v in given.items() if v is not None}
         self._axis = int(time_axis)
-        self._length = length
-        self._full: Dict[str, np.ndarray] = {}
+        self._t = self._arrays["f"].shape[self._axis]    # columns recorded (the same for every field)
+        self._length = max(self._t, length or 0)
+
+    def _cols(self, stop: int, start: int = 0):
+        idx = [slice(None)] * (self._axis + 1)
+        idx[self._axis] = slice(start, stop)
+        return tuple(idx)
 
     def _padded(self, name: str) -> Optional[np.ndarray]:
-        if name in self._full:
-            return self._full[name]
-        a = self._rec.get(name)
-        if a is None:
-            return None
-        ax, t = self._axis, a.shape[self._axis]
-        if self._length is not None and self._length > t:
-            shape = list(a.shape)
-            shape[ax] = self._length
-            out = np.empty(shape, a.dtype)
-            idx = [slice(None)] * a.ndim
-            idx[ax] = slice(0, t)
-            out[tuple(idx)] = a
-            idx[ax] = slice(t, None)
-            last = [slice(None)] * a.ndim
-            last[ax] = slice(t - 1, t)
-            out[tuple(idx)] = a[tuple(last)]
-            a = out
-        self._full[name] = a
-        self._rec[name] = a    # the compact copy is no longer needed
-        return a
+        a = self._arrays.get(name)
+        if a is None or a.shape[self._axis] == self._length:
+            return a
+        shape = list(a.shape)
+        shape[self._axis] = self._length
+        out = np.empty(shape, a.dtype)
+        out[self._cols(self._t)] = a
+        out[self._cols(self._length, self._t)] = a[self._cols(self._t, self._t - 1)]
+        self._arrays[name] = out    # the compact copy is no longer needed
+        return out
 
     def recorded(self) -> Dict[str, np.ndarray]:
         """The columns held (see the class note): every field, without the flat tail."""
-        return {k: self._full.get(k, v) for k, v in self._rec.items()}
+        return {k: v[self._cols(self._t)] for k, v in self._arrays.items()}
 
     def arrays(self) -> Dict[str, np.ndarray]:
-        return {k: self._padded(k) for k in self.FIELDS if k in self._rec}
+        return {k: self._padded(k) for k in self.FIELDS if k in self._arrays}
 
     def select(self, i) -> "Trace":
         """The trace of start ``i`` alone (time becomes the leading axis)."""
@@ -146,14 +141,12 @@ class Trace:
         return Trace(**rec, length=self._length, time_axis=self._axis - 1)
 
     def __repr__(self) -> str:
-        shapes = {k: self._padded_shape(k) for k in self._rec}
+        shapes = {}
+        for k, v in self._arrays.items():
+            shape = list(v.shape)
+            shape[self._axis] = self._length
+            shapes[k] = tuple(shape)
         return f"Trace({shapes})"
-
-    def _padded_shape(self, k):
-        shape = list(self._rec[k].shape)
-        if self._length is not None:
-            shape[self._axis] = max(shape[self._axis], self._length)
-        return tuple(shape)
 
 
 def _trace_field(name):

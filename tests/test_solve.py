@@ -92,6 +92,7 @@ def test_counts_and_trace_shapes():
     k = res.iterations_run
     assert k < 50 and held["f"].shape == (6, k + 1) and held["x"].shape == (6, k + 1, 2)
     assert res.trace.x.shape == (6, 51, 2) and np.all(res.trace.x[:, k:] == held["x"][:, k:k + 1])
+    assert res.trace.recorded()["x"].shape == (6, k + 1, 2)   # still the recorded columns after a read
     one = res.trace.select(4)
     assert one.f.shape == (51,) and np.array_equal(one.f, res.trace.f[4]) and np.array_equal(one.x, res.trace.x[4])
 

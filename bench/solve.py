@@ -71,6 +71,14 @@ TRACE_X_MAX_DIM = 3
 COND_SELECT_MIN = 256
 #: iterations per compiled chunk of the loop (history rows allocated per chunk)
 HISTORY_CHUNK = 32
+#: packing finished starts out of the batch: a batch of at least 2 * PACK_TILE_MIN starts on one
+#: device is stepped in tiles of at least PACK_TILE_MIN lanes (at most PACK_TILES_MAX tiles),
+#: only over the tiles that hold running starts (see :func:`_build`). Smaller tiles would pay
+#: each step's fixed cost (tens of kernels of a few µs) once more per tile while all run.
+PACK_TILE_MIN = 1024
+PACK_TILES_MAX = 8
+#: the packed loop takes over once at most this fraction of the slots still runs
+PACK_RUNNING_MAX = 0.5
 #: environment variable naming the persistent compilation cache directory ("off" disables it)
 CACHE_ENV = "OPTBENCH_CACHE_DIR"
 #: compiles faster than this are not written to the persistent cache (tiny eager ops)
@@ -192,6 +200,7 @@ class Result:
     iterations_run: int       # loop iterations the batch ran (= max nit)
     f_star: Optional[float] = None
     device: str = ""
+    packed_at: Optional[int] = None   # the iteration from which the packed loop ran (solve(pack=True))
 
     @property
     def subopt(self) -> np.ndarray:
@@ -254,13 +263,33 @@ def _over_lanes(fn):
     return run
 
 
-def _build(problem, opt, n: int, chunk: int):
-    """The two compiled pieces of a run.
+def _tiling(b: int, nd: int):
+    """(tiles, tile lanes) for a batch of ``b`` lanes on ``nd`` devices: ``(1, b)`` (one step over
+    the whole batch per iteration) unless the batch is large enough to be cut into tiles of at
+    least :data:`PACK_TILE_MIN` lanes on one device; then at most :data:`PACK_TILES_MAX` tiles."""
+    if nd != 1 or PACK_TILES_MAX < 2 or b < 2 * PACK_TILE_MIN:
+        return 1, b
+    tiles = min(int(PACK_TILES_MAX), b // int(PACK_TILE_MIN))
+    return tiles, -(-b // tiles)
+
+
+def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None):
+    """The compiled pieces of a run.
 
     ``start(x0s, data, gtol, max_iter) -> (carry, packed row 0)`` and
-    ``advance(carry, hist, data, gtol, max_iter, [k, ·]) -> (carry, [k + rows run, more?], hist)``
+    ``advance(carry, hist, data, gtol, max_iter, kv) -> (carry, kv', hist)``
     where carry = (optimizer state, status code, nit) per lane, k counts iterations so far and
-    hist = (float chunk, int chunk) is a buffer pair the loop writes its rows into.
+    hist = (float chunk, int chunk) is a buffer pair the loop writes its rows into;
+    kv' = [k + rows run, more?, then per row the tiles stepped].
+    Slots from ``live`` on hold no start (padding to whole tiles): they begin finished.
+
+    ``packed`` is ``advance`` for the tail of a run, when most starts have finished: its carry
+    also holds ``perm`` (slot -> start), and it steps the batch (``tiles * tile`` slots) tile by
+    tile, only over the tiles that hold running starts; whenever the running starts would fit
+    in fewer tiles they are moved to the front (a stable partition of the slots). Each history
+    row then holds the stepped slots only, with their start in an extra int field; the host
+    puts the columns back in start order (a finished start is constant, so the rows it is
+    missing from repeat its last recorded value).
     """
 
     def oracle_for(data):
@@ -283,48 +312,126 @@ def _build(problem, opt, n: int, chunk: int):
         s0 = _over_lanes(lambda x0: opt.init(oracle, x0))(x0s)
         b = x0s.shape[0]
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
+        if live is not None and live < b:   # the slots after the live ones hold no start
+            code0 = jnp.where(jnp.arange(b) < live, code0, STATUS_MAX_ITER)
         return (s0, code0, jnp.zeros(b, jnp.int32)), _packed_row(s0, n)
+
+    def one_step(step, s, code, nit, gtol, max_iter):
+        """One iteration over a batch of lanes: step the running ones, freeze the others."""
+        active = code == STATUS_RUNNING
+        s_new = step(s)
+        if s.x.shape[0] == 1:
+            # one lane: the loop runs only while it is active, so the select is the identity
+            # (and for L-BFGS at n = 10⁶ it would copy 2·memory·n numbers per iteration)
+            s = s_new
+        elif sum(a.size for a in jax.tree_util.tree_leaves(s)) <= COND_SELECT_MIN * s.x.shape[0]:
+            # a small state: one fused select is cheaper than a conditional, whose
+            # all-lanes-running branch copies the whole state into its result (measured: 2-D
+            # Newton on 10,000 starts, 24 -> 21 ms a run)
+            s = where_state(active, s_new, s)
+        else:
+            # a large state (L-BFGS memories): while every lane still runs (the first
+            # iterations), skip the select
+            s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
+        nit = nit + active.astype(jnp.int32)
+        return s, classify(s, nit, code, gtol, max_iter), nit
 
     def advance(carry, hist, data, gtol, max_iter, kv):
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
         # row (only rows < j are read back), so no chunk is zero-filled per call
         oracle = oracle_for(data)
         step = _over_lanes(lambda s: opt.step(oracle, s))
-        s, code, nit = carry
         k0 = kv[0]
+        s, code, nit = carry
 
         def cond(c):
             j, _, code, _, _ = c
+            if tiles > 1:   # the packed loop takes over once few starts run: stop for it
+                running = jnp.sum(code == STATUS_RUNNING, dtype=jnp.int32)
+                return (j < chunk) & (k0 + j < max_iter) & (running > PACK_RUNNING_MAX * code.shape[0])
             return (j < chunk) & (k0 + j < max_iter) & jnp.any(code == STATUS_RUNNING)
 
         def body(c):
             j, s, code, nit, hist = c
-            active = code == STATUS_RUNNING
-            s_new = step(s)
-            if s.x.shape[0] == 1:
-                # one lane: the loop runs only while it is active, so the select is the identity
-                # (and for L-BFGS at n = 10⁶ it would copy 2·memory·n numbers per iteration)
-                s = s_new
-            elif sum(a.size for a in jax.tree_util.tree_leaves(s)) <= COND_SELECT_MIN * s.x.shape[0]:
-                # a small state: one fused select is cheaper than a conditional, whose
-                # all-lanes-running branch copies the whole state into its result (measured: 2-D
-                # Newton on 10,000 starts, 24 -> 21 ms a run)
-                s = where_state(active, s_new, s)
-            else:
-                # a large state (L-BFGS memories): while every lane still runs (the first
-                # iterations), skip the select
-                s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
-            nit = nit + active.astype(jnp.int32)
-            code = classify(s, nit, code, gtol, max_iter)
-            hist = tuple(jax.lax.dynamic_update_index_in_dim(h, v, j, 0) for h, v in zip(hist, _packed_row(s, n)))
+            s, code, nit = one_step(step, s, code, nit, gtol, max_iter)
+            fl, ints = _packed_row(s, n)
+            if tiles > 1:   # the chunk's rows name each slot's start, as the packed loop's do
+                ints = jnp.concatenate([ints, jnp.arange(code.shape[0], dtype=jnp.int32)[None]])
+            hist = tuple(jax.lax.dynamic_update_index_in_dim(h, v, j, 0) for h, v in zip(hist, (fl, ints)))
             return j + 1, s, code, nit, hist
 
         j, s, code, nit, hist = jax.lax.while_loop(cond, body, (jnp.int32(0), s, code, nit, hist))
-        more = (k0 + j < max_iter) & jnp.any(code == STATUS_RUNNING)
-        # one small array for the host to read: (iterations so far, go on?)
-        return (s, code, nit), jnp.stack([k0 + j, more.astype(jnp.int32)]), hist
+        return (s, code, nit), _progress(k0 + j, code, max_iter, jnp.zeros(chunk, jnp.int32)), hist
 
-    return start, advance
+    def _progress(k, code, max_iter, per_row):
+        """The one small array the host reads after a chunk: [iterations so far, go on?, then
+        per row the tiles stepped (packed loop only)]."""
+        more = (k < max_iter) & jnp.any(code == STATUS_RUNNING)
+        return jnp.concatenate([jnp.stack([k, more.astype(jnp.int32)]), per_row])
+
+    def packed(carry, hist, data, gtol, max_iter, kv):
+        # carries on in the chunk the plain loop left at row kv[1] (or a fresh one, at row 0)
+        oracle = oracle_for(data)
+        step = _over_lanes(lambda s: opt.step(oracle, s))
+        k0, j0 = kv[0], kv[1]
+        s, code, nit, perm = carry
+        slots = code.shape[0]
+        slot = jnp.arange(slots, dtype=jnp.int32)
+        leaves, treedef = jax.tree_util.tree_flatten((s, code, nit))
+
+        def tiles_needed(code):
+            """Tiles up to the last running slot (0 when none runs)."""
+            last = jnp.max(jnp.where(code == STATUS_RUNNING, slot, -1))
+            return (last + tile) // tile
+
+        def repack(args):
+            lv, perm = args
+            # a stable partition: running starts first, in slot order, then the rest
+            running = jax.tree_util.tree_unflatten(treedef, lv)[1] == STATUS_RUNNING
+            before = jnp.cumsum(running, dtype=jnp.int32)      # running slots up to each slot
+            dest = jnp.where(running, before - 1, before[-1] + slot - before)
+            order = jnp.zeros_like(slot).at[dest].set(slot, unique_indices=True)
+            return tuple(jnp.take(a, order, axis=0) for a in lv), jnp.take(perm, order)
+
+        def cond(c):
+            j, lv = c[0], c[1]
+            code = jax.tree_util.tree_unflatten(treedef, lv)[1]
+            return (j < chunk) & (k0 + j - j0 < max_iter) & jnp.any(code == STATUS_RUNNING)
+
+        def body(c):
+            j, lv, perm, hist, nt, per_row = c
+            code = jax.tree_util.tree_unflatten(treedef, lv)[1]
+            need = (jnp.sum(code == STATUS_RUNNING, dtype=jnp.int32) + tile - 1) // tile
+            lv, perm = jax.lax.cond(need < nt, repack, lambda a: a, (tuple(lv), perm))
+            nt = jnp.minimum(nt, need)
+
+            def one_tile(t, tc):
+                lv, hist = tc
+                at = (t * tile).astype(jnp.int32)
+                cut = lambda a: jax.lax.dynamic_slice_in_dim(a, at, tile, 0)  # noqa: E731
+                st, ct, it = one_step(step, *jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv]),
+                                      gtol, max_iter)
+                lv = tuple(jax.lax.dynamic_update_slice_in_dim(a, v, at, 0)
+                           for a, v in zip(lv, jax.tree_util.tree_leaves((st, ct, it))))
+                # the history row is read back from the written slots: computed from the tile's
+                # values instead, XLA fuses it to read the old slots, and keeps them readable by
+                # copying the whole array every tile
+                st = jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv])[0]
+                fl, ints = _packed_row(st, n)
+                ints = jnp.concatenate([ints, cut(perm)[None]])
+                hist = tuple(jax.lax.dynamic_update_slice(h, v[None], (j, jnp.int32(0), at))
+                             for h, v in zip(hist, (fl, ints)))
+                return lv, hist
+
+            lv, hist = jax.lax.fori_loop(0, nt, one_tile, (lv, hist))
+            return j + 1, lv, perm, hist, nt, per_row.at[j].set(nt)
+
+        init = (j0, tuple(leaves), perm, hist, tiles_needed(code), jnp.zeros(chunk, jnp.int32))
+        j, lv, perm, hist, _, per_row = jax.lax.while_loop(cond, body, init)
+        s, code, nit = jax.tree_util.tree_unflatten(treedef, list(lv))
+        return (s, code, nit, perm), _progress(k0 + j - j0, code, max_iter, per_row), hist
+
+    return start, advance, packed
 
 
 #: XLA options for every optbench executable on CPU: copy insertion with region analysis, which
@@ -514,31 +621,35 @@ def _to_host(tree):
     return jax.device_get(tree)
 
 
-def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, whole, chunk_lanes, dev, progress):
+def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
+                   progress):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
-    returns (compile seconds, the entry)."""
+    returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes); with
+    more than one tile the entry also knows how to compile the packed loop (on first use, see
+    :func:`_packed_exe`)."""
     problem.check()   # one-line errors for an unusable f, before anything is traced for real
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
-    start, advance = _build(problem, optimizer, n, chunk)
+    start, advance, packed = _build(problem, optimizer, n, chunk, *tiling[:3])
     # every per-lane array is split along its batch axis (history chunks: axis 1); the
     # shardings are pytree prefixes, so the state's structure comes from the one trace
     row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))
     start_low = jax.jit(start, out_shardings=(lanes, row_lanes)).lower(xs, data, g, mi)
     carry_shape = start_low.out_info[0]
     hist_sh = (chunk_lanes, chunk_lanes)
+    data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
+    carry_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
+    row = start_low.out_info[1]
+    if tiling[0] > 1:   # the chunks' rows name each slot's start in one more int field
+        row = (row[0], jax.ShapeDtypeStruct((row[1].shape[0] + 1,) + row[1].shape[1:], row[1].dtype))
+    hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
+    k_spec = jax.ShapeDtypeStruct((2 + chunk,), jnp.int32, sharding=whole)
     # XLA compiles the small start program on a second thread while this one lowers and
     # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
     # not their sum
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
         start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size)
-        carry_spec = jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
-        row = start_low.out_info[1]
-        hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
-        k_spec = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=whole)
         adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
             carry_spec, hist_spec, data, g, mi, k_spec)
         adv_exe = compile_lowered(adv_exe, dev, n, data_size)
@@ -546,11 +657,33 @@ def _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes, wh
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
+    info = {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes, "tiling": tiling}
+    if tiling[0] > 1:
+        def compile_packed():
+            perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
+            low = jax.jit(packed, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
+                tuple(carry_spec) + (perm_spec,), hist_spec, data, g, mi, k_spec)
+            return compile_lowered(low, dev, n, data_size)
+        info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
-    entry = ((start_exe, adv_exe), problem, optimizer,
-             {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes})
+    entry = ((start_exe, adv_exe), problem, optimizer, info)
     _remember(key, entry)
     return compile_s, entry
+
+
+def _packed_exe(key, entry):
+    """The packed loop of ``entry`` (see :func:`_build`) and the seconds spent compiling it now:
+    it is compiled the first time a run of this program reaches its tail (most starts
+    finished), never for runs that do not (most runs of a few dozen iterations)."""
+    info = entry[3]
+    with _key_lock(key):
+        if "packed" in info:
+            return info["packed"], 0.0
+        t0 = time.perf_counter()
+        info["packed"] = info["compile_packed"]()
+        with _KEY_LOCKS_GUARD:
+            _STATS["compiles"] += 1
+        return info["packed"], time.perf_counter() - t0
 
 
 def _lookup(key):
@@ -627,17 +760,17 @@ def _key_lock(key) -> threading.Lock:
 
 
 def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-               device: Optional[str] = None) -> float:
+               device: Optional[str] = None, pack: bool = False) -> float:
     """Compile what :func:`solve` with these arguments will run, without running it; returns the
     compile seconds (0.0 if already compiled). The next matching ``solve`` reports those seconds
     as its ``compile_s``. Safe to call from several threads at once (XLA compiles without the
     GIL, so a suite's cells compile in parallel; two calls for the same program compile once)."""
-    return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device,
+    return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
                  _compile_only=True)
 
 
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-          repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None,
+          repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None, pack: bool = False,
           _compile_only: bool = False) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
     problem's x0), compiled, batched over starts, with full history.
@@ -647,6 +780,13 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success`` additionally
     requires f − f* ≤ 1e-6·max(1, |f*|) where f* is known. ``progress(phase)``, if given, is
     called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
+
+    ``pack=True`` packs the tail of a large batch (at least 2 * :data:`PACK_TILE_MIN` starts on
+    one device): once at most half the starts still run, only the tiles of the batch that hold
+    running starts are stepped (see :func:`_build`). It costs one more compile (of the packed
+    loop, on the first run that reaches a tail, counted in ``compile_s``) and pays where the
+    slowest starts take many more iterations than the median. Results agree with the unpacked
+    run to rounding (XLA's code for a batched operation may differ with the batch size).
     """
     problem = _problems.get(problem)
     optimizer = _optimizers.get(optimizer)
@@ -680,7 +820,11 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     b, n = x0s.shape
     nd = len(devs)
     bp = -(-b // nd) * nd                  # the batch padded to a multiple of the device count
-    x0p = np.concatenate([x0s, np.repeat(x0s[-1:], bp - b, axis=0)]) if bp > b else x0s
+    if not isinstance(pack, bool):
+        raise OptbenchError(f"pack must be True or False, got {pack!r}")
+    tiles, tile = _tiling(bp, nd) if pack else (1, bp)
+    slots = tiles * tile if tiles > 1 else bp   # packed: whole tiles (the spare slots hold no start)
+    x0p = np.concatenate([x0s, np.repeat(x0s[-1:], slots - b, axis=0)]) if slots > b else x0s
     mesh = jax.sharding.Mesh(np.array(devs), ("batch",))
     lanes = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
     whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -690,9 +834,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         data = _put(jax.tree_util.tree_map(np.asarray, _cast_data(problem.data, jdtype)), whole)
         g = _put(np.asarray(gtol, jdtype), whole)
         mi = _put(np.asarray(max_iter, np.int32), whole)
-        zero = _put(np.zeros(2, np.int32), whole)
         chunk = int(HISTORY_CHUNK)
-        key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tuple(d.id for d in devs),
+        zero = _put(np.zeros(2 + chunk, np.int32), whole)
+        tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
+        key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)))
         compile_s = 0.0
         entry = _lookup(key)
@@ -700,7 +845,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             with _key_lock(key):   # another thread may be compiling the same program: wait for it
                 entry = _lookup(key)
                 if entry is None:
-                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, xs, data, g, mi, lanes,
+                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes,
                                                       whole, chunk_lanes, dev, progress)
                     if _compile_only:
                         entry[3]["pending_compile_s"] = compile_s
@@ -714,28 +859,61 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         times = []
         chunks: List[Any] = []
         for _ in range(repeats):
-            _release_history(key, [h for _, h in chunks])   # the previous repeat's rows are not kept
+            _release_history(key, [h for h, _ in chunks])   # the previous repeat's rows are not kept
             t0 = _clock()
+            paused = 0.0
             carry, row0 = start_exe(xs, data, g, mi)
-            chunks, k, kv = [], 0, zero
+            # chunks: (history buffer, its row segments (first row, rows, stepped slots per row or
+            # None where the plain loop recorded every slot))
+            chunks, k, kv, packed, packed_at = [], 0, zero, None, None
             while True:
-                carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
-                k_new, more = (int(v) for v in _read_replicated(kv))  # waits for the chunk: go on?
-                chunks.append((k_new - k, hist))
-                k = k_new
+                if packed is None:
+                    carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
+                    segs, j0 = [], 0
+                else:
+                    if j0:   # carry on in the chunk the plain loop left
+                        hist, segs = chunks.pop()
+                    else:
+                        hist, segs = _history_buffer(key, entry[3]), []
+                    kv = _put(np.array([k, j0] + [0] * chunk, np.int32), whole)
+                    carry, kv, hist = packed(carry, hist, data, g, mi, kv)
+                kh = _read_replicated(kv)   # waits for the chunk: iterations so far, go on?, tiles per row
+                k_new, more = int(kh[0]), int(kh[1])
+                rows = k_new - k
+                segs = segs + [(j0, rows, None if packed is None else kh[2 + j0:2 + j0 + rows] * tile)]
+                chunks.append((hist, segs))
+                k, j0 = k_new, j0 + rows
                 if not more:
                     break
+                if j0 == chunk:
+                    j0 = 0
+                elif packed is None:
+                    # the plain loop stopped early: the tail begins (at most PACK_RUNNING_MAX of the
+                    # slots run). From here on only the tiles that hold running starts are stepped,
+                    # carrying on in this chunk's buffer
+                    t1 = _clock()
+                    packed, c_s = _packed_exe(key, entry)
+                    packed_at = k
+                    compile_s += c_s
+                    carry = tuple(carry) + (_put(np.arange(slots, dtype=np.int32), lanes),)
+                    paused += _clock() - t1   # a first compile is not run time
             jax.block_until_ready(carry)
-            times.append(_clock() - t0)
-    (s, code, nit), row0 = _to_host((carry, row0))
+            times.append(_clock() - t0 - paused)
+    carry, row0 = _to_host((carry, row0))
     row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in row0), n).items()}
-    bufs = [h for _, h in chunks]
-    chunks = [(j, _unpack_chunk(_to_host(h), n)) for j, h in chunks]
-    trace = _assemble_trace(row0, chunks, k, int(max_iter), n, b)
+    if len(carry) == 4:
+        # slots back to starts: slot i holds start perm[i], so start q is in slot argsort(perm)[q]
+        s, code, nit, perm = carry
+        where = np.argsort(np.asarray(perm), kind="stable")[:b]
+    else:
+        s, code, nit = carry
+        where = slice(0, b)
+    bufs = [h for h, _ in chunks]
+    trace = _assemble_trace(row0, [(_to_host(h), segs) for h, segs in chunks], k, int(max_iter), n, b)
     del chunks   # the host views of the buffers go before the buffers are lent again
     _release_history(key, bufs)
-    s = jax.tree_util.tree_map(lambda a: np.asarray(a)[:b], s)
-    code, nit = np.asarray(code)[:b], np.asarray(nit)[:b]
+    s = jax.tree_util.tree_map(lambda a: np.asarray(a)[where], s)
+    code, nit = np.asarray(code)[where], np.asarray(nit)[where]
     fun = np.asarray(s.f, dtype=np.float64)
     code = np.asarray(code)
     names = np.array(STATUS_NAMES, dtype=object)[code].astype(str)
@@ -747,23 +925,56 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                  status=names, status_code=code, success=success, trace=trace, x0=x0s, problem=problem.spec,
                  optimizer=optimizer.spec, dtype=dtype, max_iter=int(max_iter), gtol=float(gtol), compile_s=compile_s,
                  run_s=float(np.median(times)), run_s_all=times, iterations_run=int(k), f_star=problem.f_star,
-                 device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}")
+                 device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}", packed_at=packed_at)
     return _squeeze(res) if single else res
 
 
 def _assemble_trace(row0, chunks, k: int, max_iter: int, n: int, b: int) -> Trace:
     """The history from row 0 and the chunks' rows: (B, k + 1) recorded columns, read as
-    (B, max_iter + 1) with the flat tail after column k (see :class:`Trace`)."""
+    (B, max_iter + 1) with the flat tail after column k (see :class:`Trace`).
+
+    ``chunks`` holds ((float chunk, int chunk), segments), a segment being (first row, rows,
+    stepped): ``stepped`` is None where the plain loop recorded every slot (slot i is start i)
+    or, for the packed loop, per row the slots it recorded (its first ``stepped[r]``), whose
+    start is the int chunk's last field. A start absent from a row had finished (only tiles
+    holding running starts are stepped), so its columns there repeat its last recorded one."""
     fields = {}
     for key, v0 in row0.items():
         v0 = np.asarray(v0)[:b]
-        out = np.empty((b, k + 1) + v0.shape[1:], v0.dtype)
-        out[:, 0] = v0
-        row = 1
-        for j, h in chunks:
-            out[:, row:row + j] = np.swapaxes(h[key][:j, :b], 0, 1)
-            row += j
-        fields[key] = out
+        fields[key] = np.empty((b, k + 1) + v0.shape[1:], v0.dtype)
+        fields[key][:, 0] = v0
+    col, first_packed, written = 1, None, None
+    for (fl, it), segs in chunks:
+        for r0, j, stepped in segs:
+            if j == 0:
+                continue
+            h = _unpack_chunk((fl[r0:r0 + j], it[r0:r0 + j]), n)
+            if stepped is None:
+                for key, a in fields.items():
+                    a[:, col:col + j] = np.swapaxes(h[key][:, :b], 0, 1)
+                if written is not None:
+                    written[:, col - first_packed:col - first_packed + j] = True
+            else:
+                if written is None:
+                    first_packed = col
+                    written = np.zeros((b, k + 1 - col), bool)
+                stepped = np.asarray(stepped[:j], np.int64)
+                rr, ss = np.nonzero(np.arange(fl.shape[2])[None, :] < stepped[:, None])
+                start = it[r0 + rr, it.shape[1] - 1, ss].astype(np.int64)
+                keep = start < b                                          # spare slots hold no start
+                rr, ss, start = rr[keep], ss[keep], start[keep]
+                for key, a in fields.items():
+                    a[start, col + rr] = h[key][rr, ss]
+                written[start, col - first_packed + rr] = True
+            col += j
+    if written is not None and not written.all():
+        # forward fill from the first packed column on: an unrecorded column takes the start's
+        # last recorded one (the column before the packed rows is recorded for every start)
+        src = np.where(written, np.arange(first_packed, k + 1)[None, :], first_packed - 1)
+        np.maximum.accumulate(src, axis=1, out=src)
+        lanes = np.arange(b)[:, None]
+        for key, a in fields.items():
+            a[:, first_packed:] = a[lanes, src]
     return Trace(**fields, length=max_iter + 1)
 
 

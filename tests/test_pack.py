@@ -1,0 +1,85 @@
+"""solve(pack=True): the tail of a large batch is stepped tile by tile, over the tiles that hold
+running starts only. The reference is the same solve unpacked: every start must stop at the same
+iteration with the same status and counts, and agree on x, f and the whole history to rounding.
+
+The batch sizes at which packing starts are lowered (tiles of 8 lanes) so that small, quickly
+compiled batches exercise it; short history chunks make runs cross chunk boundaries, in the plain
+loop, at the switch and in the packed loop.
+"""
+import importlib
+
+import numpy as np
+import pytest
+
+import bench
+import problems
+from optbench_core import OptbenchError
+
+S = importlib.import_module("bench.solve")
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    monkeypatch.setattr(S, "PACK_TILE_MIN", 8)
+    monkeypatch.setattr(S, "PACK_TILES_MAX", 8)
+    monkeypatch.setattr(S, "HISTORY_CHUNK", 8)
+
+
+def _starts(b, seed=3):
+    return np.random.default_rng(seed).uniform(-2, 2, (b, 2))
+
+
+def _same_run(a, p):
+    assert p.packed_at is not None and 0 < p.packed_at < p.iterations_run
+    assert a.packed_at is None
+    for f in ("nit", "status", "nfev", "njev", "nhev", "nhvp"):
+        np.testing.assert_array_equal(getattr(p, f), getattr(a, f), err_msg=f)
+    assert p.iterations_run == a.iterations_run
+    np.testing.assert_allclose(p.x, a.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(p.fun, a.fun, rtol=1e-9, atol=1e-14)
+    ta, tp = a.trace.arrays(), p.trace.arrays()
+    assert ta.keys() == tp.keys()
+    for k in ("nfev", "njev", "nhev", "nhvp"):
+        np.testing.assert_array_equal(tp[k], ta[k], err_msg=k)
+    for k in ("f", "grad_norm", "x"):
+        np.testing.assert_allclose(tp[k], ta[k], rtol=1e-6, atol=1e-12, err_msg=k)
+    # a finished start's history is flat after it stopped, and ends at its result
+    cols = np.arange(tp["f"].shape[1])[None, :]
+    after = cols >= p.nit[:, None]
+    np.testing.assert_array_equal(np.where(after, tp["f"], 0), np.where(after, p.fun[:, None], 0))
+
+
+@pytest.mark.parametrize("method", ["bfgs", "levenberg-marquardt"])
+def test_packed_run_equals_unpacked_run(small_tiles, method):
+    # 61 starts: 8 tiles of 8 slots, 3 of them spare (they hold no start)
+    p = problems.get("rosenbrock")
+    x0s = _starts(61)
+    a = bench.solve(p, method, x0s, max_iter=60)
+    pk = bench.solve(p, method, x0s, max_iter=60, pack=True)
+    assert np.ptp(a.nit) > 8, "the batch must have a tail for the test to mean anything"
+    _same_run(a, pk)
+    assert pk.compile_s > 0   # the packed loop was compiled on this first packed run
+    again = bench.solve(p, method, x0s, max_iter=60, pack=True, repeats=2)
+    assert again.compile_s == 0
+    np.testing.assert_array_equal(again.x, pk.x)
+
+
+def test_packed_run_with_starts_at_max_iter(small_tiles):
+    # gradient descent on Himmelblau: starts near the minimiser (3, 2) converge after varying
+    # iterations, far ones wander: some stop at the budget, in the packed tail
+    p = problems.get("himmelblau")
+    rng = np.random.default_rng(5)
+    near = np.array([3.0, 2.0]) + rng.uniform(0.05, 0.5, (40, 1)) * rng.choice([-1.0, 1.0], (40, 2))
+    x0s = np.concatenate([near, rng.uniform(-4, 4, (24, 2))])
+    a = bench.solve(p, "gd:lr=0.015", x0s, max_iter=40, gtol=1e-3)
+    pk = bench.solve(p, "gd:lr=0.015", x0s, max_iter=40, gtol=1e-3, pack=True)
+    assert (a.status == "max_iter").any() and (a.status == "converged").sum() > 32
+    _same_run(a, pk)
+
+
+def test_small_batches_and_bad_values(small_tiles):
+    p = problems.get("rosenbrock")
+    r = bench.solve(p, "newton", _starts(12), max_iter=30, pack=True)   # under two tiles: not packed
+    assert r.packed_at is None
+    with pytest.raises(OptbenchError, match="pack must be True or False"):
+        bench.solve(p, "newton", _starts(12), pack="yes")

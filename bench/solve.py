@@ -963,18 +963,24 @@ def _assemble_trace(row0, chunks, k: int, max_iter: int, n: int, b: int) -> Trac
                 start = it[r0 + rr, it.shape[1] - 1, ss].astype(np.int64)
                 keep = start < b                                          # spare slots hold no start
                 rr, ss, start = rr[keep], ss[keep], start[keep]
+                flat = start * (k + 1) + col + rr          # (start, column) as one index
                 for key, a in fields.items():
-                    a[start, col + rr] = h[key][rr, ss]
-                written[start, col - first_packed + rr] = True
+                    a.reshape((b * (k + 1),) + a.shape[2:])[flat] = h[key][rr, ss]
+                written.reshape(-1)[start * written.shape[1] + col - first_packed + rr] = True
             col += j
     if written is not None and not written.all():
-        # forward fill from the first packed column on: an unrecorded column takes the start's
-        # last recorded one (the column before the packed rows is recorded for every start)
-        src = np.where(written, np.arange(first_packed, k + 1)[None, :], first_packed - 1)
-        np.maximum.accumulate(src, axis=1, out=src)
-        lanes = np.arange(b)[:, None]
+        # a start is unrecorded only where it had finished, so there it holds its final value:
+        # the one in its last recorded column (the column before the packed rows, recorded for
+        # every start, where it has none after)
+        cols = written.shape[1]
+        last = np.where(written.any(axis=1), first_packed + cols - 1 - np.argmax(written[:, ::-1], axis=1),
+                        first_packed - 1)
+        lanes = np.arange(b)
         for key, a in fields.items():
-            a[:, first_packed:] = a[lanes, src]
+            final = a[lanes, last]
+            tail = a[:, first_packed:]
+            mask = written.reshape(written.shape + (1,) * (a.ndim - 2))
+            np.copyto(tail, np.expand_dims(final, 1), where=~mask)
     return Trace(**fields, length=max_iter + 1)
 
 

@@ -47,6 +47,9 @@ def add_arguments(p):
     p.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
     p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
+    p.add_argument("--pack", action="store_true", default=None,
+                   help="step only the tiles of a batch that hold running starts once most have finished "
+                        "(batches of 2048+ starts; one more compile per cell)")
     p.add_argument("--out", help="run directory (default results/runs/<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="finish an interrupted run: skip its finished cells, run the rest with its stored settings")
@@ -70,7 +73,7 @@ def cli_overrides(args) -> dict:
     """The command-line values that override a suite's, validated like the suite's own keys."""
     out = {}
     for key, attr in (("starts", "starts"), ("max_iter", "max_iter"), ("gtol", "gtol"), ("dtype", "dtype"),
-                      ("repeats", "repeats")):
+                      ("repeats", "repeats"), ("pack", "pack")):
         v = getattr(args, attr, None)
         if v is not None:
             out[key] = _suite._check_value("cli", key, v)
@@ -173,6 +176,7 @@ def resume_plan(args) -> Plan:
         if not (isinstance(c["problem"], str) and isinstance(c["optimizer"], str)):
             raise OptbenchError(f"{where}: problem and optimizer must be spec strings")
         settings = {k: _suite._check_value(where, k, c[k]) for k in _CELL_KEYS[2:]}
+        settings["pack"] = _suite._check_value(where, "pack", c.get("pack", False))   # absent before pack existed
         cell = _suite.Cell(problem=_suite._get_problem(c["problem"], where),
                            optimizer=_suite._get_optimizer(c["optimizer"], where), **settings)
         if cell.key != (c["problem"], c["optimizer"]):

@@ -39,6 +39,8 @@ from optbench_core import OptbenchError
 from . import kernels
 from .solve import resolve_device, solve
 
+_solve_mod = importlib.import_module("bench.solve")   # (``bench.solve`` the name is the function)
+
 jax.config.update("jax_enable_x64", True)
 
 #: how runs are timed: "wall" (time.perf_counter) or "cpu" (this process's CPU time, all threads:
@@ -190,17 +192,18 @@ class _Timed:
 
 
 def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="float64", method=None,
-                       label=None, note="") -> Contender:
+                       label=None, note="", pack=False) -> Contender:
     """An optbench optimizer through :func:`bench.solve`; the time is ``Result.run_s`` (the
-    compiled run, history recording included)."""
+    compiled run, history recording included). With ``pack`` the compile column includes the
+    packed loop's compile (on the first run, which reaches the tail)."""
     if not isinstance(device, str):
         device = device.platform
 
     def build():
-        res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device)
+        res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack)
 
         def run():
-            r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device)
+            r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack)
             return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(r.grad_norm), gtol)
         return res.compile_s, run
     return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
@@ -365,10 +368,20 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
             return 0.0, runner
         return host_contender(label, method, "peer", prep, note=snote, scale=scale)
 
+    packs = n_starts >= 2 * _solve_mod.PACK_TILE_MIN and methods is None
+
+    def packed(problem, spec, method, note=""):
+        # the same method with solve(pack=True): the batch's tail stepped over its running tiles
+        if packs:
+            cs.append(optbench_contender(problem, spec, x0s, gtol, max_iter, device, method=method, pack=True,
+                                         label=f"optbench {spec} (pack=True)", note=note))
+
+    packed(p, "newton:mode=minimize", "newton")
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy trust-exact", "newton", "trust-exact", hess=True))
     if "bfgs" in names:
         cs.append(optbench_contender(p, "bfgs", x0s, gtol, max_iter, device))
+        packed(p, "bfgs", "bfgs")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix BFGS", "bfgs", "peer", _optimistix_min("BFGS", 1e-12, 1e-12, max_iter),
                                 (xj,), batch_outcome(), device, note="rtol=atol=1e-12 (Cauchy test)"))
@@ -381,6 +394,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(scipy_peer("scipy BFGS", "bfgs", "BFGS"))
     if "lbfgs" in names:
         cs.append(optbench_contender(p, "lbfgs", x0s, gtol, max_iter, device))
+        packed(p, "lbfgs", "lbfgs")
     if _have("optax"):
         cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
                                 jax.vmap(_optax_lbfgs(_rosen_f, gtol, max_iter)), (xj,), batch_outcome(), device))
@@ -389,6 +403,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if "levenberg-marquardt" in names:
         cs.append(optbench_contender(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
                                      note="residual form"))
+        packed(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
     if _have("jaxopt"):
         import jaxopt
         # jaxopt minimises ½Σr², whose gradient is half of ∇Σr²: tol = gtol/2 is the same test

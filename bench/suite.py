@@ -16,6 +16,7 @@ A suite file (read with the standard library's :mod:`tomllib`)::
     gtol       = 1e-8
     dtype      = "float64"
     repeats    = 3
+    pack       = false                      # true: bench.solve(pack=True) for batches of 2048+ starts
     plugins    = ["my_problems.py"]         # imported first; paths relative to the suite file
 
     [[group]]                               # optional: sections with their own selection and
@@ -52,10 +53,10 @@ from optbench_core import OptbenchError, close_matches, parse_spec
 #: the settings a cell needs, with the values used when neither the suite nor the command line
 #: gives one
 DEFAULTS: Dict[str, Any] = {"starts": 10, "seeds": (0,), "max_iter": 1000, "gtol": 1e-8, "dtype": "float64",
-                            "repeats": 3}
+                            "repeats": 3, "pack": False}
 #: keys a group (or the top level, as defaults for its groups) may set
 GROUP_KEYS = ("problems", "optimizers", "exclude", "dims", "starts", "seed", "seeds", "max_iter", "gtol", "dtype",
-              "repeats")
+              "repeats", "pack")
 #: keys only the top level may set
 TOP_KEYS = ("name", "description", "plugins", "device", "group")
 DTYPES = ("float64", "float32")
@@ -197,6 +198,10 @@ def _check_value(where: str, key: str, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise OptbenchError(f"{_label(where, key)} must be a finite number >= 0, got {v!r}")
         return float(v)
+    if key == "pack":
+        if not isinstance(v, bool):
+            raise OptbenchError(f"{_label(where, key)} must be true or false, got {v!r}")
+        return v
     if key == "dtype":
         if v not in DTYPES:
             raise OptbenchError(f"{_label(where, key)} must be one of {', '.join(DTYPES)}, got {v!r}")
@@ -356,6 +361,7 @@ class Cell:
     gtol: float
     dtype: str
     repeats: int
+    pack: bool = False      # bench.solve(pack=True): the batch's tail stepped over its running tiles
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -377,7 +383,7 @@ class Cell:
         """The cell's settings as stored in meta.json (enough to run it again)."""
         return {"problem": self.problem.spec, "optimizer": self.optimizer.spec, "starts": self.starts,
                 "seeds": list(self.seeds), "max_iter": self.max_iter, "gtol": self.gtol, "dtype": self.dtype,
-                "repeats": self.repeats}
+                "repeats": self.repeats, "pack": self.pack}
 
     def precompile(self, device: Optional[str] = None) -> float:
         """Compile this cell's programs without running them (nothing for a scipy cell)."""
@@ -385,7 +391,7 @@ class Cell:
             return 0.0
         from .solve import precompile
         return precompile(self.problem, self.optimizer, self.x0s(), max_iter=self.max_iter, gtol=self.gtol,
-                          dtype=self.dtype, device=device)
+                          dtype=self.dtype, device=device, pack=self.pack)
 
     def run(self, device: Optional[str] = None, progress=None):
         """Solve this cell (``bench.solve``, or scipy for ``scipy:`` optimizers) → ``bench.Result``.
@@ -399,7 +405,7 @@ class Cell:
                                       dtype=self.dtype, repeats=self.repeats, progress=progress)
         from .solve import solve
         return solve(self.problem, self.optimizer, x0s, max_iter=self.max_iter, gtol=self.gtol, dtype=self.dtype,
-                     repeats=self.repeats, device=device, progress=progress)
+                     repeats=self.repeats, device=device, progress=progress, pack=self.pack)
 
 
 def all_optimizers(exclude: Sequence[str] = ()) -> List[str]:
@@ -483,7 +489,7 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
     """Resolve names and expand every group into cells (problem-major order, duplicates dropped).
 
     ``overrides`` (validated command-line values: ``problems``, ``optimizers``, ``starts``,
-    ``seeds``, ``max_iter``, ``gtol``, ``dtype``, ``repeats``) replace the suite's values in every
+    ``seeds``, ``max_iter``, ``gtol``, ``dtype``, ``repeats``, ``pack``) replace the suite's values in every
     group. Optimizers that need residuals are paired only with problems that have them.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -548,7 +554,7 @@ def config(suite: Suite, cells: List[Cell]) -> Dict[str, Any]:
     out = {"suite": suite.name, "suite_file": suite.path, "plugins": list(suite.plugins),
            "problems": list(dict.fromkeys(c.problem.spec for c in cells)),
            "optimizers": list(dict.fromkeys(c.optimizer.spec for c in cells))}
-    for k in ("starts", "seeds", "max_iter", "gtol", "dtype", "repeats"):
+    for k in ("starts", "seeds", "max_iter", "gtol", "dtype", "repeats", "pack"):
         out[k] = common(k)
     seeds = out["seeds"]
     if isinstance(seeds, list) and len(seeds) == 1 and isinstance(seeds[0], int):

@@ -158,6 +158,7 @@ starts = 2
     ('problems = ["rosenbrock"]\n[[group]]\nname = "x"\n', "bad.toml [group 1]: unknown key 'name'"),
     ('problems = ["rosenbrock"]\ngroup = 3\n', "'group' must be an array of tables"),
     ('problems = ["rosenbrock"]\ndims = [0]\n', "bad.toml: key 'dims' must be at least 1"),
+    ('problems = ["rosenbrock"]\npack = "yes"\n', "bad.toml: key 'pack' must be true or false"),
 ])
 def test_bad_suite_files_one_line(tmp_path, text, needle):
     with pytest.raises(OptbenchError) as ei:
@@ -270,3 +271,7 @@ def test_cli_grids_and_overrides_build_the_plan():
     assert all(c.max_iter == 7 and c.starts == quick["starts"] and c.repeats == quick["repeats"] for c in plan.cells)
     cfg = plan.config()
     assert cfg["suite"] == "quick" and cfg["max_iter"] == 7 and cfg["device"] == "cpu"
+    assert cfg["pack"] is False and not any(c.pack for c in plan.cells)
+    # --pack reaches every cell (bench.solve(pack=True)) and the stored configuration
+    plan = cmd_run.build_plan(p.parse_args(["quick", "--problems", "rosenbrock", "--optimizers", "newton", "--pack"]))
+    assert [c.pack for c in plan.cells] == [True] and plan.config()["cells"][0]["pack"] is True

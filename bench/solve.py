@@ -21,7 +21,8 @@ program, so one executable serves every budget.
 
 Finished lanes are frozen with a select over the small optimizer state, so per-start counts
 (iterations, evaluations) are exact while the batch runs to its slowest start, as any vmapped
-loop must. Nothing in the loop raises: a non-finite value ends its start with status
+loop must. With ``pack=True`` a large batch's tail is stepped tile by tile instead, over the
+tiles that still hold running starts (see :func:`_build`). Nothing in the loop raises: a non-finite value ends its start with status
 ``diverged`` and leaves the other starts alone.
 
 More than one device: the starts are sharded over every visible device of the chosen kind with
@@ -707,8 +708,13 @@ def _remember(key, entry) -> None:
                 _POOL.pop(old_key, None)
 
 
-#: bytes of spare history buffers kept for reuse, over all compiled programs
-HISTORY_POOL_BYTES = 256 << 20
+#: bytes of spare history buffers kept for reuse, over all compiled programs (at most an eighth
+#: of the memory available on their device). Runs that take turns (optbench perf's interleaved
+#: rounds, a suite's cells) cycle through their programs, so a pool smaller than all their
+#: buffers keeps none of them: with 256 MB, nine optbench rows of `optbench perf` at 10⁴ starts
+#: each fetched fresh buffers every run (zero-filled and paged in: gauss-newton 2.9 ms a run
+#: instead of 1.4 ms, measured in one process).
+HISTORY_POOL_BYTES = 1 << 30
 _POOL: "collections.OrderedDict[Any, List[Any]]" = collections.OrderedDict()
 _POOL_LOCK = threading.Lock()
 
@@ -742,7 +748,11 @@ def _release_history(key, bufs) -> None:
         _POOL.setdefault(key, []).extend(bufs)
         _POOL.move_to_end(key)
         total = sum(_nbytes(h) for spare in _POOL.values() for h in spare)
-        while total > HISTORY_POOL_BYTES and _POOL:
+        limit = HISTORY_POOL_BYTES
+        if total > (64 << 20):
+            avail = _limits.available_bytes(next(iter(bufs[0][0].devices())))
+            limit = limit if avail is None else min(limit, avail // 8)
+        while total > limit and _POOL:
             old_key, spare = next(iter(_POOL.items()))
             drop = spare.pop(0)
             total -= _nbytes(drop)

@@ -25,9 +25,11 @@ from .dense import trust_region_subproblem
 
 
 def update_radius(radius, rho, step_norm, hits_boundary, max_radius):
-    """Nocedal & Wright Alg. 4.1 (the rule scipy's trust-region methods use): shrink to a quarter
-    of the step when ρ < ¼, double (up to ``max_radius``) when ρ > ¾ and the step reached the
-    boundary, else keep Δ. A non-finite ρ (overflow at the trial point) counts as ρ < ¼."""
+    """The radius update of Nocedal & Wright's Alg. 4.1: when ρ < ¼ shrink to a quarter of the
+    step's length, ¼·min(‖p‖, Δ) (scipy's trust-region methods shrink Δ itself, ¼Δ, which is the
+    same for a step on the boundary and larger for an interior one); double (up to
+    ``max_radius``) when ρ > ¾ and the step reached the boundary; else keep Δ. A non-finite ρ
+    (overflow at the trial point) counts as ρ < ¼."""
     bad = ~(rho >= 0.25)
     grow = (rho > 0.75) & hits_boundary
     return jnp.where(bad, 0.25 * jnp.minimum(step_norm, radius),

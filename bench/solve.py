@@ -22,8 +22,8 @@ program, so one executable serves every budget.
 Finished lanes are frozen with a select over the small optimizer state, so per-start counts
 (iterations, evaluations) are exact while the batch runs to its slowest start, as any vmapped
 loop must. With ``pack=True`` a large batch's tail is stepped tile by tile instead, over the
-tiles that still hold running starts (see :func:`_build`). Nothing in the loop raises: a non-finite value ends its start with status
-``diverged`` and leaves the other starts alone.
+tiles that still hold running starts (see :func:`_build`). Nothing in the loop raises: a
+non-finite value ends its start with status ``diverged`` and leaves the other starts alone.
 
 More than one device: the starts are sharded over every visible device of the chosen kind with
 ``jax.sharding`` (a 1-D mesh over the batch axis; the batch is padded to a multiple of the
@@ -855,8 +855,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             with _key_lock(key):   # another thread may be compiling the same program: wait for it
                 entry = _lookup(key)
                 if entry is None:
-                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes,
-                                                      whole, chunk_lanes, dev, progress)
+                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
+                                                      lanes, whole, chunk_lanes, dev, progress)
                     if _compile_only:
                         entry[3]["pending_compile_s"] = compile_s
         if _compile_only:

@@ -404,6 +404,11 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(optbench_contender(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
                                      note="residual form"))
         packed(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
+        # jaxopt's method, like for like: Madsen & Nielsen's gain-ratio damping update, no Jacobian
+        # scaling, μ₀ = 1e-6·max diag JᵀJ (jaxopt's damping_parameter); the default is MINPACK's
+        cs.append(optbench_contender(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", x0s, gtol,
+                                     max_iter, device, method="levenberg-marquardt",
+                                     note="jaxopt's damping rule and settings"))
     if _have("jaxopt"):
         import jaxopt
         # jaxopt minimises ½Σr², whose gradient is half of ∇Σr²: tol = gtol/2 is the same test

@@ -274,7 +274,8 @@ def _tiling(b: int, nd: int):
     return tiles, -(-b // tiles)
 
 
-def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None):
+def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None,
+           running_max: float = PACK_RUNNING_MAX):
     """The compiled pieces of a run.
 
     ``start(x0s, data, gtol, max_iter) -> (carry, packed row 0)`` and
@@ -282,7 +283,8 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     where carry = (optimizer state, status code, nit) per lane, k counts iterations so far and
     hist = (float chunk, int chunk) is a buffer pair the loop writes its rows into;
     kv' = [k + rows run, more?, then per row the tiles stepped].
-    Slots from ``live`` on hold no start (padding to whole tiles): they begin finished.
+    Slots from ``live`` on hold no start (padding to whole tiles): they begin finished. With
+    ``tiles`` > 1 ``advance`` stops once at most ``running_max`` of the slots run.
 
     ``packed`` is ``advance`` for the tail of a run, when most starts have finished: its carry
     also holds ``perm`` (slot -> start), and it steps the batch (``tiles * tile`` slots) tile by
@@ -349,7 +351,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
             j, _, code, _, _ = c
             if tiles > 1:   # the packed loop takes over once few starts run: stop for it
                 running = jnp.sum(code == STATUS_RUNNING, dtype=jnp.int32)
-                return (j < chunk) & (k0 + j < max_iter) & (running > PACK_RUNNING_MAX * code.shape[0])
+                return (j < chunk) & (k0 + j < max_iter) & (running > running_max * code.shape[0])
             return (j < chunk) & (k0 + j < max_iter) & jnp.any(code == STATUS_RUNNING)
 
         def body(c):
@@ -625,14 +627,14 @@ def _to_host(tree):
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
                    progress):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
-    returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes); with
-    more than one tile the entry also knows how to compile the packed loop (on first use, see
-    :func:`_packed_exe`)."""
+    returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
+    fraction at which the packed loop takes over); with more than one tile the entry also knows
+    how to compile the packed loop (on first use, see :func:`_packed_exe`)."""
     problem.check()   # one-line errors for an unusable f, before anything is traced for real
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
-    start, advance, packed = _build(problem, optimizer, n, chunk, *tiling[:3])
+    start, advance, packed = _build(problem, optimizer, n, chunk, *tiling)
     # every per-lane array is split along its batch axis (history chunks: axis 1); the
     # shardings are pytree prefixes, so the state's structure comes from the one trace
     row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))

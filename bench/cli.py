@@ -35,12 +35,17 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     parser = _Parser(prog="optbench", description="Benchmark numerical optimizers (JAX, CPU or GPU).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--cpu-threads", metavar="N", default=None,
+                        help="threads XLA runs compiled CPU programs on (default: $OPTBENCH_CPU_THREADS, else one "
+                             "per CPU); 1 avoids hand-offs between threads, often faster for many small kernels")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules = {}
     for modname in COMMAND_MODULES:
         mod = importlib.import_module(modname)
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        p.add_argument("--cpu-threads", metavar="N", default=argparse.SUPPRESS,
+                       help="threads XLA runs compiled CPU programs on (see optbench --help)")
         mod.add_arguments(p)
         modules[mod.NAME] = mod
     return parser, modules
@@ -58,6 +63,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        threads = getattr(args, "cpu_threads", None)
+        if threads is None:
+            threads = os.environ.get("OPTBENCH_CPU_THREADS") or None
+        if threads is not None:
+            from .solve import set_cpu_threads
+            set_cpu_threads(threads)
         return int(modules[args.command].run(args) or 0)
     except OptbenchError as exc:
         if debug:

@@ -507,6 +507,67 @@ def compile_count() -> int:
     return _STATS["compiles"]
 
 
+#: environment variable the command line reads for ``--cpu-threads``
+CPU_THREADS_ENV = "OPTBENCH_CPU_THREADS"
+#: what XLA's CPU client reads, once, when it starts: the size of the thread pool its compiled
+#: programs run their kernels on (default: the CPUs this process may run on)
+_XLA_THREADS_ENV = ("PJRT_NPROC", "NPROC")
+
+
+def _backend_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:   # a JAX without the query: assume started, so nothing is changed silently
+        return True
+
+
+def cpu_threads() -> int:
+    """The number of threads XLA's CPU client runs compiled programs on in this process: the
+    value :func:`set_cpu_threads` (``--cpu-threads``) gave it, else the CPUs this process may
+    use (XLA's default)."""
+    for name in _XLA_THREADS_ENV:
+        v = os.environ.get(name, "")
+        if v.strip().isdigit() and int(v) > 0:
+            return int(v)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def set_cpu_threads(n) -> int:
+    """Run JAX's CPU programs on ``n`` threads (``None``, 0 or "auto": XLA's default, one per
+    CPU). Must be called before JAX starts its CPU backend (the first array or device query);
+    a one-line :class:`OptbenchError` otherwise, unless the backend already runs on ``n``.
+
+    Why a knob: XLA splits a compiled loop's kernels over its thread pool, handing independent
+    kernels and halves of compute-heavy ones to other threads. For the many small kernels of a
+    benchmark loop that hand-off can cost more than it saves; on a 2-CPU VM, one thread ran
+    2-D Newton on 10⁴ starts in 0.78× the time and the hand-written kernel in 0.72× (README,
+    Performance). Large dense or memory-bound work may want every CPU: measure both.
+    Returns the thread count now in effect."""
+    if n in (None, "", "auto", 0, "0"):
+        want = None
+    else:
+        try:
+            want = int(str(n).strip())
+        except ValueError:
+            raise OptbenchError(f"--cpu-threads must be a positive integer or auto, got {n!r}") from None
+        if want < 1:
+            raise OptbenchError(f"--cpu-threads must be a positive integer or auto, got {n!r}")
+    if _backend_started():
+        if want is not None and want != cpu_threads():
+            raise OptbenchError(f"cannot set the CPU threads to {want}: JAX's CPU backend already runs on "
+                                f"{cpu_threads()} (set it before the first JAX computation)")
+        return cpu_threads()
+    for name in _XLA_THREADS_ENV:
+        os.environ.pop(name, None)
+    if want is not None:
+        os.environ[_XLA_THREADS_ENV[0]] = str(want)
+    return cpu_threads()
+
+
 def resolve_devices(device: Optional[str]) -> List[Any]:
     """The JAX devices a run uses: every device of a kind for ``cpu``/``gpu`` (across all
     processes after :func:`init_distributed`), one device for ``cpu:N``/``gpu:N``, JAX's default

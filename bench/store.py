@@ -127,10 +127,17 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # the thread pool XLA ran CPU programs on (--cpu-threads; default one per usable CPU)
+        "cpu_threads": _cpu_threads() if dev.platform == "cpu" else None,
         # XLA options optbench's executables were compiled with on CPU, and those added for
         # small problems (see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
         "xla_options": _xla_options(dev.platform),
     }
+
+
+def _cpu_threads() -> int:
+    from .solve import cpu_threads
+    return cpu_threads()
 
 
 def _xla_options(platform_name: str):

@@ -100,3 +100,53 @@ def test_list(capsys):
     assert "rosenbrock" in out and "dim=2" in out
     assert main(["list", "optimizers"]) == 0
     assert "newton-raphson" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["zero", "-1", "1.5"])
+def test_cpu_threads_bad_value_one_line(capsys, value):
+    assert main(["--cpu-threads", value, "list", "problems"]) == 2
+    err = capsys.readouterr().err
+    assert "--cpu-threads must be a positive integer" in err and err.count("\n") == 1
+
+
+_THREADS_SNIPPET = r"""
+import collections, json, os, sys
+import bench
+from optbench_core import OptbenchError
+n = bench.set_cpu_threads(sys.argv[1])
+import jax.numpy as jnp
+float(jnp.sum(jnp.ones(8)))   # starts the CPU backend
+names = collections.Counter(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+try:
+    bench.set_cpu_threads(n + 1)
+    late = "accepted"
+except OptbenchError as e:
+    late = str(e)
+print(json.dumps({"n": n, "now": bench.cpu_threads(), "eigen": sum(c for k, c in names.items() if "XLAEigen" in k),
+                  "late": late, "same": bench.set_cpu_threads(n)}))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+def test_cpu_threads_sizes_xla_pool_and_is_recorded(tmp_path):
+    """--cpu-threads sets the pool XLA runs CPU programs on (counted: its threads), can't be
+    changed once JAX's backend runs, and is recorded in meta.json."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC", "OPTBENCH_CPU_THREADS")}
+    env["PYTHONPATH"] = ROOT
+    got = {}
+    for arg in ("1", "auto"):
+        p = subprocess.run([sys.executable, "-c", _THREADS_SNIPPET, arg], capture_output=True, text=True,
+                           cwd=str(tmp_path), env=env, timeout=120)
+        assert p.returncode == 0, p.stderr
+        got[arg] = json.loads(p.stdout.strip().splitlines()[-1])
+    if got["auto"]["eigen"] == 0:
+        pytest.skip("this jaxlib names its CPU pool threads differently")
+    assert got["1"]["n"] == got["1"]["now"] == got["1"]["same"] == 1 and got["1"]["eigen"] == 1
+    assert got["auto"]["n"] == got["auto"]["eigen"] == len(os.sched_getaffinity(0))
+    assert "already runs on 1" in got["1"]["late"]
+    out = str(tmp_path / "r")
+    p = subprocess.run([sys.executable, "-m", "bench", "--cpu-threads", "1", "run", "--problems", "himmelblau",
+                        "--optimizers", "newton", "--starts", "2", "--out", out, "--quiet"],
+                       capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.load(open(os.path.join(out, "meta.json")))["cpu_threads"] == 1

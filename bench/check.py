@@ -627,6 +627,10 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
         if tol.time:
             raise OptbenchError(f"{baseline_path}: cannot compare times across devices: {where}")
         notes.append(f"{where}: convergence metrics compared; they may differ in the last bits across devices")
+    bt, ct = bsrc.get("cpu_threads"), csrc.get("cpu_threads")
+    if same_dev and tol.time and bt is not None and ct is not None and bt != ct:
+        notes.append(f"the baseline ran on {bt} CPU thread(s), the run on {ct} (--cpu-threads): times compared "
+                     "across different thread pools")
     if bsrc.get("versions", {}).get("jax") != csrc.get("versions", {}).get("jax"):
         notes.append(f"jax {bsrc.get('versions', {}).get('jax')} in the baseline, {csrc.get('versions', {}).get('jax')} "
                      "in the run: compiled code may differ, regenerate the baseline after an upgrade")

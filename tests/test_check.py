@@ -207,6 +207,14 @@ def test_time_across_devices_is_refused_convergence_is_not():
     assert cmp.exit_code == 0 and any("run on gpu" in n for n in cmp.notes)
 
 
+def test_time_across_thread_pools_is_noted():
+    base, run = _doc(_cell()), _doc(_cell())
+    base["source"]["cpu_threads"], run["source"]["cpu_threads"] = 2, 1
+    assert any("2 CPU thread(s), the run on 1" in n for n in check.compare(base, run, check.Tolerances(time=True)).notes)
+    run["source"]["cpu_threads"] = 2
+    assert not any("thread" in n for n in check.compare(base, run, check.Tolerances(time=True)).notes)
+
+
 def test_reports_in_every_format_are_well_formed():
     base = _doc(_cell("a"), _cell("b"), _cell("m"))
     cur = _doc(_cell("a", nit_median=20.0), _cell("b", nfev_median=5.0), _cell("n:dim=2"))

@@ -249,17 +249,19 @@ def _unpack_chunk(h, n) -> Dict[str, np.ndarray]:
 LANE_AXIS = "optbench_lanes"
 
 
-def _over_lanes(fn):
+def _over_lanes(fn, compact: bool = False):
     """``fn`` on one start, mapped over the leading (lane) axis of its arguments: ``vmap``, except
     for a single lane, which runs unbatched. Under ``vmap`` every inner ``while_loop`` of an
     optimizer (CG, line searches) selects each carried value per lane after each trip; for one
     lane those selects are pure cost (a pass over n-vectors each: Newton-CG at n = 10⁵ spent
-    ~45 % of an iteration on them, measured with ``jax.profiler``)."""
+    ~45 % of an iteration on them, measured with ``jax.profiler``). ``compact``: the inner loops
+    may narrow themselves to their running lanes (:func:`optimizers.base.lanes_while`; the
+    driver allows it with ``pack=True`` on one device)."""
     def run(*args):
         if jax.tree_util.tree_leaves(args)[0].shape[0] == 1:
             out = fn(*jax.tree_util.tree_map(lambda a: a[0], args))
             return jax.tree_util.tree_map(lambda a: jnp.expand_dims(a, 0), out)
-        with lane_axis(LANE_AXIS):
+        with lane_axis(LANE_AXIS, compact=compact):
             return jax.vmap(fn, axis_name=LANE_AXIS)(*args)
     return run
 
@@ -293,7 +295,13 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     row then holds the stepped slots only, with their start in an extra int field; the host
     puts the columns back in start order (a finished start is constant, so the rows it is
     missing from repeat its last recorded value).
+
+    With ``tiles`` > 1 (``pack=True``, one device) the optimizers' inner loops (line searches,
+    CG, MINPACK's λ iteration) also compact: over a batch of at least
+    :data:`optimizers.base.COMPACT_MIN` lanes, once a quarter of it runs they finish on those lanes
+    gathered into a quarter-size batch (:func:`optimizers.base.lanes_while`).
     """
+    compact = tiles > 1
 
     def oracle_for(data):
         f = lambda x: problem.objective(x, data)  # noqa: E731
@@ -312,7 +320,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
 
     def start(x0s, data, gtol, max_iter):
         oracle = oracle_for(data)
-        s0 = _over_lanes(lambda x0: opt.init(oracle, x0))(x0s)
+        s0 = _over_lanes(lambda x0: opt.init(oracle, x0), compact)(x0s)
         b = x0s.shape[0]
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
         if live is not None and live < b:   # the slots after the live ones hold no start
@@ -343,7 +351,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
         # row (only rows < j are read back), so no chunk is zero-filled per call
         oracle = oracle_for(data)
-        step = _over_lanes(lambda s: opt.step(oracle, s))
+        step = _over_lanes(lambda s: opt.step(oracle, s), compact)
         k0 = kv[0]
         s, code, nit = carry
 
@@ -375,7 +383,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     def packed(carry, hist, data, gtol, max_iter, kv):
         # carries on in the chunk the plain loop left at row kv[1] (or a fresh one, at row 0)
         oracle = oracle_for(data)
-        step = _over_lanes(lambda s: opt.step(oracle, s))
+        step = _over_lanes(lambda s: opt.step(oracle, s), compact)
         k0, j0 = kv[0], kv[1]
         s, code, nit, perm = carry
         slots = code.shape[0]

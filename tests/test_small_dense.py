@@ -126,3 +126,41 @@ def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():
     for n in (0, 3):
         xs, ks, js = one(jnp.int32(n))          # no driver: a plain while_loop
         assert float(xs) == 2.0 ** n and int(ks) == n and float(js) == n
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_compacting_lanes_while_equals_per_lane_loops(monkeypatch, levels):
+    """With compaction (pack=True's inner loops) a batch whose lanes need very different trip
+    counts finishes on its running lanes gathered into smaller batches: every lane's kept values
+    are exactly those of its own while_loop, including what the loop closes over per lane
+    (``scale``) and for all (``shift``, a jit argument); a value not kept is not brought back
+    from the smaller batches, which shows that the loop went there."""
+    import optimizers.base as base
+    monkeypatch.setattr(base, "COMPACT_MIN", 16)
+    monkeypatch.setattr(base, "COMPACT_LEVELS", levels)
+
+    def one(n, scale, shift):
+        cond = lambda c: c[1] < n  # noqa: E731
+        body = lambda c: (c[0] * scale + shift, c[1] + 1, c[2] + 1.0)  # noqa: E731
+        return base.lanes_while(cond, body, (jnp.float64(1.0), jnp.int32(0), jnp.float64(0.0)), keep=(0, 1))
+
+    rng = np.random.default_rng(0)
+    ns = np.where(rng.random(64) < 0.9, rng.integers(0, 4, 64), rng.integers(5, 40, 64)).astype(np.int32)
+    scales = rng.uniform(0.5, 1.1, 64)
+
+    def batched(ns, scales, shift):
+        with base.lane_axis("lanes", compact=True):
+            return jax.vmap(one, in_axes=(0, 0, None), axis_name="lanes")(ns, scales, shift)
+
+    x, k, junk = jax.jit(batched)(jnp.asarray(ns), jnp.asarray(scales), jnp.float64(0.25))
+    want = []
+    for n, sc in zip(ns, scales):
+        v = 1.0
+        for _ in range(n):
+            v = v * sc + 0.25
+        want.append(v)
+    np.testing.assert_array_equal(np.asarray(k), ns)
+    np.testing.assert_allclose(np.asarray(x), want, rtol=1e-15)
+    # values not kept come back from the whole batch's trips only: fewer than the longest lane's
+    junk = np.asarray(junk)
+    assert np.all(junk == junk[0]) and 0 < junk[0] < ns.max()

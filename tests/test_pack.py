@@ -41,7 +41,7 @@ def _same_run(a, p, hist_rtol=1e-6):
     assert ta.keys() == tp.keys()
     for k in ("nfev", "njev", "nhev", "nhvp"):
         np.testing.assert_array_equal(tp[k], ta[k], err_msg=k)
-    for k in ("f", "grad_norm", "x"):
+    for k in ("f", "grad_norm", "x")[:3 if "x" in ta else 2]:   # x is recorded for n <= 3
         np.testing.assert_allclose(tp[k], ta[k], rtol=hist_rtol, atol=1e-12, err_msg=k)
     # a finished start's history is flat after it stopped, and ends at its result
     cols = np.arange(tp["f"].shape[1])[None, :]
@@ -85,9 +85,11 @@ def test_small_batches_and_bad_values(small_tiles):
         bench.solve(p, "newton", _starts(12), pack="yes")
 
 
-@pytest.mark.parametrize("method", ["bfgs", "newton-cg", "levenberg-marquardt"])
-def test_compacting_inner_loops_equal_the_unpacked_run(small_tiles, monkeypatch, method):
-    """With pack=True the inner loops (strong-Wolfe search, CG, MINPACK's λ iteration) also
+@pytest.mark.parametrize("problem, method", [("rosenbrock", "bfgs"), ("rosenbrock", "newton-cg"),
+                                             ("rosenbrock", "levenberg-marquardt"), ("rosenbrock", "trust-ncg"),
+                                             ("logreg", "lbfgs"), ("nist:Misra1a", "levenberg-marquardt")])
+def test_compacting_inner_loops_equal_the_unpacked_run(small_tiles, monkeypatch, problem, method):
+    """With pack=True the inner loops (strong-Wolfe search, CG, Steihaug-CG, MINPACK's λ iteration) also
     compact once few lanes run (optimizers.base.lanes_while); lowered thresholds make a
     64-start batch do it. The run must equal the unpacked one as above."""
     import collections
@@ -98,12 +100,12 @@ def test_compacting_inner_loops_equal_the_unpacked_run(small_tiles, monkeypatch,
     traced = []
     first = base._running_first
     monkeypatch.setattr(base, "_running_first", lambda active, k: traced.append(k) or first(active, k))
-    p = problems.get("rosenbrock")
-    x0s = _starts(64, seed=11)
-    # a budget every start converges within: a start cut off mid-way could differ by more than
+    p = problems.get(problem)   # logreg and Misra1a carry data: the loops close over it, unbatched
+    x0s = _starts(64, seed=11) if problem == "rosenbrock" else p.random_starts(64, 11)
+    # a budget every start stops within: a start cut off mid-way could differ by more than
     # rounding (its last bits differ from the first iteration on; see the module docstring)
     a = bench.solve(p, method, x0s, max_iter=300)
-    assert not traced and (a.status == "converged").all()
+    assert not traced and (a.status != "max_iter").all()
     pk = bench.solve(p, method, x0s, max_iter=300, pack=True)
     assert traced and set(traced) == {16}   # the 64-slot plain loop narrowed its inner loops to 16
     # the same iterations, trials and counts; values to rounding, which one start's 60-step path

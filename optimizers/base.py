@@ -306,7 +306,9 @@ def _compacting_while(cond, body, init, keep):
     1.3 trials per start. Here the loop is a ``custom_vmap`` whose batched rule sees the batch:
     it steps the whole batch while more than 1/:data:`COMPACT_SHRINK` of it runs, then gathers
     the running lanes (and what the loop reads per lane) into a batch of that size, finishes
-    there (compacting again while that batch is large) and scatters the ``keep`` values back.
+    there (compacting again inside it, up to :data:`COMPACT_LEVELS` times, while it is large) and
+    scatters the ``keep`` values back (the other carried values of those lanes stay as they were at
+    the gather: the caller reads only ``keep``).
     Each lane takes the same trips as in the plain loop; only the batch it shares them with is
     smaller. What the loop body and condition close over (the start's x, d, the problem's data)
     becomes explicit arguments, so the rule sees which of it is per lane."""

@@ -14,7 +14,8 @@ yields its outcome (iterations, how many starts reached ‖∇f‖ ≤ gtol); th
 shared machine falls on all contenders alike. The table holds medians and ratios: ``x_floor`` =
 median / the floor's median, ``speedup`` (peer rows) = the peer's median / the matched optbench
 method's median (per iteration where the floor is a per-iteration limit, as in the memory-bound
-regression), ``growth`` = median / the same contender's median at the family's previous size.
+regression); on an optbench variant row (the same method again with ``pack=True`` or other
+settings) ``speedup`` = the method's first peer's median / this row's, ``growth`` = median / the same contender's median at the family's previous size.
 
 Peers whose run is a Python loop over starts (scipy) are timed on a subset of the starts and
 scaled to the whole batch (their cost is linear in the starts); such rows say so.
@@ -611,10 +612,17 @@ def _add_ratios(rows, on="median_ms"):
     for r in rows:   # a peer compares with the first optbench row of its method
         if r["kind"] == "optbench":
             ob.setdefault(r["method"], r)
+    peer = {}
+    for r in rows:   # an optbench variant (pack=True, other settings) compares with its method's first peer
+        if r["kind"] == "peer":
+            peer.setdefault(r["method"], r)
     for r in rows:
         r["x_floor"] = r[on] / floor[on] if floor and floor[on] else None
         m = ob.get(r["method"])
         r["speedup"] = (r[on] / m[on]) if (r["kind"] == "peer" and m and m[on]) else None
+        q = peer.get(r["method"])
+        if r["kind"] == "optbench" and r is not m and q and r[on]:
+            r["speedup"] = q[on] / r[on]
         r.setdefault("growth", None)
 
 

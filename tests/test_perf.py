@@ -143,6 +143,18 @@ def test_perf_quick_writes_a_finite_table(tmp_path, capsys):
     assert (out / "perf.csv").read_text().count("\n") == len(rows) + 1
 
 
+def test_ratios_of_peers_and_of_optbench_variants():
+    """peer/optbench: a peer over its method's first optbench row; an optbench variant row (the
+    method again, e.g. pack=True) gets the method's first peer over itself; x floor for all."""
+    def row(kind, method, ms):
+        return {"kind": kind, "method": method, "median_ms": ms}
+    rows = [row("floor", "newton", 1.0), row("optbench", "bfgs", 50.0), row("optbench", "bfgs", 25.0),
+            row("peer", "bfgs", 150.0), row("peer", "bfgs", 600.0), row("optbench", "lbfgs", 10.0)]
+    perf._add_ratios(rows)
+    assert [r["x_floor"] for r in rows] == [1.0, 50.0, 25.0, 150.0, 600.0, 10.0]
+    assert [r["speedup"] for r in rows] == [None, None, 6.0, 3.0, 12.0, None]
+
+
 def test_perf_bad_input_is_one_line(capsys):
     assert cli.main(["perf", "--quick", "--cases", "nope"]) == 2
     assert "unknown case family 'nope'" in capsys.readouterr().err

@@ -64,10 +64,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return 2
         threads = getattr(args, "cpu_threads", None)
+        from .solve import CPU_THREADS_ENV, set_cpu_threads
         if threads is None:
-            threads = os.environ.get("OPTBENCH_CPU_THREADS") or None
+            threads = os.environ.get(CPU_THREADS_ENV) or None
         if threads is not None:
-            from .solve import set_cpu_threads
             set_cpu_threads(threads)
         return int(modules[args.command].run(args) or 0)
     except OptbenchError as exc:

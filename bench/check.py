@@ -252,8 +252,8 @@ def _portable_command(cmd: Any) -> Any:
 
 def _provenance(run: store.Run) -> Dict[str, Any]:
     m = run.meta
-    keys = ("created", "git_commit", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind", "device_count",
-            "x64", "versions")
+    keys = ("created", "git_commit", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind",
+            "device_count", "x64", "versions")
     out = {k: m.get(k) for k in keys}
     out["command"] = _portable_command(m.get("command"))
     out["run_dir"] = os.path.basename(os.path.normpath(run.path))

@@ -15,7 +15,8 @@ shared machine falls on all contenders alike. The table holds medians and ratios
 median / the floor's median, ``speedup`` (peer rows) = the peer's median / the matched optbench
 method's median (per iteration where the floor is a per-iteration limit, as in the memory-bound
 regression); on an optbench variant row (the same method again with ``pack=True`` or other
-settings) ``speedup`` = the method's first peer's median / this row's, ``growth`` = median / the same contender's median at the family's previous size.
+settings) ``speedup`` = the method's first peer's median / this row's; ``growth`` = median / the
+same contender's median at the family's previous size.
 
 Peers whose run is a Python loop over starts (scipy) are timed on a subset of the starts and
 scaled to the whole batch (their cost is linear in the starts); such rows say so.

@@ -109,6 +109,13 @@ def test_cpu_threads_bad_value_one_line(capsys, value):
     assert "--cpu-threads must be a positive integer" in err and err.count("\n") == 1
 
 
+def test_cpu_threads_from_the_environment_is_checked_too(capsys, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_CPU_THREADS", "many")
+    assert main(["list", "problems"]) == 2
+    err = capsys.readouterr().err
+    assert "--cpu-threads must be a positive integer or auto, got 'many'" in err and err.count("\n") == 1
+
+
 _THREADS_SNIPPET = r"""
 import collections, json, os, sys
 import bench

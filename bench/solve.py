@@ -56,7 +56,7 @@ import optimizers as _optimizers
 import problems as _problems
 from optbench_core import OptbenchError
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, STATUS_NAMES, STATUS_RUNNING,
-                             Oracle, lane_axis, where_state)
+                             Oracle, lane_axis, running_first, where_state)
 
 from . import limits as _limits
 
@@ -398,10 +398,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         def repack(args):
             lv, perm = args
             # a stable partition: running starts first, in slot order, then the rest
-            running = jax.tree_util.tree_unflatten(treedef, lv)[1] == STATUS_RUNNING
-            before = jnp.cumsum(running, dtype=jnp.int32)      # running slots up to each slot
-            dest = jnp.where(running, before - 1, before[-1] + slot - before)
-            order = jnp.zeros_like(slot).at[dest].set(slot, unique_indices=True)
+            order = running_first(jax.tree_util.tree_unflatten(treedef, lv)[1] == STATUS_RUNNING)
             return tuple(jnp.take(a, order, axis=0) for a in lv), jnp.take(perm, order)
 
         def cond(c):

@@ -221,6 +221,55 @@ def least_squares_spectrum(jac, r):
     return s * s, s * (u.T @ r), vt.T, (n * eps * jnp.max(s)) ** 2
 
 
+def least_squares_model(jac, r):
+    """The Gauss-Newton model of ½‖r + J p‖² in the eigenbasis of JᵀJ, as (μ, |b|, floor, step):
+    μ the eigenvalues of JᵀJ (ascending), |b|ᵢ the length of the component of Jᵀr along the i-th
+    eigen-direction, floor as in :func:`least_squares_spectrum`, and ``step(λ)`` the minimiser
+    −(JᵀJ + λI)⁻¹Jᵀr of ½‖r + Jp‖² + ½λ‖p‖², with the eigen-directions whose μᵢ + λ ≤ floor
+    dropped (at λ = 0 the minimum-norm Gauss-Newton step). MINPACK's λ iteration needs only μ
+    and |b|, a damped step only ``step``.
+
+    n = 2 through the spectral projector P of the larger eigenvalue (as
+    :func:`modified_newton_2x2`): with JᵀJ = [[a, c], [c, d]], m the mean of the diagonal, h half
+    its difference and ρ = √(h² + c²), μ± = m ± ρ and P = ((ρ + h)/2ρ, c/2ρ, (ρ − h)/2ρ), entries
+    bounded by 1; Jᵀr splits into Pg and g − Pg. No eigenvectors, hypot or normalisation: under
+    ``vmap`` the eigenvector form was the largest part of a 2-D Levenberg-Marquardt step on CPU.
+    When ρ = 0 (JᵀJ = mI) the axes split g, as :func:`sym_eig` returns them. Other n use
+    :func:`least_squares_spectrum` and its eigenvectors.
+    """
+    if jac.shape[1] != 2:
+        mu, b, v, floor = least_squares_spectrum(jac, r)
+
+        def step(lam):
+            den = mu + lam
+            keep = (den > floor) & (b != 0)
+            return -mv(v, jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
+        return mu, jnp.abs(b), floor, step
+    h = mm(jac.T, jac)
+    a, c, d = h[0, 0], 0.5 * (h[0, 1] + h[1, 0]), h[1, 1]
+    g = vm(r, jac)
+    gx, gy = g[0], g[1]
+    m, half = 0.5 * (a + d), 0.5 * (a - d)
+    rho = jnp.sqrt(half * half + c * c)
+    split = rho > 0
+    inv2r = jnp.where(split, 0.5 / jnp.where(split, rho, 1.0), 0.0)
+    pxx = jnp.where(split, (rho + half) * inv2r, 1.0)
+    pyy = jnp.where(split, (rho - half) * inv2r, 0.0)
+    pxy = c * inv2r
+    hx, hy = pxx * gx + pxy * gy, pxy * gx + pyy * gy  # Pg, along μ+
+    lx, ly = gx - hx, gy - hy                          # g − Pg, along μ−
+    lo, hi = m - rho, m + rho
+    floor = 2 * jnp.finfo(jac.dtype).eps * hi
+    b = jnp.stack([jnp.sqrt(lx * lx + ly * ly), jnp.sqrt(hx * hx + hy * hy)])
+
+    def step(lam):
+        den_lo, den_hi = lo + lam, hi + lam
+        w_lo = jnp.where(den_lo > floor, 1.0 / jnp.where(den_lo > floor, den_lo, 1.0), 0.0)
+        w_hi = jnp.where(den_hi > floor, 1.0 / jnp.where(den_hi > floor, den_hi, 1.0), 0.0)
+        return -jnp.stack([w_hi * hx + w_lo * lx, w_hi * hy + w_lo * ly])
+    return jnp.stack([lo, hi]), b, floor, step
+
+
 def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
     """The Levenberg-Marquardt parameter as MINPACK's ``lmpar`` determines it (Moré 1978, §5):
     λ = 0 if the Gauss-Newton step fits within 1.1Δ, else safeguarded Newton iterations on

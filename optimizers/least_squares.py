@@ -4,7 +4,9 @@ Gauss-Newton and Levenberg-Marquardt.
 Both minimise the linearised model ‖r + J p‖², whose Hessian 2JᵀJ drops the second-order term
 Σ rᵢ∇²rᵢ of ∇²f: exact at zero residual (and for linear r), so both converge quadratically on
 zero-residual problems. The model is solved in the eigenbasis of JᵀJ (from a thin SVD of J for
-n ≥ 3, closed form for n ≤ 2), which also gives minimum-norm steps when J is rank deficient.
+n ≥ 3; in closed form for n ≤ 2, through spectral projectors for n = 2:
+:func:`optimizers.dense.least_squares_model`), which also gives minimum-norm steps when J is
+rank deficient.
 State.f = Σ r², State.g = 2Jᵀr.
 """
 from __future__ import annotations
@@ -15,21 +17,12 @@ from optbench_core import OptbenchError
 
 from . import linesearch as ls
 from .base import STATUS_STALLED, Optimizer, State, initial_state
-from .dense import least_squares_spectrum, minpack_lmpar, mv, vm
+from .dense import least_squares_model, minpack_lmpar, mv, vm
 
 
 def _ls_state(oracle, x0, extra=()):
     r, jac = oracle.residuals_and_jac(x0)
     return initial_state(oracle, x0, aux=(r, jac) + tuple(extra), f=jnp.vdot(r, r), g=2.0 * vm(r, jac))
-
-
-def _shifted_step(mu, b, v, lam, floor):
-    """−V diag(1/(μ + λ)) b: the minimiser of ½‖r + Jp‖² + ½λ‖p‖² in the eigenbasis; at λ = 0
-    eigen-directions with μ ≤ ``floor`` (numerically zero) are dropped: the minimum-norm
-    Gauss-Newton step."""
-    den = mu + lam
-    keep = (den > floor) & (b != 0)
-    return -mv(v, jnp.where(keep, b / jnp.where(keep, den, 1.0), 0.0))
 
 
 def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int = 40) -> Optimizer:
@@ -51,8 +44,7 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
 
     def step(oracle, s: State) -> State:
         r, jac = s.aux
-        mu, b, v, floor = least_squares_spectrum(jac, r)
-        d = _shifted_step(mu, b, v, 0.0, floor)
+        d = least_squares_model(jac, r)[3](0.0)
         if linesearch == "armijo":
             search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, 0.5,
                                             max_backtracks)
@@ -133,9 +125,9 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
         r, jac, dg, par, first = s.aux
         dt = s.x.dtype
         radius = s.step
-        mu, b, v, floor = least_squares_spectrum(jac / dg, r)
+        mu, b, floor, shifted_step = least_squares_model(jac / dg, r)
         lam = minpack_lmpar(mu, b, radius, par, floor)
-        q = _shifted_step(mu, b, v, lam, floor)
+        q = shifted_step(lam)
         p = q / dg
         pnorm = jnp.linalg.norm(q)
         radius = jnp.where(first, jnp.minimum(radius, pnorm), radius)
@@ -164,13 +156,13 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
     def step_nielsen(oracle, s: State) -> State:
         r, jac, dg, damp, nu = s.aux
         dt = s.x.dtype
-        mu, b, v, floor = least_squares_spectrum(jac / dg, r)
-        q = _shifted_step(mu, b, v, damp, floor)
+        mu, _, _, shifted_step = least_squares_model(jac / dg, r)
+        q = shifted_step(damp)
         p = q / dg
         r_t, jac_t = oracle.residuals_and_jac(s.x + p)
         f_t = jnp.vdot(r_t, r_t)
         # predicted decrease of Σr² by the damped model: qᵀ(μq − Jsᵀr) (MNT eq. 3.14, ×2 for Σr²)
-        gs = mv(v, b)  # Jsᵀr
+        gs = vm(r, jac / dg)  # Jsᵀr
         pred = jnp.vdot(q, damp * q - gs)
         rho = jnp.where(pred > 0, (s.f - f_t) / jnp.where(pred > 0, pred, 1.0), -1.0)
         rho = jnp.where(jnp.isfinite(f_t), rho, -1.0)

@@ -26,7 +26,7 @@ from optbench_core import OptbenchError
 from . import krylov
 from . import linesearch as ls
 from .base import STATUS_SINGULAR, Optimizer, State, initial_state
-from .dense import least_squares_spectrum, modified_newton_direction, mv, solve, vm
+from .dense import least_squares_model, modified_newton_direction, solve, vm
 
 MODES = ("auto", "root", "minimize")
 
@@ -118,9 +118,7 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
         if _root_mode(oracle, s.x, mode, "newton"):
             r, jac = s.aux
             d = -solve(jac, r)
-            mu, b, v, floor = least_squares_spectrum(jac, r)
-            keep = mu > floor
-            d_gn = -mv(v, jnp.where(keep, b / jnp.where(keep, mu, 1.0), 0.0))
+            d_gn = least_squares_model(jac, r)[3](0.0)  # minimum-norm Gauss-Newton step
             d = jnp.where(jnp.all(jnp.isfinite(d)), d, d_gn)
             search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink,
                                             max_backtracks)

@@ -41,8 +41,11 @@ def _same_run(a, p, hist_rtol=1e-6):
     assert ta.keys() == tp.keys()
     for k in ("nfev", "njev", "nhev", "nhvp"):
         np.testing.assert_array_equal(tp[k], ta[k], err_msg=k)
+    # ‖∇f‖ at a converged 2-D Rosenbrock point is rounding noise of about 1e-11 (entries of the
+    # Hessian ~1e3 times eps·|x|), which XLA's code for another batch size may round differently
+    floors = {"f": 1e-12, "grad_norm": 1e-10, "x": 1e-12}
     for k in ("f", "grad_norm", "x")[:3 if "x" in ta else 2]:   # x is recorded for n <= 3
-        np.testing.assert_allclose(tp[k], ta[k], rtol=hist_rtol, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(tp[k], ta[k], rtol=hist_rtol, atol=floors[k], err_msg=k)
     # a finished start's history is flat after it stopped, and ends at its result
     cols = np.arange(tp["f"].shape[1])[None, :]
     after = cols >= p.nit[:, None]
@@ -100,6 +103,14 @@ def test_compacting_inner_loops_equal_the_unpacked_run(small_tiles, monkeypatch,
     traced = []
     first = base._running_first
     monkeypatch.setattr(base, "_running_first", lambda active, k: traced.append(k) or first(active, k))
+    if problem == "nist:Misra1a":
+        # tiles of 16: XLA compiles some elementwise code differently for batches of 12 or fewer
+        # lanes, and LM's paths through Misra1a from random starts turn last-bit differences into
+        # different iteration counts (batches of 16 and more, as here, round alike); only the
+        # 64-lane loop compacts
+        monkeypatch.setattr(S, "PACK_TILE_MIN", 16)
+        monkeypatch.setattr(S, "PACK_TILES_MAX", 4)
+        monkeypatch.setattr(base, "COMPACT_MIN", 64)
     p = problems.get(problem)   # logreg and Misra1a carry data: the loops close over it, unbatched
     x0s = _starts(64, seed=11) if problem == "rosenbrock" else p.random_starts(64, 11)
     # a budget every start stops within: a start cut off mid-way could differ by more than

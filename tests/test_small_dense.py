@@ -41,6 +41,40 @@ def test_two_by_two_modified_newton_direction_matches_the_eigendecomposition():
         assert g @ di < 0   # always a descent direction
 
 
+def test_two_by_two_least_squares_model_matches_numpy():
+    """The projector form of the Gauss-Newton model for n = 2 (no eigenvectors) against numpy:
+    eigenvalues of JᵀJ, |Vᵀ Jᵀr|, damped steps −(JᵀJ + λI)⁻¹Jᵀr, and at λ = 0 the minimum-norm
+    least-squares step; rank-one, diagonal, JᵀJ = mI and zero Jacobians included."""
+    rng = np.random.default_rng(5)
+    jacs = [np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]),
+            np.array([[3.0, 0.0], [0.0, 1e-3], [0.0, 0.0]]), np.array([[-20.0, 10.0], [-1.0, 0.0], [0.0, 0.0]]),
+            np.zeros((3, 2))]
+    jacs += [rng.standard_normal((3, 2)) * 10.0 ** rng.uniform(-2, 2) for _ in range(40)]
+    rs = rng.standard_normal((len(jacs), 3))
+
+    def one(j, r, lam):
+        mu, b, floor, step = dense.least_squares_model(j, r)
+        return mu, b, floor, step(lam), step(0.0)
+    model = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    for lam in (1e-3, 1.0, 50.0):
+        mu, b, floor, q, q0 = (np.asarray(a) for a in model(jnp.asarray(np.array(jacs)), jnp.asarray(rs), lam))
+        for k, (j, r) in enumerate(zip(jacs, rs)):
+            w, v = np.linalg.eigh(j.T @ j)
+            scale = max(1.0, w[1])
+            np.testing.assert_allclose(mu[k], w, rtol=1e-10, atol=1e-12 * scale)
+            g = j.T @ r
+            if w[1] - w[0] > 1e-9 * scale:   # the split of Jᵀr is defined only where they differ
+                np.testing.assert_allclose(b[k], np.abs(v.T @ g), rtol=1e-8, atol=1e-12 * np.linalg.norm(g))
+            np.testing.assert_allclose(np.linalg.norm(b[k]), np.linalg.norm(g), rtol=1e-10, atol=1e-300)
+            ref = -np.linalg.solve(j.T @ j + lam * np.eye(2), g)
+            np.testing.assert_allclose(q[k], ref, rtol=1e-8, atol=1e-10 * np.linalg.norm(ref) + 1e-300)
+            if w[1] > 0:
+                ref0 = -np.linalg.lstsq(j, r, rcond=None)[0]
+                np.testing.assert_allclose(q0[k], ref0, rtol=1e-6, atol=1e-9 * np.linalg.norm(ref0))
+            else:
+                assert not np.any(q0[k])
+
+
 @pytest.mark.parametrize("shape", [(3, 4), (70, 80)])   # below and above SMALL_DOT_MAX
 def test_products_match_numpy_on_both_paths(shape):
     rng = np.random.default_rng(0)

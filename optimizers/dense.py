@@ -231,8 +231,8 @@ def least_squares_model(jac, r):
 
     n = 2 through the spectral projector P of the larger eigenvalue (as
     :func:`modified_newton_2x2`): with JᵀJ = [[a, c], [c, d]], m the mean of the diagonal, h half
-    its difference and ρ = √(h² + c²), μ± = m ± ρ and P = ((ρ + h)/2ρ, c/2ρ, (ρ − h)/2ρ), entries
-    bounded by 1; Jᵀr splits into Pg and g − Pg. No eigenvectors, hypot or normalisation: under
+    its difference and ρ = hypot(h, c), μ± = m ± ρ and P = ((ρ + h)/2ρ, c/2ρ, (ρ − h)/2ρ), entries
+    bounded by 1; Jᵀr splits into Pg and g − Pg. No eigenvectors or normalisation: under
     ``vmap`` the eigenvector form was the largest part of a 2-D Levenberg-Marquardt step on CPU.
     When ρ = 0 (JᵀJ = mI) the axes split g, as :func:`sym_eig` returns them. Other n use
     :func:`least_squares_spectrum` and its eigenvectors.
@@ -250,7 +250,7 @@ def least_squares_model(jac, r):
     g = vm(r, jac)
     gx, gy = g[0], g[1]
     m, half = 0.5 * (a + d), 0.5 * (a - d)
-    rho = jnp.sqrt(half * half + c * c)
+    rho = jnp.hypot(half, c)   # not √(h² + c²): the squares overflow long before JᵀJ does
     split = rho > 0
     inv2r = jnp.where(split, 0.5 / jnp.where(split, rho, 1.0), 0.0)
     pxx = jnp.where(split, (rho + half) * inv2r, 1.0)

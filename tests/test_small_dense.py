@@ -44,11 +44,12 @@ def test_two_by_two_modified_newton_direction_matches_the_eigendecomposition():
 def test_two_by_two_least_squares_model_matches_numpy():
     """The projector form of the Gauss-Newton model for n = 2 (no eigenvectors) against numpy:
     eigenvalues of JᵀJ, |Vᵀ Jᵀr|, damped steps −(JᵀJ + λI)⁻¹Jᵀr, and at λ = 0 the minimum-norm
-    least-squares step; rank-one, diagonal, JᵀJ = mI and zero Jacobians included."""
+    least-squares step; rank-one, diagonal, JᵀJ = mI, zero and huge (entries of JᵀJ ~1e200)
+    Jacobians included."""
     rng = np.random.default_rng(5)
     jacs = [np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]),
             np.array([[3.0, 0.0], [0.0, 1e-3], [0.0, 0.0]]), np.array([[-20.0, 10.0], [-1.0, 0.0], [0.0, 0.0]]),
-            np.zeros((3, 2))]
+            np.zeros((3, 2)), np.array([[1e100, 2e99], [3e99, 1e100], [0.0, 1e99]])]   # (JᵀJ)² overflows
     jacs += [rng.standard_normal((3, 2)) * 10.0 ** rng.uniform(-2, 2) for _ in range(40)]
     rs = rng.standard_normal((len(jacs), 3))
 

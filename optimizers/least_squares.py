@@ -156,13 +156,14 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
     def step_nielsen(oracle, s: State) -> State:
         r, jac, dg, damp, nu = s.aux
         dt = s.x.dtype
-        mu, _, _, shifted_step = least_squares_model(jac / dg, r)
+        js = jac / dg
+        mu, _, _, shifted_step = least_squares_model(js, r)
         q = shifted_step(damp)
         p = q / dg
         r_t, jac_t = oracle.residuals_and_jac(s.x + p)
         f_t = jnp.vdot(r_t, r_t)
         # predicted decrease of Σr² by the damped model: qᵀ(μq − Jsᵀr) (MNT eq. 3.14, ×2 for Σr²)
-        gs = vm(r, jac / dg)  # Jsᵀr
+        gs = vm(r, js)  # Jsᵀr
         pred = jnp.vdot(q, damp * q - gs)
         rho = jnp.where(pred > 0, (s.f - f_t) / jnp.where(pred > 0, pred, 1.0), -1.0)
         rho = jnp.where(jnp.isfinite(f_t), rho, -1.0)

@@ -144,6 +144,52 @@ def _lbfgs_search(oracle, s: State, d, slope, empty, c1, c2, max_evals):
 #: for the fixed order.
 LBFGS_SMALL_MAX = 4096
 
+#: L-BFGS on at most this many variables forms its n×n inverse-Hessian approximation (from the
+#: stored pairs, afresh each step) instead of running the two-loop recursion; see
+#: :func:`_lbfgs_inverse_hessian`.
+LBFGS_DENSE_MAX = 2
+
+
+def _two_loop(s_mem, y_mem, rho, count, gamma, g):
+    """−H g by the two-loop recursion (N&W Alg. 7.4) over pairs stored in a fixed order (row
+    m − 1 newest; the last ``count`` rows hold pairs), H₀ = γI."""
+    m = s_mem.shape[0]
+
+    def newest_first(i, c):
+        q, a = c
+        j = m - 1 - i
+        aj = jnp.where(j >= m - count, rho[j] * jnp.sum(s_mem[j] * q), 0.0)
+        return q - aj * y_mem[j], a.at[j].set(aj)
+
+    def oldest_first(j, r):
+        bj = rho[j] * jnp.sum(y_mem[j] * r)
+        return r + jnp.where(j >= m - count, a[j] - bj, 0.0) * s_mem[j]
+
+    # the loop counter indexes the rows, the same for every start: a slice, not a gather
+    q, a = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
+    return -jax.lax.fori_loop(0, m, oldest_first, gamma * q)
+
+
+def _lbfgs_inverse_hessian(s_mem, y_mem, rho, count, gamma):
+    """The matrix the two-loop recursion applies, formed: from H = γI, each stored pair oldest
+    first, H ← (I − ρsyᵀ) H (I − ρysᵀ) + ρssᵀ = H − ρ(s uᵀ + u sᵀ) + (ρ² yᵀu + ρ) ssᵀ with
+    u = Hy (N&W eq. 7.19). O(m n²) instead of O(m n), but one loop of m trips, each one small
+    fused update, where the recursion runs two loops of m trips with several kernels each: for
+    thousands of small starts at once the kernels' fixed cost, not the arithmetic, sets the pace.
+    Measured in one process against the recursion on Rosenbrock, 10³ / 10⁴ starts: 2-D 1.01× /
+    0.76× the time (compile 0.81–0.96×), 3-D 1.16× / 0.99×, 4-D 0.91× / 1.00×, 8-D 1.76× at 10³
+    (hence :data:`LBFGS_DENSE_MAX`)."""
+    m, n = s_mem.shape
+
+    def update(j, h):
+        sv, y, r = s_mem[j], y_mem[j], rho[j]
+        u = mv(h, y)
+        k = r * r * jnp.sum(y * u) + r
+        new = h - r * (sv[:, None] * u[None, :] + u[:, None] * sv[None, :]) + k * sv[:, None] * sv[None, :]
+        return jnp.where(j >= m - count, new, h)
+
+    return jax.lax.fori_loop(0, m, update, gamma * jnp.eye(n, dtype=s_mem.dtype))
+
 
 def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30) -> Optimizer:
     """Limited-memory BFGS (Liu & Nocedal 1989, Math. Prog. 45:503; N&W Alg. 7.5): the last
@@ -157,7 +203,9 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
     y's follow from dᵀY (known in coefficients), and those with the stored s's and y's from the
     next iteration's Sᵀg, Yᵀg minus this one's (y = g_new − g). Memories of at most
     :data:`LBFGS_SMALL_MAX` numbers (many small starts at once) keep their pairs in order instead
-    and run the textbook vector loops, which vectorise across starts.
+    and run the textbook vector loops, which vectorise across starts; on at most
+    :data:`LBFGS_DENSE_MAX` variables they form the n×n matrix those loops apply instead
+    (:func:`_lbfgs_inverse_hessian`).
     """
     if not (memory >= 1 and 0 < c1 < c2 < 1 and max_evals >= 1):
         raise OptbenchError("lbfgs: need memory >= 1, 0 < c1 < c2 < 1 and max_evals >= 1")
@@ -185,21 +233,10 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         m = memory
         g = s.g
         gamma = jnp.where(count == 0, 1.0, gamma)  # an empty memory (start, or reset) means H = I
-        # the two-loop recursion over rows in a fixed order (row m − 1 newest; the last ``count``
-        # rows hold pairs)
-        def newest_first(i, c):
-            q, a = c
-            j = m - 1 - i
-            aj = jnp.where(j >= m - count, rho[j] * jnp.sum(s_mem[j] * q), 0.0)
-            return q - aj * y_mem[j], a.at[j].set(aj)
-
-        def oldest_first(j, r):
-            bj = rho[j] * jnp.sum(y_mem[j] * r)
-            return r + jnp.where(j >= m - count, a[j] - bj, 0.0) * s_mem[j]
-
-        # the loop counter indexes the rows, the same for every start: a slice, not a gather
-        q, a = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
-        d = -jax.lax.fori_loop(0, m, oldest_first, gamma * q)
+        if g.shape[0] <= LBFGS_DENSE_MAX:
+            d = -mv(_lbfgs_inverse_hessian(s_mem, y_mem, rho, count, gamma), g)
+        else:
+            d = _two_loop(s_mem, y_mem, rho, count, gamma, g)
         res, bad, reset, sv, y, ok, sy = _lbfgs_search(oracle, s, d, jnp.sum(g * d), count == 0, c1, c2, max_evals)
         count = jnp.where(bad, 0, count)
         yy = jnp.sum(y * y)

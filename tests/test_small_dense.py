@@ -1,9 +1,10 @@
 """The batched-small-problem fast paths agree with their general counterparts.
 
 Speed work for many small starts replaced general forms by special ones (a 2×2 modified-Newton
-direction without eigenvectors, multiply-and-sum products, an ordered L-BFGS memory, compiler
-options). Each is checked here against an independent reference: numpy's eigendecomposition, the
-general code path forced on, or the same run compiled with XLA's defaults.
+direction without eigenvectors, multiply-and-sum products, an ordered L-BFGS memory, L-BFGS's
+matrix formed for a few variables, compiler options). Each is checked here against an independent
+reference: numpy's eigendecomposition, the general code path forced on, or the same run compiled
+with XLA's defaults.
 """
 import collections
 import importlib
@@ -98,6 +99,41 @@ def test_lbfgs_ordered_memory_takes_the_same_steps_as_the_circular_one(monkeypat
     np.testing.assert_allclose(small.trace.f, large.trace.f, rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(small.x, large.x, rtol=1e-7, atol=1e-10)
     assert small.nfev.tolist() == large.nfev.tolist()
+
+
+@pytest.mark.parametrize("n,count", [(2, 10), (2, 3), (3, 0), (4, 7)])
+def test_lbfgs_formed_inverse_hessian_equals_the_two_loop_recursion(n, count):
+    """Small L-BFGS memories form H from the pairs instead of running the two-loop recursion:
+    both give the matrix of the textbook product form H ← VᵀHV + ρssᵀ, V = I − ρysᵀ (numpy),
+    applied oldest pair first from γI, with only the newest ``count`` rows holding pairs."""
+    m = 10
+    rng = np.random.default_rng(n * 100 + count)
+    s_mem = rng.normal(size=(m, n))
+    y_mem = s_mem @ np.diag(rng.uniform(0.5, 3.0, n)) + 0.1 * rng.normal(size=(m, n))  # sᵀy > 0
+    rho = 1.0 / np.sum(s_mem * y_mem, axis=1)
+    gamma, g = 0.7, rng.normal(size=n)
+    h = gamma * np.eye(n)
+    for j in range(m - count, m):
+        v = np.eye(n) - rho[j] * np.outer(y_mem[j], s_mem[j])
+        h = v.T @ h @ v + rho[j] * np.outer(s_mem[j], s_mem[j])
+    args = [jnp.asarray(a) for a in (s_mem, y_mem, rho)] + [jnp.int32(count), jnp.asarray(gamma)]
+    formed = np.asarray(jax.jit(qn._lbfgs_inverse_hessian)(*args))
+    np.testing.assert_allclose(formed, h, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(formed, formed.T, rtol=1e-13, atol=1e-15)  # symmetric up to rounding
+    np.testing.assert_allclose(np.asarray(jax.jit(qn._two_loop)(*args, jnp.asarray(g))), -h @ g, rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_lbfgs_formed_inverse_hessian_takes_the_same_steps_as_the_two_loop_recursion(monkeypatch):
+    starts = np.array([[-1.2, 1.0], [2.0, -1.5], [0.3, 1.7]])
+    assert qn.LBFGS_DENSE_MAX >= 2
+    dense_run = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=15, gtol=0.0)
+    monkeypatch.setattr(qn, "LBFGS_DENSE_MAX", 0)
+    loops = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=15, gtol=0.0)
+    assert dense_run.nit.tolist() == loops.nit.tolist() == [15, 15, 15]
+    np.testing.assert_allclose(dense_run.trace.f, loops.trace.f, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(dense_run.x, loops.x, rtol=1e-7, atol=1e-10)
+    assert dense_run.nfev.tolist() == loops.nfev.tolist()
 
 
 def test_cpu_compiler_options_change_speed_not_results(monkeypatch):

@@ -237,6 +237,21 @@ def lane_axis(name: str, compact: bool = False):
         _LANE_AXIS.reset(token)
 
 
+def take_if(pred, new, old):
+    """``new()`` where ``pred`` holds, else ``old`` (pytrees of the same structure): a step's
+    accept-or-keep choice. For one start (outside the driver's ``vmap``) a ``lax.cond``, so that
+    what ``new`` computes — typically the gradient at the accepted point — is computed once, in
+    the branch taken, and writes the carried buffers directly: as a select, XLA's CPU backend
+    fused that computation into each of its consumers and copied the loop's x and g to keep the
+    old values readable (Newton-CG with Armijo steps on extended Rosenbrock, n = 10⁵: 0.76× the
+    time; gradient descent with Armijo steps 0.53×). Under the driver's ``vmap`` a select
+    (``jnp.where``), as a batched ``cond`` runs both branches anyway and cost more (1.24× on
+    10³ 2-D starts)."""
+    if _LANE_AXIS.get() is not None:
+        return where_state(pred, new(), old)
+    return jax.lax.cond(pred, new, lambda: old)
+
+
 def lanes_while(cond, body, init, keep):
     """``lax.while_loop(cond, body, init)`` for one start, cheaper when the driver maps it over
     many starts.

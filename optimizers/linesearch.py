@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError
 
-from .base import STATUS_LINESEARCH_FAILED, lanes_while
+from .base import STATUS_LINESEARCH_FAILED, lanes_while, take_if
 
 RULES = ("armijo", "wolfe")
 
@@ -209,15 +209,17 @@ def search(rule: str, oracle, x, fx, gx, d, alpha0, *, c1=1e-4, c2=0.9, max_eval
     grad = oracle.grad if grad is None else grad
     if rule == "armijo":
         ls = armijo_backtracking(f, x, fx, jnp.vdot(gx, d), d, alpha0, c1, shrink, max_evals)
-        x_new = x + ls.alpha * d
-        g_new = grad(x_new)
-        g_new = jnp.where(ls.ok, g_new, gx)
-        return StepResult(ls.alpha, jnp.where(ls.ok, x_new, x), ls.f_new, g_new, ls.nfev, jnp.int32(1), ls.ok, ls.ok)
+
+        def accepted():
+            x_new = x + ls.alpha * d
+            return x_new, grad(x_new)
+        x_new, g_new = take_if(ls.ok, accepted, (x, gx))
+        return StepResult(ls.alpha, x_new, ls.f_new, g_new, ls.nfev, jnp.int32(1), ls.ok, ls.ok)
     if rule == "wolfe":
         a, fn, gn, n, ok, moved = strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1, c2, max_evals)
         a = jnp.where(moved, a, 0.0).astype(x.dtype)
-        return StepResult(a, jnp.where(moved, x + a * d, x), jnp.where(moved, fn, fx), jnp.where(moved, gn, gx),
-                          n, n, ok, moved)
+        x_new, f_new, g_new = take_if(moved, lambda: (x + a * d, fn, gn), (x, jnp.asarray(fx, fn.dtype), gx))
+        return StepResult(a, x_new, f_new, g_new, n, n, ok, moved)
     raise OptbenchError(f"unknown line search {rule!r}; use one of {', '.join(RULES)}")
 
 

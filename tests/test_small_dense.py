@@ -1,10 +1,10 @@
 """The batched-small-problem fast paths agree with their general counterparts.
 
-Speed work for many small starts replaced general forms by special ones (a 2×2 modified-Newton
-direction without eigenvectors, multiply-and-sum products, an ordered L-BFGS memory, L-BFGS's
-matrix formed for a few variables, compiler options). Each is checked here against an independent
-reference: numpy's eigendecomposition, the general code path forced on, or the same run compiled
-with XLA's defaults.
+Speed work replaced general forms by special ones (a 2×2 modified-Newton direction without
+eigenvectors, multiply-and-sum products, an ordered L-BFGS memory, L-BFGS's matrix formed for a
+few variables, a branch for one start's accept-or-keep, compiler options). Each is checked here
+against an independent reference: numpy's eigendecomposition, the general code path forced on,
+or the same run compiled with XLA's defaults.
 """
 import collections
 import importlib
@@ -134,6 +134,33 @@ def test_lbfgs_formed_inverse_hessian_takes_the_same_steps_as_the_two_loop_recur
     np.testing.assert_allclose(dense_run.trace.f, loops.trace.f, rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(dense_run.x, loops.x, rtol=1e-7, atol=1e-10)
     assert dense_run.nfev.tolist() == loops.nfev.tolist()
+
+
+def test_take_if_is_a_branch_for_one_start_and_a_select_over_the_driver_lanes():
+    """``take_if`` (a step's accept-or-keep) gives new() where pred holds, else old, both as a
+    ``lax.cond`` (one start) and as a select under the driver's lane axis; new() may produce
+    NaN on the rejected lanes without leaking into them."""
+    from optimizers import base
+
+    old = (jnp.array([1.0, 2.0]), jnp.array(3.0))
+
+    def new(x):
+        return lambda: (x * jnp.array([10.0, jnp.nan]), jnp.sum(x))
+
+    jaxpr = jax.make_jaxpr(lambda p, x: base.take_if(p, new(x), old))(True, jnp.ones(2))
+    assert any(e.primitive.name == "cond" for e in jaxpr.jaxpr.eqns)
+    for pred in (True, False):
+        got = jax.jit(lambda p, x: base.take_if(p, new(x), old))(pred, jnp.array([1.0, 4.0]))
+        want = (np.array([10.0, np.nan]), 5.0) if pred else (np.array([1.0, 2.0]), 3.0)
+        np.testing.assert_array_equal(np.asarray(got[0]), want[0])
+        assert float(got[1]) == want[1]
+    preds, xs = jnp.array([True, False, True]), jnp.arange(6.0).reshape(3, 2)
+    with base.lane_axis("lanes"):
+        lanes = jax.vmap(lambda p, x: base.take_if(p, new(x), old), axis_name="lanes")(preds, xs)
+        jaxpr = jax.make_jaxpr(jax.vmap(lambda p, x: base.take_if(p, new(x), old), axis_name="lanes"))(preds, xs)
+    assert not any(e.primitive.name == "cond" for e in jaxpr.jaxpr.eqns)
+    np.testing.assert_array_equal(np.asarray(lanes[0]), [[0.0, np.nan], [1.0, 2.0], [40.0, np.nan]])
+    np.testing.assert_array_equal(np.asarray(lanes[1]), [1.0, 3.0, 9.0])
 
 
 def test_cpu_compiler_options_change_speed_not_results(monkeypatch):

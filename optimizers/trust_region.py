@@ -124,7 +124,9 @@ def trust_ncg(initial_radius: float = 1.0, max_radius: float = 1000.0, eta: floa
         # (as selects: n = 10⁵, 0.95× the time)
         x_n, f_n, g_n, accept = take_if(good, accepted, (s.x, s.f, s.g, jnp.asarray(False)))
         radius = update_radius(radius, rho, jnp.linalg.norm(p), bnd, max_radius).astype(radius.dtype)
-        status = jnp.where(~accept & _stalled(radius, s.x), STATUS_STALLED, s.status).astype(s.status.dtype)
+        # x_n is s.x wherever the step was rejected (reading s.x here kept it alive past the new x,
+        # which XLA then copied every iteration)
+        status = jnp.where(~accept & _stalled(radius, x_n), STATUS_STALLED, s.status).astype(s.status.dtype)
         return s._replace(x=x_n, f=f_n, g=g_n,
                           nfev=s.nfev + 1, njev=s.njev + good.astype(jnp.int32), nhvp=s.nhvp + nprod,
                           status=status, step=radius, rho=rho.astype(s.x.dtype))

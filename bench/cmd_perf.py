@@ -25,7 +25,9 @@ def add_arguments(p):
     p.add_argument("--device", default="cpu", help="where the JAX side runs: cpu or gpu (scipy stays on the host)")
     p.add_argument("--clock", default="wall", choices=sorted(perf.CLOCKS),
                    help="time runs by wall clock, or by this process's CPU time (steadier on a shared machine)")
-    p.add_argument("--repeats", type=int, help="timed rounds per case (default 5; quick 2; large 3)")
+    p.add_argument("--repeats", type=int,
+                   help="timed rounds per case, exactly (default: at least 5 — quick 2, large 3 — and more, up to "
+                        "41 — large 15 — until the case's rounds have taken 3 s — large 10 s)")
     p.add_argument("--out", help="output directory (default results/perf/<UTC timestamp>)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--warm-cache", action="store_true",
@@ -84,7 +86,9 @@ def run(args) -> int:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
                        "sizes": sizes, "families": list(families), "device": args.device,
-                       "repeats": args.repeats or sizes["repeats"], "warm_cache": bool(args.warm_cache),
+                       "repeats": args.repeats or sizes["repeats"],
+                       "min_case_s": 0.0 if args.repeats else sizes.get("min_case_s", 0.0),
+                       "warm_cache": bool(args.warm_cache),
                        "clock": args.clock},
             "peers": perf.peer_versions(), "wall_s": time.perf_counter() - t0,
             **store.provenance("float64", device)}

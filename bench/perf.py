@@ -570,8 +570,12 @@ def linreg_case(rows: int, d: int, device, iters: int = 20, seed: int = 0, block
 # --------------------------------------------------------------------------------------------
 # measurement and the table
 # --------------------------------------------------------------------------------------------
-def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
-    """Compile every contender, warm up, then time ``repeats`` interleaved rounds; one row each."""
+def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], None]] = None,
+                 min_time_s: float = 0.0, max_repeats: int = 0) -> List[Dict[str, Any]]:
+    """Compile every contender, warm up, then time ``repeats`` interleaved rounds, and more (up
+    to ``max_repeats``) while the rounds so far have taken less than ``min_time_s`` of wall
+    time: a case of millisecond runs gets enough rounds for a steady median on a shared
+    machine, one of seconds-long runs no more than it asked for. One row each."""
     prepared = []
     for c in case.contenders:
         if progress:
@@ -580,9 +584,11 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
         _, outcome = runner()   # warm-up (untimed): the outcome
         prepared.append((c, runner, outcome))
     times: Dict[int, List[float]] = {i: [] for i in range(len(prepared))}
-    for r in range(repeats):
+    t_start = time.perf_counter()
+    r = 0
+    while r < repeats or (r < max_repeats and time.perf_counter() - t_start < min_time_s):
         if progress:
-            progress(f"{case.name}: round {r + 1}/{repeats}")
+            progress(f"{case.name}: round {r + 1}/{repeats if r < repeats else max_repeats}")
         order = list(range(len(prepared)))
         k = r % len(order)
         order = order[k:] + order[:k]
@@ -592,6 +598,7 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
             sec, _ = runner()
             wall = _RUN_CLOCK["fn"]() - t0
             times[i].append((wall if sec is None else sec) * c.scale)
+        r += 1
     rows = []
     for i, (c, _, outcome) in enumerate(prepared):
         med = float(np.median(times[i]))
@@ -599,7 +606,7 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
         nit_max = int(np.max(nit)) if nit.size else 0
         rows.append({"case": case.name, "family": case.family, "size": case.size, "method": c.method,
                      "contender": c.label, "kind": c.kind, "compile_s": float(c.prepare.compile_s),
-                     "median_ms": 1e3 * med, "times_ms": [1e3 * t for t in times[i]],
+                     "median_ms": 1e3 * med, "repeats": len(times[i]), "times_ms": [1e3 * t for t in times[i]],
                      "ms_per_iter": 1e3 * med / nit_max if nit_max > 0 else None,
                      "nit_median": float(np.median(nit)) if nit.size else None, "nit_max": nit_max,
                      "solved": outcome.solved if case.gtol > 0 else None, "note": c.note})
@@ -678,10 +685,13 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
 #: costs seconds on a shared 2-core machine)
 QUICK = {"rosen_starts": [8], "scipy_starts": 2, "ext_n": [32], "linreg": [(2000, 5)], "repeats": 2,
          "methods": ["newton", "newton-cg", "gd", "read"]}
+#: ``repeats`` rounds at least; then more, up to ``max_repeats``, while a case's rounds have taken
+#: less than ``min_case_s`` seconds (on this 2-core VM five rounds of the n = 10⁴ extended
+#: Rosenbrock case, ~0.2 s, gave ratios from 0.86× to 1.24× for the same code)
 DEFAULT = {"rosen_starts": [1000, 10000], "scipy_starts": 20, "ext_n": [10_000], "linreg": [(200_000, 50)],
-           "repeats": 5}
+           "repeats": 5, "min_case_s": 3.0, "max_repeats": 41}
 LARGE = {"rosen_starts": [], "scipy_starts": 0, "ext_n": [100_000, 1_000_000], "linreg": [(2_000_000, 50)],
-         "repeats": 3}
+         "repeats": 3, "min_case_s": 10.0, "max_repeats": 15}
 CASE_FAMILIES = ("rosenbrock", "ext-rosenbrock", "linreg")
 
 
@@ -716,7 +726,11 @@ def run_perf(sizes: dict, device_name: str = "cpu", families=CASE_FAMILIES, repe
     _RUN_CLOCK["fn"] = driver._clock = CLOCKS[clock]
     try:
         for build in case_builders(sizes, device, families):
-            rows.extend(measure_case(build(), repeats or sizes["repeats"], progress))
+            if repeats:   # asked for: exactly that many rounds
+                rows.extend(measure_case(build(), repeats, progress))
+            else:
+                rows.extend(measure_case(build(), sizes["repeats"], progress, sizes.get("min_case_s", 0.0),
+                                         sizes.get("max_repeats", 0)))
     finally:
         _RUN_CLOCK["fn"], driver._clock = time.perf_counter, saved
     for r in rows:

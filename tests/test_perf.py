@@ -155,6 +155,31 @@ def test_ratios_of_peers_and_of_optbench_variants():
     assert [r["speedup"] for r in rows] == [None, None, 6.0, 3.0, 12.0, None]
 
 
+def test_short_cases_get_more_rounds_until_their_time_budget():
+    """``measure_case`` runs at least ``repeats`` interleaved rounds, then more while the rounds
+    have taken less than ``min_time_s`` (never past ``max_repeats``); without a budget exactly
+    ``repeats``. Host contenders that sleep: each round takes at least 2 ms."""
+    import time as _time
+
+    def sleeper(label, kind):
+        def prepare():
+            def run():
+                _time.sleep(0.001)
+                return None, perf.Outcome(np.array([1]), np.array([0.0]), 1e-8)
+            return 0.0, run
+        return perf.host_contender(label, "newton", kind, prepare)
+
+    def case():
+        return perf.Case("sleepers", "test", 1, 1e-8, [sleeper("floor", "floor"), sleeper("peer", "peer")], "")
+
+    exact = perf.measure_case(case(), 3)
+    assert [r["repeats"] for r in exact] == [3, 3] and all(len(r["times_ms"]) == 3 for r in exact)
+    more = perf.measure_case(case(), 2, min_time_s=0.2, max_repeats=9)
+    assert 2 < more[0]["repeats"] == more[1]["repeats"] <= 9
+    capped = perf.measure_case(case(), 2, min_time_s=60.0, max_repeats=4)
+    assert [r["repeats"] for r in capped] == [4, 4]
+
+
 def test_perf_bad_input_is_one_line(capsys):
     assert cli.main(["perf", "--quick", "--cases", "nope"]) == 2
     assert "unknown case family 'nope'" in capsys.readouterr().err

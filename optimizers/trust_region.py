@@ -116,7 +116,7 @@ def trust_ncg(initial_radius: float = 1.0, max_radius: float = 1000.0, eta: floa
         good = (rho > eta) & jnp.isfinite(f_t)
 
         def accepted():   # the gradient only where the step is taken (and it must be finite)
-            x_n = s.x + p
+            x_n = s.x + p   # formed here, not x_t: the branch writes it instead of copying x_t
             g_n = oracle.grad(x_n)
             fin = jnp.all(jnp.isfinite(g_n))
             return jnp.where(fin, x_n, s.x), jnp.where(fin, f_t, s.f), jnp.where(fin, g_n, s.g), fin

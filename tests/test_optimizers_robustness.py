@@ -1,10 +1,14 @@
 """The robustness bar: on the Moré–Garbow–Hillstrom collection and the 27 NIST StRD nonlinear
 regressions (both certified starts), from their standard starting points, each optbench method
 solves at least as many problems as its scipy counterpart, and the best optbench method per
-problem solves more than the best scipy method.
+problem solves more than the best scipy method (or every problem).
 
 "Solved" is judged the same way for both sides, on the final objective alone: f − f* ≤
-10⁻⁶·max(1, |f*|) for MGH; for NIST, whose certified residual sums of squares span 10⁻²⁵…10⁶,
+10⁻⁶·max(1, |f*|) for MGH, where f* is the value the standard start is documented to reach —
+the global minimum, except for Freudenstein–Roth and trigonometric (n = 10), whose standard
+starts lead MINPACK and every method here to a known local minimum (48.98425…, 2.79506…e−5: the
+MGH reference's note B, recorded by the problems as ``info["x0_local_minimum"]``); for NIST,
+whose certified residual sums of squares span 10⁻²⁵…10⁶,
 f − f* ≤ 10⁻⁶·f* + 10⁻¹³·f(x₀) (relative to the certified value, with a floor at round-off of the
 starting residual). optbench runs to stalling or ``max_iter`` (gtol = 0), scipy with its default
 tolerances and again with tight ones, keeping its better result; both get the same evaluation
@@ -47,7 +51,8 @@ def _solved(p, f, f0):
         return False
     if "nist" in p.tags:
         return f - p.f_star <= 1e-6 * abs(p.f_star) + 1e-13 * f0
-    return f - p.f_star <= 1e-6 * max(1.0, abs(p.f_star))
+    target = p.info.get("x0_local_minimum", p.f_star)   # MGH problems have only the standard start
+    return f - target <= 1e-6 * max(1.0, abs(target))
 
 
 def _scipy_best(p, method, x0):

@@ -88,17 +88,23 @@ def test_products_match_numpy_on_both_paths(shape):
     np.testing.assert_allclose(dense.mm(jnp.asarray(a), jnp.asarray(b)), a @ b, rtol=1e-12, atol=1e-12)
 
 
+def _assert_lbfgs_path_takes_the_same_steps(monkeypatch, switch, max_iter):
+    """L-BFGS on three 2-D Rosenbrock starts, then again with the module constant ``switch`` set
+    to 0 (the general path): the same iterations, evaluations, f history and end points."""
+    starts = np.array([[-1.2, 1.0], [2.0, -1.5], [0.3, 1.7]])
+    fast = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=max_iter, gtol=0.0)
+    monkeypatch.setattr(qn, switch, 0)
+    general = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=max_iter, gtol=0.0)
+    assert fast.nit.tolist() == general.nit.tolist() == [max_iter] * 3
+    np.testing.assert_allclose(fast.trace.f, general.trace.f, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(fast.x, general.x, rtol=1e-7, atol=1e-10)
+    assert fast.nfev.tolist() == general.nfev.tolist()
+
+
 def test_lbfgs_ordered_memory_takes_the_same_steps_as_the_circular_one(monkeypatch):
     """Two independent implementations of the two-loop recursion (ordered rows for small memories;
     circular buffers and the vector-free recursion for large ones) give the same iterates."""
-    starts = np.array([[-1.2, 1.0], [2.0, -1.5], [0.3, 1.7]])
-    small = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=12, gtol=0.0)
-    monkeypatch.setattr(qn, "LBFGS_SMALL_MAX", 0)
-    large = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=12, gtol=0.0)
-    assert small.nit.tolist() == large.nit.tolist() == [12, 12, 12]
-    np.testing.assert_allclose(small.trace.f, large.trace.f, rtol=1e-8, atol=1e-14)
-    np.testing.assert_allclose(small.x, large.x, rtol=1e-7, atol=1e-10)
-    assert small.nfev.tolist() == large.nfev.tolist()
+    _assert_lbfgs_path_takes_the_same_steps(monkeypatch, "LBFGS_SMALL_MAX", 12)
 
 
 @pytest.mark.parametrize("n,count", [(2, 10), (2, 3), (3, 0), (4, 7)])
@@ -125,15 +131,8 @@ def test_lbfgs_formed_inverse_hessian_equals_the_two_loop_recursion(n, count):
 
 
 def test_lbfgs_formed_inverse_hessian_takes_the_same_steps_as_the_two_loop_recursion(monkeypatch):
-    starts = np.array([[-1.2, 1.0], [2.0, -1.5], [0.3, 1.7]])
     assert qn.LBFGS_DENSE_MAX >= 2
-    dense_run = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=15, gtol=0.0)
-    monkeypatch.setattr(qn, "LBFGS_DENSE_MAX", 0)
-    loops = solve_mod.solve("rosenbrock", "lbfgs:memory=4", starts, max_iter=15, gtol=0.0)
-    assert dense_run.nit.tolist() == loops.nit.tolist() == [15, 15, 15]
-    np.testing.assert_allclose(dense_run.trace.f, loops.trace.f, rtol=1e-8, atol=1e-14)
-    np.testing.assert_allclose(dense_run.x, loops.x, rtol=1e-7, atol=1e-10)
-    assert dense_run.nfev.tolist() == loops.nfev.tolist()
+    _assert_lbfgs_path_takes_the_same_steps(monkeypatch, "LBFGS_DENSE_MAX", 15)
 
 
 def test_take_if_is_a_branch_for_one_start_and_a_select_over_the_driver_lanes():

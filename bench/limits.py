@@ -119,8 +119,10 @@ def _data_bytes(problem, itemsize: int) -> int:
     return total
 
 
-def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64") -> Dict[str, Any]:
-    """Bytes a :func:`bench.solve` of ``starts`` starts would hold at its peak, by part.
+def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64",
+             history: bool = True) -> Dict[str, Any]:
+    """Bytes a :func:`bench.solve` of ``starts`` starts would hold at its peak, by part
+    (``history=False``: a solve that records no history, whose part is then 0).
 
     Returns ``{"history", "state", "matrices", "data", "total"}`` (bytes) and ``"matrix"``, a
     phrase naming the dense matrix per start, if any.
@@ -128,7 +130,7 @@ def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float
     b, n, t = int(starts), int(problem.dim), int(max_iter) + 1
     w = np.dtype(dtype).itemsize
     per_record = 4 * w + 4 * 4 + (n * w if n <= 3 else 0)
-    history = 3 * b * t * per_record
+    history = 3 * b * t * per_record if history else 0
     vectors = STATE_VECTORS + 2 * int(optimizer.params.get("memory", 0) or 0)
     state = 2 * b * vectors * n * w
     kind = matrix_kind(optimizer)
@@ -172,10 +174,11 @@ def available_bytes(device=None) -> Optional[int]:
         return None
 
 
-def check(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64", device=None) -> Dict[str, Any]:
+def check(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64", device=None,
+          history: bool = True) -> Dict[str, Any]:
     """Refuse, with a one-line :class:`OptbenchError` stating the estimate, a solve that would
     not fit in the memory available; return the estimate otherwise."""
-    est = estimate(problem, optimizer, starts, max_iter, dtype)
+    est = estimate(problem, optimizer, starts, max_iter, dtype, history)
     avail = available_bytes(device)
     if avail is None or est["total"] <= avail:
         return est
@@ -185,7 +188,8 @@ def check(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64"
     if est["matrices"] > est["total"] / 2:
         hints.append(f"a matrix-free method ({', '.join(MATRIX_FREE)}) never forms it")
     if est["history"] > est["total"] / 2:
-        hints.append("fewer starts or a smaller --max-iter shrink the per-iteration history")
+        hints.append("fewer starts or a smaller --max-iter shrink the per-iteration history "
+                     "(solve(history=False) records none)")
     if est["state"] > est["total"] / 2:
         hints.append("fewer starts or a smaller dimension")
     what = f" ({est['matrix']})" if est["matrix"] else ""

@@ -194,18 +194,21 @@ class _Timed:
 
 
 def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="float64", method=None,
-                       label=None, note="", pack=False) -> Contender:
+                       label=None, note="", pack=False, history=True) -> Contender:
     """An optbench optimizer through :func:`bench.solve`; the time is ``Result.run_s`` (the
-    compiled run, history recording included). With ``pack`` the compile column includes the
-    packed loop's compile (on the first run, which reaches the tail)."""
+    compiled run, history recording included unless ``history=False``). With ``pack`` the
+    compile column includes the packed loop's compile (on the first run, which reaches the
+    tail)."""
     if not isinstance(device, str):
         device = device.platform
 
     def build():
-        res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack)
+        res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
+                    history=history)
 
         def run():
-            r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack)
+            r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
+                      history=history)
             return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(r.grad_norm), gtol)
         return res.compile_s, run
     return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
@@ -378,11 +381,20 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
             cs.append(optbench_contender(problem, spec, x0s, gtol, max_iter, device, method=method, pack=True,
                                          label=f"optbench {spec} (pack=True)", note=note))
 
+    def unrecorded(problem, spec, method, note=""):
+        # the same method with solve(history=False): like the floor and the peers, it records no
+        # per-iteration history (the row above is optbench as it runs by default)
+        cs.append(optbench_contender(problem, spec, x0s, gtol, max_iter, device, method=method, history=False,
+                                     label=f"optbench {spec} (history=False)",
+                                     note=(note + "; " if note else "") + "no per-iteration history"))
+
+    unrecorded(p, "newton:mode=minimize", "newton")
     packed(p, "newton:mode=minimize", "newton")
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy trust-exact", "newton", "trust-exact", hess=True))
     if "bfgs" in names:
         cs.append(optbench_contender(p, "bfgs", x0s, gtol, max_iter, device))
+        unrecorded(p, "bfgs", "bfgs")
         packed(p, "bfgs", "bfgs")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix BFGS", "bfgs", "peer", _optimistix_min("BFGS", 1e-12, 1e-12, max_iter),
@@ -396,6 +408,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(scipy_peer("scipy BFGS", "bfgs", "BFGS"))
     if "lbfgs" in names:
         cs.append(optbench_contender(p, "lbfgs", x0s, gtol, max_iter, device))
+        unrecorded(p, "lbfgs", "lbfgs")
         packed(p, "lbfgs", "lbfgs")
     if _have("optax"):
         cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
@@ -405,12 +418,15 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if "levenberg-marquardt" in names:
         cs.append(optbench_contender(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
                                      note="residual form"))
+        unrecorded(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         packed(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         # jaxopt's method, like for like: Madsen & Nielsen's gain-ratio damping update, no Jacobian
         # scaling, μ₀ = 1e-6·max diag JᵀJ (jaxopt's damping_parameter); the default is MINPACK's
         cs.append(optbench_contender(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", x0s, gtol,
                                      max_iter, device, method="levenberg-marquardt",
                                      note="jaxopt's damping rule and settings"))
+        unrecorded(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", "levenberg-marquardt",
+                   note="jaxopt's damping rule and settings")
     if _have("jaxopt"):
         import jaxopt
         # jaxopt minimises ½Σr², whose gradient is half of ∇Σr²: tol = gtol/2 is the same test
@@ -424,6 +440,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                                 batch_outcome(), device, note="rtol=atol=1e-12"))
     if "gauss-newton" in names:
         cs.append(optbench_contender(pls, "gauss-newton", x0s, gtol, max_iter, device, note="residual form"))
+        unrecorded(pls, "gauss-newton", "gauss-newton", note="residual form")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix GaussNewton", "gauss-newton", "peer",
                                 _optimistix_lsq("GaussNewton", 1e-12, 1e-12, max_iter), (xj,),

@@ -188,7 +188,7 @@ class Result:
     status: np.ndarray        # status names, e.g. "converged", "diverged"
     status_code: np.ndarray
     success: np.ndarray
-    trace: Trace
+    trace: Optional[Trace]    # None for solve(history=False)
     x0: np.ndarray
     problem: str
     optimizer: str
@@ -277,7 +277,7 @@ def _tiling(b: int, nd: int):
 
 
 def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None,
-           running_max: float = PACK_RUNNING_MAX):
+           running_max: float = PACK_RUNNING_MAX, record: bool = True):
     """The compiled pieces of a run.
 
     ``start(x0s, data, gtol, max_iter) -> (carry, packed row 0)`` and
@@ -300,6 +300,9 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     CG, MINPACK's λ iteration) also compact: over a batch of at least
     :data:`optimizers.base.COMPACT_MIN` lanes, once a quarter of it runs they finish on those lanes
     gathered into a quarter-size batch (:func:`optimizers.base.lanes_while`).
+
+    ``record=False``: no history; ``start`` returns ``()`` for row 0 and the loops take and
+    return ``hist = ()``, writing nothing (``solve(history=False)``).
     """
     compact = tiles > 1
 
@@ -325,7 +328,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
         if live is not None and live < b:   # the slots after the live ones hold no start
             code0 = jnp.where(jnp.arange(b) < live, code0, STATUS_MAX_ITER)
-        return (s0, code0, jnp.zeros(b, jnp.int32)), _packed_row(s0, n)
+        return (s0, code0, jnp.zeros(b, jnp.int32)), (_packed_row(s0, n) if record else ())
 
     def one_step(step, s, code, nit, gtol, max_iter):
         """One iteration over a batch of lanes: step the running ones, freeze the others."""
@@ -365,6 +368,8 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         def body(c):
             j, s, code, nit, hist = c
             s, code, nit = one_step(step, s, code, nit, gtol, max_iter)
+            if not record:
+                return j + 1, s, code, nit, hist
             fl, ints = _packed_row(s, n)
             if tiles > 1:   # the chunk's rows name each slot's start, as the packed loop's do
                 ints = jnp.concatenate([ints, jnp.arange(code.shape[0], dtype=jnp.int32)[None]])
@@ -421,6 +426,8 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
                                       gtol, max_iter)
                 lv = tuple(jax.lax.dynamic_update_slice_in_dim(a, v, at, 0)
                            for a, v in zip(lv, jax.tree_util.tree_leaves((st, ct, it))))
+                if not record:
+                    return lv, hist
                 # the history row is read back from the written slots: computed from the tile's
                 # values instead, XLA fuses it to read the old slots, and keeps them readable by
                 # copying the whole array every tile
@@ -691,26 +698,27 @@ def _to_host(tree):
 
 
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
-                   progress):
+                   progress, record=True):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
     returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
     fraction at which the packed loop takes over); with more than one tile the entry also knows
-    how to compile the packed loop (on first use, see :func:`_packed_exe`)."""
+    how to compile the packed loop (on first use, see :func:`_packed_exe`). ``record``: whether
+    the programs write the history (see :func:`_build`)."""
     problem.check()   # one-line errors for an unusable f, before anything is traced for real
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
-    start, advance, packed = _build(problem, optimizer, n, chunk, *tiling)
+    start, advance, packed = _build(problem, optimizer, n, chunk, *tiling, record=record)
     # every per-lane array is split along its batch axis (history chunks: axis 1); the
     # shardings are pytree prefixes, so the state's structure comes from the one trace
     row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))
     start_low = jax.jit(start, out_shardings=(lanes, row_lanes)).lower(xs, data, g, mi)
     carry_shape = start_low.out_info[0]
-    hist_sh = (chunk_lanes, chunk_lanes)
+    hist_sh = (chunk_lanes, chunk_lanes) if record else ()
     data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
     carry_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), carry_shape)
     row = start_low.out_info[1]
-    if tiling[0] > 1:   # the chunks' rows name each slot's start in one more int field
+    if tiling[0] > 1 and record:   # the chunks' rows name each slot's start in one more int field
         row = (row[0], jax.ShapeDtypeStruct((row[1].shape[0] + 1,) + row[1].shape[1:], row[1].dtype))
     hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
     k_spec = jax.ShapeDtypeStruct((2 + chunk,), jnp.int32, sharding=whole)
@@ -810,6 +818,7 @@ def _release_history(key, bufs) -> None:
     """Keep a run's history buffers for the next run of the same program (least recently used
     programs' buffers are dropped beyond :data:`HISTORY_POOL_BYTES`). Host views of them must be
     gone: a buffer still viewed is copied, not overwritten, when donated."""
+    bufs = [h for h in bufs if h]   # a run without history has none
     if not bufs:
         return
     with _POOL_LOCK:
@@ -838,18 +847,18 @@ def _key_lock(key) -> threading.Lock:
 
 
 def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-               device: Optional[str] = None, pack: bool = False) -> float:
+               device: Optional[str] = None, pack: bool = False, history: bool = True) -> float:
     """Compile what :func:`solve` with these arguments will run, without running it; returns the
     compile seconds (0.0 if already compiled). The next matching ``solve`` reports those seconds
     as its ``compile_s``. Safe to call from several threads at once (XLA compiles without the
     GIL, so a suite's cells compile in parallel; two calls for the same program compile once)."""
     return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
-                 _compile_only=True)
+                 history=history, _compile_only=True)
 
 
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
           repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None, pack: bool = False,
-          _compile_only: bool = False) -> Result:
+          history: bool = True, _compile_only: bool = False) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
     problem's x0), compiled, batched over starts, with full history.
 
@@ -865,6 +874,12 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     loop, on the first run that reaches a tail, counted in ``compile_s``) and pays where the
     slowest starts take many more iterations than the median. Results agree with the unpacked
     run to rounding (XLA's code for a batched operation may differ with the batch size).
+
+    ``history=False`` records no per-iteration history (``Result.trace`` is None): the final
+    state of every start is returned as usual, but the loop writes no rows and nothing is copied
+    back per iteration. For throughput (the hand-written kernels of ``optbench perf`` record
+    nothing either) and for batches whose history would not fit in memory (B starts ×
+    max_iter + 1 rows × about ten numbers).
     """
     problem = _problems.get(problem)
     optimizer = _optimizers.get(optimizer)
@@ -874,6 +889,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         raise OptbenchError(f"gtol must be a finite number >= 0, got {gtol!r}")
     if not isinstance(repeats, int) or repeats < 1:
         raise OptbenchError(f"repeats must be a positive integer, got {repeats!r}")
+    if not isinstance(history, bool):
+        raise OptbenchError(f"history must be True or False, got {history!r}")
     if dtype not in ("float64", "float32"):
         raise OptbenchError(f"dtype must be float64 or float32, got {dtype!r}")
     if optimizer.needs_residuals and not problem.has_residuals:
@@ -892,7 +909,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
 
     devs = resolve_devices(device)
     dev = devs[0]
-    _limits.check(problem, optimizer, x0s.shape[0], int(max_iter), dtype, dev)  # refuse what cannot fit, up front
+    _limits.check(problem, optimizer, x0s.shape[0], int(max_iter), dtype, dev, history=history)  # refuse what cannot fit
     enable_compilation_cache()
     jdtype = jnp.dtype(dtype)
     b, n = x0s.shape
@@ -915,7 +932,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         chunk = int(HISTORY_CHUNK)
         zero = _put(np.zeros(2 + chunk, np.int32), whole)
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
-        key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, tuple(d.id for d in devs),
+        key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)))
         compile_s = 0.0
         entry = _lookup(key)
@@ -924,7 +941,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 entry = _lookup(key)
                 if entry is None:
                     compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
-                                                      lanes, whole, chunk_lanes, dev, progress)
+                                                      lanes, whole, chunk_lanes, dev, progress, record=history)
                     if _compile_only:
                         entry[3]["pending_compile_s"] = compile_s
         if _compile_only:
@@ -978,7 +995,6 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             jax.block_until_ready(carry)
             times.append(_clock() - t0 - paused)
     carry, row0 = _to_host((carry, row0))
-    row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in row0), n).items()}
     if len(carry) == 4:
         # slots back to starts: slot i holds start perm[i], so start q is in slot argsort(perm)[q]
         s, code, nit, perm = carry
@@ -987,7 +1003,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         s, code, nit = carry
         where = slice(0, b)
     bufs = [h for h, _ in chunks]
-    trace = _assemble_trace(row0, [(_to_host(h), segs) for h, segs in chunks], k, int(max_iter), n, b)
+    trace = None
+    if history:
+        row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in row0), n).items()}
+        trace = _assemble_trace(row0, [(_to_host(h), segs) for h, segs in chunks], k, int(max_iter), n, b)
     del chunks   # the host views of the buffers go before the buffers are lent again
     _release_history(key, bufs)
     s = jax.tree_util.tree_map(lambda a: np.asarray(a)[where], s)
@@ -1065,5 +1084,6 @@ def _assemble_trace(row0, chunks, k: int, max_iter: int, n: int, b: int) -> Trac
 def _squeeze(res: Result) -> Result:
     per_start = ("x", "fun", "grad_norm", "nit", "nfev", "njev", "nhev", "nhvp", "status", "status_code", "success", "x0")
     res = dataclasses.replace(res, **{k: getattr(res, k)[0] for k in per_start})
-    res.trace = res.trace.select(0)
+    if res.trace is not None:
+        res.trace = res.trace.select(0)
     return res

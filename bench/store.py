@@ -357,6 +357,9 @@ class RunWriter:
 
     def add_cell(self, res, problem_dim: int, extra: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
         """Write one finished cell: its traces, then the CSVs, then meta (each atomically)."""
+        if res.trace is None:
+            raise OptbenchError(f"{res.problem} × {res.optimizer}: a run directory keeps every cell's history "
+                                f"(its plots and profiles read it); this result was solved with history=False")
         fname = cell_file_name(res.problem, res.optimizer)
         arrays = {f"trace_{k}": v for k, v in res.trace.arrays().items()}
         arrays.update(x=res.x, x0=res.x0, fun=res.fun, grad_norm=res.grad_norm, nit=res.nit, nfev=res.nfev,

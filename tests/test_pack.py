@@ -67,6 +67,18 @@ def test_packed_run_equals_unpacked_run(small_tiles, method):
     np.testing.assert_array_equal(again.x, pk.x)
 
 
+def test_packed_run_without_history(small_tiles):
+    """pack=True with history=False: the packed loop skips its history writes and the results
+    are those of the packed run that records them."""
+    p = problems.get("rosenbrock")
+    x0s = _starts(61)
+    pk = bench.solve(p, "bfgs", x0s, max_iter=60, pack=True)
+    nh = bench.solve(p, "bfgs", x0s, max_iter=60, pack=True, history=False)
+    assert nh.trace is None and nh.packed_at == pk.packed_at is not None
+    for f in ("x", "fun", "nit", "nfev", "njev", "status"):
+        np.testing.assert_array_equal(getattr(nh, f), getattr(pk, f), err_msg=f)
+
+
 def test_packed_run_with_starts_at_max_iter(small_tiles):
     # gradient descent on Himmelblau: starts near the minimiser (3, 2) converge after varying
     # iterations, far ones wander: some stop at the budget, in the packed tail

@@ -113,6 +113,43 @@ def test_single_start_result_is_unbatched():
     assert res.x.shape == (2,) and np.ndim(res.fun) == 0 and res.trace.f.shape == (51,)
 
 
+def test_history_false_returns_the_same_results_without_a_trace():
+    """solve(history=False) runs the same iterations (its program only skips the history
+    writes): every per-start result is identical, the trace is None, and the memory estimate
+    counts no history."""
+    p = problems.get("rosenbrock")
+    x0s = p.random_starts(12, seed=4)
+    for method in ("newton", "levenberg-marquardt"):
+        a = bench.solve(p, method, x0s, max_iter=60)
+        b = bench.solve(p, method, x0s, max_iter=60, history=False)
+        assert b.trace is None and a.trace is not None
+        for f in ("x", "fun", "grad_norm", "nit", "nfev", "njev", "nhev", "status", "success"):
+            np.testing.assert_array_equal(getattr(b, f), getattr(a, f), err_msg=f"{method}: {f}")
+        assert b.iterations_run == a.iterations_run and b.run_s > 0
+    one = bench.solve(p, "newton", p.x0, max_iter=60, history=False)
+    assert one.trace is None and one.x.shape == (2,) and one.status == "converged"
+    from bench import limits
+    opt = optimizers.get("newton")
+    with_h, without = limits.estimate(p, opt, 10 ** 6, 500), limits.estimate(p, opt, 10 ** 6, 500, history=False)
+    assert with_h["history"] > 10 ** 9 and without["history"] == 0
+    assert without["total"] == with_h["total"] - with_h["history"]
+    with pytest.raises(bench.OptbenchError, match="history must be True or False"):
+        bench.solve(p, "newton", x0s, history="off")
+
+
+def test_a_run_directory_refuses_a_result_without_history(tmp_path):
+    from bench import store
+    p = problems.get("rosenbrock")
+    w = store.RunWriter(str(tmp_path / "run"), {"config": {}})
+    try:
+        res = bench.solve(p, "newton", p.random_starts(3), max_iter=30, history=False)
+        with pytest.raises(bench.OptbenchError, match="history=False"):
+            w.add_cell(res, p.dim)
+        assert not (tmp_path / "run" / "summary.csv").exists()
+    finally:
+        w.release()
+
+
 @pytest.mark.parametrize("bad, msg", [
     (dict(max_iter=0), "max_iter"), (dict(gtol=-1.0), "gtol"), (dict(x0s=np.zeros(3)), "dimension"),
     (dict(dtype="float16"), "dtype"),

@@ -860,7 +860,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
           repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None, pack: bool = False,
           history: bool = True, _compile_only: bool = False) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
-    problem's x0), compiled, batched over starts, with full history.
+    problem's x0), compiled, batched over starts, with full history (unless ``history=False``).
 
     Terminates each start when ‖∇f‖ ≤ ``gtol`` (``converged``), after ``max_iter`` steps
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer

@@ -126,6 +126,14 @@ def test_history_false_returns_the_same_results_without_a_trace():
         for f in ("x", "fun", "grad_norm", "nit", "nfev", "njev", "nhev", "status", "success"):
             np.testing.assert_array_equal(getattr(b, f), getattr(a, f), err_msg=f"{method}: {f}")
         assert b.iterations_run == a.iterations_run and b.run_s > 0
+    # a budget that stops some starts (status max_iter), and a precompiled program
+    cut = bench.solve(p, "gd:lr=0.0005", x0s, max_iter=40)
+    assert bench.precompile(p, "gd:lr=0.0005", x0s, max_iter=40, history=False) > 0
+    n0 = bench.compile_count()
+    nh = bench.solve(p, "gd:lr=0.0005", x0s, max_iter=40, history=False)
+    assert bench.compile_count() == n0 and nh.compile_s > 0 and (cut.status == "max_iter").any()
+    for f in ("x", "fun", "nit", "status"):
+        np.testing.assert_array_equal(getattr(nh, f), getattr(cut, f), err_msg=f)
     one = bench.solve(p, "newton", p.x0, max_iter=60, history=False)
     assert one.trace is None and one.x.shape == (2,) and one.status == "converged"
     from bench import limits

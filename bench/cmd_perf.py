@@ -22,6 +22,8 @@ def add_arguments(p):
     size.add_argument("--large", action="store_true",
                       help="extended Rosenbrock n = 10⁵, 10⁶ and a 2·10⁶×50 float32 regression (minutes)")
     p.add_argument("--cases", help=f"comma-separated families to run (default all: {', '.join(perf.CASE_FAMILIES)})")
+    p.add_argument("--methods", help="comma-separated methods to time, with the floors (default all: "
+                   + ", ".join(perf.all_methods()) + ")")
     p.add_argument("--device", default="cpu", help="where the JAX side runs: cpu or gpu (scipy stays on the host)")
     p.add_argument("--clock", default="wall", choices=sorted(perf.CLOCKS),
                    help="time runs by wall clock, or by this process's CPU time (steadier on a shared machine)")
@@ -60,6 +62,14 @@ def run(args) -> int:
     bad = [f for f in families if f not in perf.CASE_FAMILIES]
     if bad:
         raise OptbenchError(f"unknown case family {bad[0]!r}: choose from {', '.join(perf.CASE_FAMILIES)}")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
+    if methods is not None:
+        bad = [m for m in methods if m not in perf.all_methods()] or ([] if methods else ["(none)"])
+        if bad:
+            raise OptbenchError(f"unknown method {bad[0]!r} for --methods: choose from {', '.join(perf.all_methods())}")
+        if not any(set(methods) & set(perf.FAMILY_METHODS[f]) for f in families):
+            raise OptbenchError(f"--methods {args.methods} times nothing in the case families "
+                                f"{', '.join(families)}")
     if args.repeats is not None and args.repeats < 1:
         raise OptbenchError(f"--repeats must be at least 1, got {args.repeats}")
     device = resolve_device(args.device)   # one line, exit 2, when there is no such device
@@ -74,7 +84,7 @@ def run(args) -> int:
             print(f"\r{msg[:100]}".ljust(101), end="", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    rows = perf.run_perf(sizes, args.device, families, args.repeats, progress, clock=args.clock)
+    rows = perf.run_perf(sizes, args.device, families, args.repeats, progress, clock=args.clock, methods=methods)
     if tty:
         print(file=sys.stderr)
     table = perf.format_table(rows)
@@ -86,6 +96,7 @@ def run(args) -> int:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
                        "sizes": sizes, "families": list(families), "device": args.device,
+                       "methods": list(methods) if methods else None,
                        "repeats": args.repeats or sizes["repeats"],
                        "min_case_s": 0.0 if args.repeats else sizes.get("min_case_s", 0.0),
                        "warm_cache": bool(args.warm_cache),

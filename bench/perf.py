@@ -338,8 +338,9 @@ def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None, bl
 
 
 def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100, max_iter=200,
-                    include_slow_peers=True, methods=None) -> Case:
-    """2-D Rosenbrock from ``n_starts`` random starts in [−2, 2]² to ‖∇f‖ ≤ gtol."""
+                    include_slow_peers=True, methods=None, slim=False) -> Case:
+    """2-D Rosenbrock from ``n_starts`` random starts in [−2, 2]² to ‖∇f‖ ≤ gtol (``methods``: only
+    those methods' rows and the floor; ``slim``: no ``pack=True`` rows)."""
     p = _problems.get("rosenbrock")
     pls = p if p.has_residuals else rosenbrock_ls_problem()
     x0s = p.random_starts(n_starts, seed)
@@ -373,7 +374,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
             return 0.0, runner
         return host_contender(label, method, "peer", prep, note=snote, scale=scale)
 
-    packs = n_starts >= 2 * _solve_mod.PACK_TILE_MIN and methods is None
+    packs = n_starts >= 2 * _solve_mod.PACK_TILE_MIN and not slim
 
     def packed(problem, spec, method, note=""):
         # the same method with solve(pack=True): the batch's tail stepped over its running tiles
@@ -451,8 +452,9 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
 
 
 # -- extended Rosenbrock, large n, one start --------------------------------------------------
-def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None) -> Case:
-    """Extended Rosenbrock at dimension n from (−1.2, 1, …) to ‖∇f‖ ≤ gtol: matrix-free methods."""
+def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None, slim=False) -> Case:
+    """Extended Rosenbrock at dimension n from (−1.2, 1, …) to ‖∇f‖ ≤ gtol: matrix-free methods
+    (``methods``, ``slim``: as :func:`rosenbrock_case`; slim drops the Armijo newton-cg row)."""
     p = ext_rosenbrock_problem(n)
     x0 = p.x0
     names = set(_optimizers.names())
@@ -469,7 +471,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
             cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
-            if spec == "newton-cg" and methods is None:
+            if spec == "newton-cg" and not slim:
                 # the floor's own line search: the same iterations and CG steps as the floor, so
                 # its ms/iter against the floor's is the driver's overhead alone (the default,
                 # strong Wolfe, takes fewer and dearer iterations)
@@ -514,9 +516,10 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
 
 # -- memory-bound least squares -----------------------------------------------------------------
 def linreg_case(rows: int, d: int, device, iters: int = 20, seed: int = 0, block_rows: Optional[int] = None,
-                methods=None) -> Case:
+                methods=None, slim=False) -> Case:
     """Gradient descent on ‖Xw − y‖², X of shape (rows, d) in float32: time per iteration against
     one streaming read of X (the bandwidth floor). Fixed iterations, no tolerance (gtol = 0).
+    ``slim``: the floors and optbench's blocked form only.
     optbench also evaluates f and ∇f at the start (history row 0, the convergence test), one
     gradient more than the ``iters`` the others compute; 20 iterations keep that within 5 %."""
     rng = np.random.default_rng(seed)
@@ -577,8 +580,9 @@ def linreg_case(rows: int, d: int, device, iters: int = 20, seed: int = 0, block
                                          dtype="float32", method="gd", label="optbench gd on problems' linreg"))
         except OptbenchError:
             pass
-    if methods is not None:   # quick: the floors and optbench's blocked form only
+    if slim:   # quick: the floors and optbench's blocked form only
         cs = [c for c in cs if c.kind == "floor" or c.label == "optbench gd (blocked f)"]
+    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
     return Case(f"linreg {rows}×{d} f32", "linreg", rows, 0.0, cs,
                 f"gradient descent on ‖Xw − y‖², X {rows}×{d} float32 ({x.nbytes / 1e6:.0f} MB), {iters} iterations",
                 ratio_on="ms_per_iter")
@@ -701,7 +705,7 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
 #: the test suite's preset: one small size per family, only the first method of each (each compile
 #: costs seconds on a shared 2-core machine)
 QUICK = {"rosen_starts": [8], "scipy_starts": 2, "ext_n": [32], "linreg": [(2000, 5)], "repeats": 2,
-         "methods": ["newton", "newton-cg", "gd", "read"]}
+         "methods": ["newton", "newton-cg", "gd", "read"], "slim": True}
 #: ``repeats`` rounds at least; then more, up to ``max_repeats``, while a case's rounds have taken
 #: less than ``min_case_s`` seconds (on this 2-core VM five rounds of the n = 10⁴ extended
 #: Rosenbrock case, ~0.2 s, gave ratios from 0.86× to 1.24× for the same code)
@@ -712,27 +716,46 @@ LARGE = {"rosen_starts": [], "scipy_starts": 0, "ext_n": [100_000, 1_000_000], "
 CASE_FAMILIES = ("rosenbrock", "ext-rosenbrock", "linreg")
 
 
-def case_builders(sizes: dict, device, families=CASE_FAMILIES) -> List[Callable[[], Case]]:
+#: the methods each case family times (``--methods`` picks among them; "read" is the regression's
+#: bandwidth floor)
+FAMILY_METHODS = {"rosenbrock": ("newton", "bfgs", "lbfgs", "levenberg-marquardt", "gauss-newton"),
+                  "ext-rosenbrock": ("newton-cg", "trust-ncg", "lbfgs"),
+                  "linreg": ("gd",)}
+
+
+def all_methods() -> List[str]:
+    """Every method some case family times, in order."""
+    return list(dict.fromkeys(m for f in CASE_FAMILIES for m in FAMILY_METHODS[f]))
+
+
+def case_builders(sizes: dict, device, families=CASE_FAMILIES, methods=None) -> List[Callable[[], Case]]:
     """Builders (built one at a time, so a large case's data lives only while it is measured)
-    for a size preset (``QUICK``, ``DEFAULT``, ``LARGE``) and a family selection."""
+    for a size preset (``QUICK``, ``DEFAULT``, ``LARGE``), a family selection and, optionally,
+    the methods to time (their rows and the floors; families timing none of them are skipped)."""
+    if methods is not None:
+        families = [f for f in families if set(methods) & set(FAMILY_METHODS[f])]
+    else:
+        methods = sizes.get("methods")
+    slim = bool(sizes.get("slim"))
     out = []
     if "rosenbrock" in families:
         for b in sizes["rosen_starts"]:
             out.append(lambda b=b: rosenbrock_case(b, 1e-8, device, scipy_starts=sizes["scipy_starts"],
-                                                   include_slow_peers=b <= 1000, methods=sizes.get("methods")))
+                                                   include_slow_peers=b <= 1000, methods=methods, slim=slim))
     if "ext-rosenbrock" in families:
         for n in sizes["ext_n"]:
-            out.append(lambda n=n: ext_rosenbrock_case(n, 1e-6, device, methods=sizes.get("methods")))
+            out.append(lambda n=n: ext_rosenbrock_case(n, 1e-6, device, methods=methods, slim=slim))
     if "linreg" in families:
         for rows, d in sizes["linreg"]:
-            out.append(lambda rows=rows, d=d: linreg_case(rows, d, device, methods=sizes.get("methods")))
+            out.append(lambda rows=rows, d=d: linreg_case(rows, d, device, methods=methods, slim=slim))
     return out
 
 
 def run_perf(sizes: dict, device_name: str = "cpu", families=CASE_FAMILIES, repeats: Optional[int] = None,
-             progress=None, clock: str = "wall") -> List[Dict[str, Any]]:
+             progress=None, clock: str = "wall", methods=None) -> List[Dict[str, Any]]:
     """Build and measure every case; rows carry medians, ratios and growth. ``clock`` times the
-    runs (see :data:`CLOCKS`); optbench's own ``Result.run_s`` is read with the same clock."""
+    runs (see :data:`CLOCKS`); optbench's own ``Result.run_s`` is read with the same clock.
+    ``methods``: only these methods' rows (and the floors), see :func:`case_builders`."""
     import importlib
     if clock not in CLOCKS:
         raise OptbenchError(f"unknown clock {clock!r}: use {' or '.join(CLOCKS)}")
@@ -742,7 +765,7 @@ def run_perf(sizes: dict, device_name: str = "cpu", families=CASE_FAMILIES, repe
     saved = driver._clock
     _RUN_CLOCK["fn"] = driver._clock = CLOCKS[clock]
     try:
-        for build in case_builders(sizes, device, families):
+        for build in case_builders(sizes, device, families, methods):
             if repeats:   # asked for: exactly that many rounds
                 rows.extend(measure_case(build(), repeats, progress))
             else:

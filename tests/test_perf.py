@@ -143,6 +143,21 @@ def test_perf_quick_writes_a_finite_table(tmp_path, capsys):
     assert (out / "perf.csv").read_text().count("\n") == len(rows) + 1
 
 
+def test_perf_methods_filter(capsys):
+    """--methods keeps the named methods' rows and the floors, and only the families timing them;
+    an unknown method or one no chosen family times is a one-line error (exit 2)."""
+    rows = perf.run_perf(perf.QUICK, "cpu", ("rosenbrock", "ext-rosenbrock"), 1, methods=("newton",))
+    assert {r["family"] for r in rows} == {"rosenbrock-2d"}
+    assert {r["method"] for r in rows} == {"newton"} and any(r["kind"] == "floor" for r in rows)
+    assert any("history=False" in r["contender"] for r in rows)
+    capsys.readouterr()
+    for argv, msg in ((["--methods", "newtn"], "unknown method 'newtn'"),
+                      (["--methods", "gd", "--cases", "rosenbrock"], "times nothing")):
+        assert cli.main(["perf", "--quick", "--no-write"] + argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+
+
 def test_ratios_of_peers_and_of_optbench_variants():
     """peer/optbench: a peer over its method's first optbench row; an optbench variant row (the
     method again, e.g. pack=True) gets the method's first peer over itself; x floor for all."""

@@ -189,7 +189,7 @@ def check(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64"
         hints.append(f"a matrix-free method ({', '.join(MATRIX_FREE)}) never forms it")
     if est["history"] > est["total"] / 2:
         hints.append("fewer starts or a smaller --max-iter shrink the per-iteration history "
-                     "(solve(history=False) records none)")
+                     "(the Python API's solve(history=False) records none)")
     if est["state"] > est["total"] / 2:
         hints.append("fewer starts or a smaller dimension")
     what = f" ({est['matrix']})" if est["matrix"] else ""

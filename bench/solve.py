@@ -982,20 +982,26 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             # chunks: (history buffer, its row segments (first row, rows, stepped slots per row or
             # None where the plain loop recorded every slot))
             chunks, k, kv, packed, packed_at = [], 0, zero, None, None
-            if history:
-                carry, row0 = start_exe(xs, data, g, mi)
-            else:   # one program starts the run and takes it to its end or to the packed tail
+            if not history:
+                # one program starts the run and takes it to its end or, with pack=True, to the
+                # tail, which the packed loop then takes to its end
                 carry, kv, _ = adv_exe(xs, data, g, mi, kv)
-                row0, packed = (), False
+                k, more = (int(v) for v in _read_replicated(kv)[:2])
+                if more:
+                    t1 = _clock()
+                    packed, c_s = _packed_exe(key, entry)
+                    packed_at, compile_s = k, compile_s + c_s
+                    carry = tuple(carry) + (_put(np.arange(slots, dtype=np.int32), lanes),)
+                    paused += _clock() - t1   # a first compile is not run time
+                    carry, kv, _ = packed(carry, (), data, g, mi, _put(np.array([k, 0], np.int32), whole))
+                    k = int(_read_replicated(kv)[0])
+                jax.block_until_ready(carry)
+                times.append(_clock() - t0 - paused)
+                continue
+            carry, row0 = start_exe(xs, data, g, mi)
             while True:
-                if packed is False:   # the first program's part is done: read where it stopped
-                    packed, hist, segs, j0 = None, (), [], 0
-                elif packed is None:
+                if packed is None:
                     carry, kv, hist = adv_exe(carry, _history_buffer(key, entry[3]), data, g, mi, kv)
-                    segs, j0 = [], 0
-                elif not history:   # the packed tail, to its end
-                    kv = _put(np.array([k, 0], np.int32), whole)
-                    carry, kv, hist = packed(carry, (), data, g, mi, kv)
                     segs, j0 = [], 0
                 else:
                     if j0:   # carry on in the chunk the plain loop left
@@ -1026,7 +1032,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                     paused += _clock() - t1   # a first compile is not run time
             jax.block_until_ready(carry)
             times.append(_clock() - t0 - paused)
-    carry, row0 = _to_host((carry, row0))
+    carry = _to_host(carry)
     if len(carry) == 4:
         # slots back to starts: slot i holds start perm[i], so start q is in slot argsort(perm)[q]
         s, code, nit, perm = carry
@@ -1037,7 +1043,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     bufs = [h for h, _ in chunks]
     trace = None
     if history:
-        row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in row0), n).items()}
+        row0 = {k: v[0] for k, v in _unpack_chunk(tuple(a[None] for a in _to_host(row0)), n).items()}
         trace = _assemble_trace(row0, [(_to_host(h), segs) for h, segs in chunks], k, int(max_iter), n, b)
     del chunks   # the host views of the buffers go before the buffers are lent again
     _release_history(key, bufs)

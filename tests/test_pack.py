@@ -67,7 +67,7 @@ def test_packed_run_equals_unpacked_run(small_tiles, method):
     np.testing.assert_array_equal(again.x, pk.x)
 
 
-def test_packed_run_without_history(small_tiles):
+def test_packed_run_without_history(small_tiles, monkeypatch):
     """pack=True with history=False: the packed loop skips its history writes and the results
     are those of the packed run that records them."""
     p = problems.get("rosenbrock")
@@ -77,6 +77,11 @@ def test_packed_run_without_history(small_tiles):
     assert nh.trace is None and nh.packed_at == pk.packed_at is not None
     for f in ("x", "fun", "nit", "nfev", "njev", "status"):
         np.testing.assert_array_equal(getattr(nh, f), getattr(pk, f), err_msg=f)
+    # a run without history has no chunks, even where the tail begins exactly a chunk's rows in
+    monkeypatch.setattr(S, "HISTORY_CHUNK", int(pk.packed_at))
+    again = bench.solve(p, "bfgs", x0s, max_iter=60, pack=True, history=False)
+    assert again.packed_at == pk.packed_at
+    np.testing.assert_array_equal(again.x, pk.x)
 
 
 def test_packed_run_with_starts_at_max_iter(small_tiles):

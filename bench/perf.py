@@ -471,6 +471,10 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
             cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
+            if not slim:   # like the floor and the peers: no per-iteration history
+                cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device, history=False,
+                                             label=f"optbench {spec} (history=False)",
+                                             note="no per-iteration history"))
             if spec == "newton-cg" and not slim:
                 # the floor's own line search: the same iterations and CG steps as the floor, so
                 # its ms/iter against the floor's is the driver's overhead alone (the default,

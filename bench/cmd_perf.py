@@ -62,11 +62,13 @@ def run(args) -> int:
     bad = [f for f in families if f not in perf.CASE_FAMILIES]
     if bad:
         raise OptbenchError(f"unknown case family {bad[0]!r}: choose from {', '.join(perf.CASE_FAMILIES)}")
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
-    if methods is not None:
-        bad = [m for m in methods if m not in perf.all_methods()] or ([] if methods else ["(none)"])
-        if bad:
-            raise OptbenchError(f"unknown method {bad[0]!r} for --methods: choose from {', '.join(perf.all_methods())}")
+    methods = None
+    if args.methods:
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        bad = [m for m in methods if m not in perf.all_methods()]
+        if bad or not methods:
+            raise OptbenchError(f"unknown method {(bad or [args.methods])[0]!r} for --methods: "
+                                f"choose from {', '.join(perf.all_methods())}")
         if not any(set(methods) & set(perf.FAMILY_METHODS[f]) for f in families):
             raise OptbenchError(f"--methods {args.methods} times nothing in the case families "
                                 f"{', '.join(families)}")

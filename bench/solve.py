@@ -310,6 +310,10 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     compact = tiles > 1
     rows = chunk if record else 0   # per-row entries of the progress array
 
+    def in_chunk(j):
+        """Whether row j fits the chunk (a run without history has no chunks)."""
+        return (j < chunk) if record else True
+
     def oracle_for(data):
         f = lambda x: problem.objective(x, data)  # noqa: E731
         r = (lambda x: problem.residual_vector(x, data)) if problem.has_residuals else None
@@ -364,7 +368,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
 
         def cond(c):
             j, _, code, _, _ = c
-            go = (k0 + j < max_iter) & ((j < chunk) if record else True)
+            go = (k0 + j < max_iter) & in_chunk(j)
             if tiles > 1:   # the packed loop takes over once few starts run: stop for it
                 running = jnp.sum(code == STATUS_RUNNING, dtype=jnp.int32)
                 return go & (running > running_max * code.shape[0])
@@ -414,7 +418,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         def cond(c):
             j, lv = c[0], c[1]
             code = jax.tree_util.tree_unflatten(treedef, lv)[1]
-            return ((j < chunk) if record else True) & (k0 + j - j0 < max_iter) & jnp.any(code == STATUS_RUNNING)
+            return in_chunk(j) & (k0 + j - j0 < max_iter) & jnp.any(code == STATUS_RUNNING)
 
         def body(c):
             j, lv, perm, hist, nt, per_row = c
@@ -720,6 +724,10 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
     start, advance, packed, first = _build(problem, optimizer, n, chunk, *tiling, record=record)
     data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
     hist_sh = (chunk_lanes, chunk_lanes) if record else ()
+
+    def on_lanes(shapes):   # the carry's shapes, each split along its batch axis
+        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes), shapes)
+
     k_spec = jax.ShapeDtypeStruct((2 + (chunk if record else 0),), jnp.int32, sharding=whole)
     if record:
         # every per-lane array is split along its batch axis (history chunks: axis 1); the
@@ -731,8 +739,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
         if tiling[0] > 1:   # the chunks' rows name each slot's start in one more int field
             row = (row[0], jax.ShapeDtypeStruct((row[1].shape[0] + 1,) + row[1].shape[1:], row[1].dtype))
         hist_spec = tuple(jax.ShapeDtypeStruct((chunk,) + r.shape, r.dtype, sharding=chunk_lanes) for r in row)
-        carry_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes),
-                                            carry_shape)
+        carry_spec = on_lanes(carry_shape)
         # XLA compiles the small start program on a second thread while this one lowers and
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
@@ -749,8 +756,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
         # (measured on 2-D Newton, 10³ starts: 0.82 against 0.90 ms a run)
         first_low = jax.jit(first, out_shardings=(lanes, whole, ())).lower(xs, data, g, mi, k_spec)
         carry_shape = first_low.out_info[0]
-        carry_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=lanes),
-                                            carry_shape)
+        carry_spec = on_lanes(carry_shape)
         hist_spec = ()
         exes = (None, compile_lowered(first_low, dev, n, data_size))
     compile_s = time.perf_counter() - t0
@@ -840,7 +846,6 @@ def _release_history(key, bufs) -> None:
     """Keep a run's history buffers for the next run of the same program (least recently used
     programs' buffers are dropped beyond :data:`HISTORY_POOL_BYTES`). Host views of them must be
     gone: a buffer still viewed is copied, not overwritten, when donated."""
-    bufs = [h for h in bufs if h]   # a run without history has none
     if not bufs:
         return
     with _POOL_LOCK:
@@ -975,6 +980,13 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             progress("run")
         times = []
         chunks: List[Any] = []
+
+        def to_tail(carry):
+            """The packed loop (compiled on first use) and the carry it takes: the plain loop's,
+            plus each slot's start; and the seconds spent compiling it now."""
+            packed, c_s = _packed_exe(key, entry)
+            return packed, tuple(carry) + (_put(np.arange(slots, dtype=np.int32), lanes),), c_s
+
         for _ in range(repeats):
             _release_history(key, [h for h, _ in chunks])   # the previous repeat's rows are not kept
             t0 = _clock()
@@ -989,9 +1001,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 k, more = (int(v) for v in _read_replicated(kv)[:2])
                 if more:
                     t1 = _clock()
-                    packed, c_s = _packed_exe(key, entry)
+                    packed, carry, c_s = to_tail(carry)
                     packed_at, compile_s = k, compile_s + c_s
-                    carry = tuple(carry) + (_put(np.arange(slots, dtype=np.int32), lanes),)
                     paused += _clock() - t1   # a first compile is not run time
                     carry, kv, _ = packed(carry, (), data, g, mi, _put(np.array([k, 0], np.int32), whole))
                     k = int(_read_replicated(kv)[0])
@@ -1025,10 +1036,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                     # slots run). From here on only the tiles that hold running starts are stepped,
                     # carrying on in this chunk's buffer
                     t1 = _clock()
-                    packed, c_s = _packed_exe(key, entry)
-                    packed_at = k
-                    compile_s += c_s
-                    carry = tuple(carry) + (_put(np.arange(slots, dtype=np.int32), lanes),)
+                    packed, carry, c_s = to_tail(carry)
+                    packed_at, compile_s = k, compile_s + c_s
                     paused += _clock() - t1   # a first compile is not run time
             jax.block_until_ready(carry)
             times.append(_clock() - t0 - paused)

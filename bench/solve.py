@@ -43,6 +43,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -489,32 +490,70 @@ SMALL_DATA_MAX = 1 << 16
 _OPTIONS_OK = {"cpu": True}
 
 
+#: the environment variable of XLA options added to every optbench compile (and the perf floors')
+XLA_OPTIONS_ENV = "OPTBENCH_XLA_OPTIONS"
+
+
+def user_xla_options() -> Dict[str, Any]:
+    """The XLA compile options given in ``OPTBENCH_XLA_OPTIONS`` (a JSON object of option names
+    and values, e.g. ``{"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}``), or {}."""
+    text = os.environ.get(XLA_OPTIONS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        opts = json.loads(text)
+    except ValueError as e:
+        raise OptbenchError(f"{XLA_OPTIONS_ENV} is not valid JSON ({e.msg}); give an object such as "
+                            '\'{"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}\'') from None
+    if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, (bool, int, float, str))
+                                             for k, v in opts.items()):
+        raise OptbenchError(f"{XLA_OPTIONS_ENV} must be a JSON object of option names and boolean, number "
+                            "or string values")
+    return opts
+
+
 def xla_options(platform_name: str, n: int = 0, data_size: int = 0):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
-    ``data_size`` numbers with on this platform, or None for XLA's defaults: off the CPU, with
-    ``OPTBENCH_XLA_DEFAULTS=1``, or where this jaxlib turned out not to know them."""
-    if platform_name != "cpu" or not _OPTIONS_OK["cpu"] or os.environ.get("OPTBENCH_XLA_DEFAULTS") == "1":
-        return None
-    options = dict(CPU_COMPILER_OPTIONS)
-    if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
-        options.update(SMALL_PROBLEM_OPTIONS)
-    return options
+    ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
+    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
+    unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
+    platform, then, the options in ``OPTBENCH_XLA_OPTIONS`` (:func:`user_xla_options`), which
+    win over optbench's."""
+    options = {}
+    if platform_name == "cpu" and _OPTIONS_OK["cpu"] and os.environ.get("OPTBENCH_XLA_DEFAULTS") != "1":
+        options.update(CPU_COMPILER_OPTIONS)
+        if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
+            options.update(SMALL_PROBLEM_OPTIONS)
+    options.update(user_xla_options())
+    return options or None
 
 
 def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0):
     """``lowered.compile()`` with :func:`xla_options` for a problem of dimension ``n`` whose data
-    holds ``data_size`` numbers (falling back to XLA's defaults where this jaxlib does not know
-    them)."""
+    holds ``data_size`` numbers (where this jaxlib does not know optbench's own options, without
+    them from then on; options from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line
+    error)."""
     options = xla_options(dev.platform, n, data_size)
     if options is None:
         return lowered.compile()
     try:
         return lowered.compile(compiler_options=options)
-    except Exception as e:  # an XLA without the option: remember, and compile as XLA would
+    except Exception as e:
         if "option" not in str(e).lower():
             raise
+    # an XLA that does not know some option: optbench's own are dropped (remembered; the program
+    # compiles as XLA would), the user's are theirs to fix
+    user = user_xla_options()
+    try:
+        exe = lowered.compile(compiler_options=user) if user else lowered.compile()
+    except Exception as e:
+        if "option" not in str(e).lower():
+            raise
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OptbenchError(f"XLA refused the options in {XLA_OPTIONS_ENV} ({', '.join(sorted(user))}): {line}") from None
+    if dev.platform == "cpu":
         _OPTIONS_OK["cpu"] = False
-        return lowered.compile()
+    return exe
 
 
 def _cast_data(data, dtype):

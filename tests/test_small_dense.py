@@ -8,6 +8,7 @@ or the same run compiled with XLA's defaults.
 """
 import collections
 import importlib
+import json
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import optimizers.quasi_newton as qn
+from optbench_core import OptbenchError
 from optimizers import dense
 
 solve_mod = importlib.import_module("bench.solve")
@@ -202,6 +204,52 @@ def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatc
     assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
     assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) is None
+
+
+def test_user_xla_options_from_the_environment(monkeypatch):
+    """OPTBENCH_XLA_OPTIONS adds options to every compile, over optbench's own and also with
+    OPTBENCH_XLA_DEFAULTS=1 or off the CPU; malformed values and options this XLA does not know
+    are one-line errors, and an unknown user option does not switch off optbench's own."""
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
+
+    class Lowered:
+        def compile(self, compiler_options=None):
+            return compiler_options
+
+    cpu = jax.devices("cpu")[0]
+    user = {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
+    always, small = solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**always, **small, **user}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({next(iter(always)): False}))
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**small, next(iter(always)): False}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
+    assert solve_mod.xla_options("gpu") == user
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == user
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
+    for bad in ("{oops", "[1, 2]", '{"xla_x": [1]}'):
+        monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", bad)
+        with pytest.raises(OptbenchError, match="OPTBENCH_XLA_OPTIONS") as e:
+            solve_mod.xla_options("cpu")
+        assert "\n" not in str(e.value)
+    # a real compile: the option is passed to XLA (the split pass off: no fusion is split across
+    # threads, results unchanged); an option XLA does not know is refused in one line
+    starts = np.random.default_rng(0).uniform(-2, 2, (64, 2))
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    plain = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50, history=False)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    opted = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50, history=False)
+    np.testing.assert_array_equal(opted.x, plain.x)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", '{"xla_cpu_no_such_option_in_any_xla": 1}')
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    with pytest.raises(OptbenchError, match="XLA refused the options in OPTBENCH_XLA_OPTIONS") as e:
+        solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50, history=False)
+    assert "\n" not in str(e.value)
+    assert solve_mod._OPTIONS_OK["cpu"] is True
 
 
 def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():

@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 import optimizers
-import problems
 from optbench_core import OptbenchError
 
 from . import interrupt, plots, report, store
@@ -23,7 +22,7 @@ from . import limits as _limits
 from . import plugins as _plugins
 from . import suite as _suite
 from .progress import Progress
-from .solve import resolve_device, solve
+from .solve import resolve_device
 
 NAME = "run"
 HELP = "run problems × optimizers and write a run directory (meta.json, CSVs, traces, plots)"

@@ -35,7 +35,7 @@ import math
 import re
 import time
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 

@@ -186,48 +186,48 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
 
 
 
-def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatch):
-    """The YNNPACK switch is for many small problems: a long vector or large data keeps XLA's
-    library reductions (they win on long reductions); copy insertion with region analysis
-    applies to every program."""
+def _options_probe(monkeypatch):
+    """(a stand-in for a lowered program whose compile returns the options it was given, the
+    CPU device), with no option variables set and optbench's own options known to XLA."""
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
     monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
 
     class Lowered:
         def compile(self, compiler_options=None):
             return compiler_options
 
-    cpu = jax.devices("cpu")[0]
+    return Lowered(), jax.devices("cpu")[0]
+
+
+def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatch):
+    """The YNNPACK switch is for many small problems: a long vector or large data keeps XLA's
+    library reductions (they win on long reductions); copy insertion with region analysis
+    applies to every program."""
+    lowered, cpu = _options_probe(monkeypatch)
     always, small = solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**always, **small}
-    assert solve_mod.compile_lowered(Lowered(), cpu, solve_mod.SMALL_DIM_MAX + 1, 100) == always
-    assert solve_mod.compile_lowered(Lowered(), cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, solve_mod.SMALL_DIM_MAX + 1, 100) == always
+    assert solve_mod.compile_lowered(lowered, cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) is None
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) is None
 
 
 def test_user_xla_options_from_the_environment(monkeypatch):
     """OPTBENCH_XLA_OPTIONS adds options to every compile, over optbench's own and also with
     OPTBENCH_XLA_DEFAULTS=1 or off the CPU; malformed values and options this XLA does not know
     are one-line errors, and an unknown user option does not switch off optbench's own."""
-    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
-    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
-
-    class Lowered:
-        def compile(self, compiler_options=None):
-            return compiler_options
-
-    cpu = jax.devices("cpu")[0]
+    lowered, cpu = _options_probe(monkeypatch)
     user = {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}
     monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
     always, small = solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**always, **small, **user}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) == {**always, **small, **user}
     monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({next(iter(always)): False}))
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == {**small, next(iter(always)): False}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) == {**small, next(iter(always)): False}
     monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
     assert solve_mod.xla_options("gpu") == user
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
-    assert solve_mod.compile_lowered(Lowered(), cpu, 2, 100) == user
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) == user
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
     for bad in ("{oops", "[1, 2]", '{"xla_x": [1]}'):
         monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", bad)

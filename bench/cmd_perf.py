@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import sys
@@ -10,7 +11,7 @@ import time
 from optbench_core import OptbenchError
 
 from . import perf, store
-from .solve import disable_compilation_cache, resolve_device
+from .solve import XLA_OPTIONS_ENV, disable_compilation_cache, resolve_device, user_xla_options
 
 NAME = "perf"
 HELP = "time optbench against hand-written JAX kernels and scipy/optimistix/optax/jaxopt (medians, ratios)"
@@ -75,6 +76,7 @@ def run(args) -> int:
     if args.repeats is not None and args.repeats < 1:
         raise OptbenchError(f"--repeats must be at least 1, got {args.repeats}")
     device = resolve_device(args.device)   # one line, exit 2, when there is no such device
+    user_options = user_xla_options()        # a malformed value fails here, before any work
     if not args.warm_cache:
         disable_compilation_cache()
     if args.out and os.path.exists(args.out) and os.listdir(args.out):
@@ -90,6 +92,9 @@ def run(args) -> int:
     if tty:
         print(file=sys.stderr)
     table = perf.format_table(rows)
+    if user_options:   # a table measured with other XLA options says so under itself
+        table += (f"\n\nXLA options from {XLA_OPTIONS_ENV} (optbench's programs and the floors; the peers "
+                  f"compile with XLA's defaults): {json.dumps(user_options, sort_keys=True)}")
     print(table)
     if args.no_write:
         return 0

@@ -204,6 +204,25 @@ def test_perf_bad_input_is_one_line(capsys):
         assert "no gpu device" in err and err.count("\n") == 1
 
 
+def test_perf_with_user_xla_options_says_so(tmp_path, capsys, monkeypatch):
+    """OPTBENCH_XLA_OPTIONS: the table says which options it was measured with (printed and in
+    table.md) and perf.json records them; a malformed value stops perf before it writes anything."""
+    user = {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
+    out = tmp_path / "perf"
+    assert cli.main(["perf", "--quick", "--cases", "rosenbrock", "--methods", "newton", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    caption = "XLA options from OPTBENCH_XLA_OPTIONS"
+    assert caption in printed and caption in (out / "table.md").read_text()
+    meta = json.loads((out / "perf.json").read_text())["meta"]
+    assert meta["xla_options"]["options"]["xla_disable_hlo_passes"] == "cpu-parallel-task-assigner"
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", "{not json")
+    assert cli.main(["perf", "--quick", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "OPTBENCH_XLA_OPTIONS is not valid JSON" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
+
+
 # -- sharding over devices ------------------------------------------------------------------------
 def test_sharded_run_equals_single_device_bit_for_bit(tmp_path):
     args = ["run", "--problems", "rosenbrock", "--optimizers", "bfgs", "--starts", "10",
@@ -283,6 +302,7 @@ def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
     assert cli.main(args + ["--out", str(one)]) == 0
     r2, r1 = store.load_run(str(two)), store.load_run(str(one))
     assert r2.meta["complete"] and r2.meta["process_count"] == 2 and r2.meta["device_count"] == 4
+    assert r1.meta["complete"] and r1.meta["process_count"] == 1 and len(r1.summary) == len(r2.summary) == 4
     assert (two / "starts.csv").read_text() == (one / "starts.csv").read_text()
 
 

@@ -141,11 +141,15 @@ def _cpu_threads() -> int:
 
 
 def _xla_options(platform_name: str):
-    from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, SMALL_PROBLEM_OPTIONS, xla_options
+    from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
     options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)   # what every problem gets
     if options is None:
         return "xla defaults"
-    return {"options": options, "small_problems": {"options": dict(SMALL_PROBLEM_OPTIONS), "for_dim_at_most": SMALL_DIM_MAX,
+    small = xla_options(platform_name, n=1)   # what small problems get besides
+    extra = {k: v for k, v in small.items() if options.get(k) != v}
+    if not extra:
+        return {"options": options}
+    return {"options": options, "small_problems": {"options": extra, "for_dim_at_most": SMALL_DIM_MAX,
                                                    "for_data_at_most": SMALL_DATA_MAX}}
 
 

@@ -250,6 +250,17 @@ def test_user_xla_options_from_the_environment(monkeypatch):
         solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50, history=False)
     assert "\n" not in str(e.value)
     assert solve_mod._OPTIONS_OK["cpu"] is True
+    # the run's provenance lists what was compiled with: the small-problem options only where
+    # they apply (not with OPTBENCH_XLA_DEFAULTS=1)
+    from bench import store
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
+    rec = store._xla_options("cpu")
+    assert rec["options"] == {**solve_mod.CPU_COMPILER_OPTIONS, **user}
+    assert rec["small_problems"]["options"] == solve_mod.SMALL_PROBLEM_OPTIONS
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert store._xla_options("cpu") == {"options": user}
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    assert store._xla_options("cpu") == "xla defaults"
 
 
 def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():

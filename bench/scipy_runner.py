@@ -39,7 +39,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from optbench_core import OptbenchError, close_matches, format_spec, parse_spec
+from optbench_core import OptbenchError, close_matches, first_line, format_spec, parse_spec
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_LINESEARCH_FAILED, STATUS_MAX_ITER,
                              STATUS_NAMES, STATUS_STALLED)
 
@@ -350,7 +350,7 @@ def _run_start(so, method: ScipyMethod, fns: _Functions, x0: np.ndarray, max_ite
             # one start's failure is a result, as in the driver, not a crash of the run; but an
             # error before the first evaluation is a bad configuration (an option's value)
             if not any(st.counts.values()):
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                msg = first_line(exc)
                 raise OptbenchError(f"{method.spec}: scipy refused the configuration: {msg}") from None
             x = st.rows[-1][6] if st.rows else x0
             message, status = f"{type(exc).__name__}: {exc}", -99

@@ -55,7 +55,7 @@ import numpy as np
 
 import optimizers as _optimizers
 import problems as _problems
-from optbench_core import OptbenchError
+from optbench_core import OptbenchError, first_line
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, STATUS_NAMES, STATUS_RUNNING,
                              Oracle, lane_axis, running_first, where_state)
 
@@ -549,8 +549,8 @@ def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0):
     except Exception as e:
         if "option" not in str(e).lower():
             raise
-        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OptbenchError(f"XLA refused the options in {XLA_OPTIONS_ENV} ({', '.join(sorted(user))}): {line}") from None
+        raise OptbenchError(f"XLA refused the options in {XLA_OPTIONS_ENV} ({', '.join(sorted(user))}): "
+                            f"{first_line(e)}") from None
     if dev.platform == "cpu":
         _OPTIONS_OK["cpu"] = False
     return exe
@@ -724,7 +724,7 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
         jax.distributed.initialize(coordinator_address=addr, num_processes=None if nproc is None else int(nproc),
                                    process_id=None if pid is None else int(pid))
     except (RuntimeError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise OptbenchError(f"cannot join the distributed run: {msg}") from None
 
 

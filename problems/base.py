@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optbench_core import OptbenchError
+from optbench_core import OptbenchError, first_line
 
 jax.config.update("jax_enable_x64", True)
 
@@ -127,7 +127,7 @@ class Problem:
         except OptbenchError:
             raise
         except Exception as exc:  # a user's function failing to trace: report, don't crash
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise OptbenchError(f"problem {self.name!r}: f fails at x0 of dim {self.dim}: {type(exc).__name__}: {msg}") from None
         if not hasattr(out, "shape") or not hasattr(out, "dtype"):
             raise OptbenchError(f"problem {self.name!r}: f must return a scalar array, got {type(out).__name__}")

@@ -1103,7 +1103,11 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     success = code == STATUS_CONVERGED
     if problem.f_star is not None:
         success &= np.isfinite(fun) & (fun - problem.f_star <= SUCCESS_RTOL * max(1.0, abs(problem.f_star)))
-    res = Result(x=np.asarray(s.x), fun=fun, grad_norm=np.linalg.norm(np.asarray(s.g), axis=-1), nit=np.asarray(nit),
+    # a diverged start's gradient may square past the float range: its norm reads inf, as in the
+    # compiled history and the convergence test, without numpy's overflow warning on the console
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad_norm = np.linalg.norm(np.asarray(s.g), axis=-1)
+    res = Result(x=np.asarray(s.x), fun=fun, grad_norm=grad_norm, nit=np.asarray(nit),
                  nfev=np.asarray(s.nfev), njev=np.asarray(s.njev), nhev=np.asarray(s.nhev), nhvp=np.asarray(s.nhvp),
                  status=names, status_code=code, success=success, trace=trace, x0=x0s, problem=problem.spec,
                  optimizer=optimizer.spec, dtype=dtype, max_iter=int(max_iter), gtol=float(gtol), compile_s=compile_s,

@@ -1,4 +1,6 @@
 """The driver and the first optimizers against closed forms and scipy."""
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -71,6 +73,17 @@ def test_nan_starts_diverge_alone():
         assert list(res.success) == [True, False, True, False]
         np.testing.assert_allclose(res.x[[0, 2]], np.ones((2, 2)), atol=1e-9)
         assert np.all(res.nit[[1, 3]] == 0)
+
+
+def test_a_gradient_beyond_the_float_range_reads_inf_without_a_numpy_warning():
+    # ‖g‖ of g = (2e200, 2e200) squares past the float64 range: the Result says inf, like the
+    # compiled history's last row, and numpy's overflow warning does not reach the console
+    p = problems.Problem(name="steep-bowl", f=lambda x: 1e200 * jnp.sum(x * x), x0=np.ones(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = bench.solve(p, "gd:lr=1e-300", np.ones((2, 2)), max_iter=1, gtol=1e-8)
+    assert np.all(np.isinf(res.grad_norm)) and np.all(np.isinf(res.trace.grad_norm[:, -1]))
+    assert np.all(np.isfinite(res.fun))
 
 
 def test_counts_and_trace_shapes():

@@ -42,6 +42,11 @@ from .store import Run  # noqa: E402
 
 #: plotted values are floored here so exact zeros stay on a log axis
 LOG_FLOOR = 1e-20
+#: and capped here: a diverging start's f − f* (or radius) can reach 1e300, and matplotlib's log
+#: tick locator, which steps a few decades past the data, then overflows to inf and its labels fail.
+#: Capping is monotone, so the median and quartiles drawn are the capped ones: a curve at this
+#: line means "this high or higher"
+LOG_CEIL = 1e100
 #: default file formats of every figure
 FORMATS = ("png", "svg")
 DPI = 100
@@ -82,6 +87,8 @@ def _decade_label(value, _pos=None) -> str:
     """``10⁻³``-style labels in plain Unicode: mathtext would cost a TeX-like parse per label."""
     if value == 0:
         return "0"
+    if not math.isfinite(value):
+        return ""
     e = math.log10(abs(value))
     if abs(e - round(e)) > 1e-9:
         return ""
@@ -148,8 +155,10 @@ class Style:
 
 
 def median_band(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median and interquartile range across starts (axis 0), ignoring NaN; floored for log axes."""
-    return metrics.median_band(values, floor=LOG_FLOOR)
+    """Median and interquartile range across starts (axis 0), ignoring NaN and inf; floored and
+    capped (:data:`LOG_FLOOR`, :data:`LOG_CEIL`) for log axes."""
+    v = np.asarray(values, dtype=np.float64)
+    return metrics.median_band(np.where(np.isfinite(v), np.minimum(v, LOG_CEIL), np.nan), floor=LOG_FLOOR)
 
 
 def safe_name(text: str) -> str:
@@ -258,7 +267,7 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     for s in series:
         vals, ylabel = convergence_values(s.cell)
         last = s.last
-        vals = np.maximum(np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1], LOG_FLOOR)
+        vals = np.clip(np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1], LOG_FLOOR, LOG_CEIL)
         starts = max(starts, vals.shape[0])
         st = styles[s.key]
         label = f"{st.label} ({s.success_rate:.0%} solved)"

@@ -3,6 +3,7 @@ the numbers of the traces, and redrawing a run directory reproduces it byte for 
 import os
 import shutil
 import struct
+import warnings
 import xml.etree.ElementTree as ET
 
 import matplotlib.image as mpimg
@@ -170,6 +171,29 @@ def test_taylor_panel_for_a_cell_with_rho(tiny_run, tmp_path):
     last = int(cell["nit"].max())
     np.testing.assert_allclose(rho_line[1:], np.clip(np.linspace(-3.0, 1.2, t)[1: last + 1], *plots.RHO_CLIP))
     plots.plt.close(fig)
+
+
+def test_diverging_starts_are_drawn_capped_without_overflow(tiny_run, tmp_path):
+    """f − f* of 1e267 (gd diverging on Goldstein-Price reaches that) made matplotlib's log tick
+    locator overflow and the run's plotting fail; the curves are now capped at LOG_CEIL."""
+    copy = str(tmp_path / "run")
+    shutil.copytree(tiny_run, copy)
+    run = store.load_run(copy)
+    path = os.path.join(copy, run.summary[0]["trace_file"])
+    cell = store.load_npz(path)
+    b, t = cell["trace_f"].shape
+    cell["trace_f"] = np.where(np.arange(b)[:, None] < 3, 7.6e267, cell["trace_f"])   # 3 of 4 starts
+    np.savez_compressed(path, **cell)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["plot", copy, "--formats", "png"]) == 0
+        series = plots.run_series(store.load_run(copy), "himmelblau")
+        fig = plots.convergence_figure("himmelblau", series, {"newton": plots.Style("newton", "C0")})
+        med = fig.axes[0].get_lines()[0].get_ydata()
+        assert np.all(med == plots.LOG_CEIL)   # the median start diverged: drawn at the cap
+        fig.canvas.draw()
+        plots.plt.close(fig)
+    assert plots._decade_label(float("inf")) == "" and plots._decade_label(1e-3) == "10⁻³"
 
 
 def test_compare_overlays_runs_and_prints_differences(tiny_run, tmp_path, capsys):

@@ -73,6 +73,16 @@ def test_default_and_quick_resolve_now():
     assert len(cells) >= 10 and {c.problem.spec for c in cells} >= {"rosenbrock", "himmelblau"}
 
 
+def test_scaling_suite_is_the_separable_extended_rosenbrock():
+    # the suite says MGH 21 (independent pairs, iteration counts flat in n); it once ran the
+    # chained form, whose iterations grow with n and which has a second local minimum
+    cells = suite.expand(suite.load("scaling"))
+    assert sorted({c.problem.x0.shape[0] for c in cells}) == [10, 100, 1000, 10**4, 10**5, 10**6]
+    p = next(c.problem for c in cells if c.problem.x0.shape[0] == 10)
+    # five 2-D Rosenbrock pairs at (−1.2, 1): 5 × 24.2; the chained form gives 2,057 there
+    assert float(p.objective(p.x0)) == pytest.approx(5 * 24.2)
+
+
 def test_grid_expansion():
     assert suite.expand_grid("gd:lr=[1e-3,1e-2,1e-1]") == ["gd:lr=1e-3", "gd:lr=1e-2", "gd:lr=1e-1"]
     assert suite.expand_grid("gd:lr=[1,2]:x=3:y=[a,b]") == ["gd:lr=1:x=3:y=a", "gd:lr=1:x=3:y=b",

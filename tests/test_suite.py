@@ -264,7 +264,7 @@ def test_readme_suite_example_parses():
     text = section.split("```toml\n", 2)[2].split("```", 1)[0]
     s = suite.parse(text, path="README.md")
     assert [g["dims"] for g in s.groups] == [(10, 100, 1000), (100000, 1000000)]
-    assert [c.key for c in suite.expand(s)][-1] == ("rosenbrock:dim=1000000", "newton-cg")
+    assert [c.key for c in suite.expand(s)][-1] == ("mgh:extended-rosenbrock:n=1000000", "newton-cg")
 
 
 def test_cli_grids_and_overrides_build_the_plan():

@@ -399,7 +399,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
     Same arguments, metrics, status names and history shapes as :func:`bench.solve`; see the
     module docstring for how scipy is driven and what is timed.
     """
-    from .solve import SUCCESS_RTOL, TRACE_X_MAX_DIM, Result, Trace
+    from .solve import TRACE_X_MAX_DIM, Result, Trace, success_mask
     import problems as _problems
     so = _scipy()
     problem = _problems.get(problem)
@@ -447,9 +447,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
         code.append(_classify(st, method, status, gtol, max_iter))
         msgs.append(str(message))
     code = np.asarray(code, dtype=np.int32)
-    success = code == STATUS_CONVERGED
-    if problem.f_star is not None:
-        success &= np.isfinite(fun) & (fun - problem.f_star <= SUCCESS_RTOL * max(1.0, abs(problem.f_star)))
+    success = success_mask(code, fun, problem.f_star)
     trace = Trace(**cols, **icol, x=xs_tr)
     res = Result(x=xf, fun=fun, grad_norm=gnorm, nit=nit, nfev=finals["nfev"], njev=finals["njev"],
                  nhev=finals["nhev"], nhvp=finals["nhvp"],

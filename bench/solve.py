@@ -926,9 +926,10 @@ def success_mask(code, fun, f_star) -> np.ndarray:
     """Which starts solved the problem. Where f* is known: f − f* ≤ :data:`SUCCESS_RTOL`·max(1, |f*|)
     at a start that ended ``converged`` (‖∇f‖ ≤ gtol) or ``stalled`` — the optimizer's report that
     no step changes x in floating point any more (a trust radius at machine precision relative to
-    x; scipy stopping on its own tolerances), which is where a problem whose gradient cannot reach
-    gtol in floating point ends (NIST's Chwirut1: f at the certified value to 12 digits, ‖∇f‖ =
-    1.6e-3 from round-off). Where f* is unknown: ``converged`` alone."""
+    x; scipy stopping on its own tolerances). That is where an ill-conditioned fit ends whose
+    remaining decrease is below f's floating-point resolution while ‖∇f‖ is still above gtol
+    (NIST's Chwirut1: f at the certified value to 12 digits, ‖∇f‖ = 1.6e-3; at the certified
+    parameters themselves 3.2e-4). Where f* is unknown: ``converged`` alone."""
     code = np.asarray(code)
     if f_star is None:
         return code == STATUS_CONVERGED

@@ -32,7 +32,8 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
     e.g. two steps on Rosenbrock's residuals from anywhere, while a monotone search can need
     dozens from far starts; its failures are the method's) or ``armijo`` (damped Gauss-Newton,
     backtracking on Σr² from α = 1, ``c1``, ``max_backtracks``). Per iteration one Jacobian and
-    one residual evaluation per trial.
+    one residual evaluation per trial. A full step that leaves x unchanged in floating point ends
+    the start ``stalled`` (it would repeat itself to ``max_iter``).
     """
     if linesearch not in ("armijo", "none"):
         raise OptbenchError(f"gauss-newton: linesearch must be armijo or none, got {linesearch!r}")
@@ -54,7 +55,13 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
         x = s.x + alpha * d
         r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial; J is new
         res = ls.StepResult(alpha, x, jnp.vdot(r, r), 2.0 * vm(r, jac), nf, jnp.int32(1), ok, ok)
-        return ls.apply(s, res, aux=(r, jac))
+        new = ls.apply(s, res, aux=(r, jac))
+        if linesearch == "armijo":
+            return new   # the search fails when no step changes x
+        # the full step: Gauss-Newton keeps no memory, so a step that leaves x as it is in floating
+        # point repeats itself forever; the start ends ``stalled`` (on NIST fits from their starts
+        # six NIST starts had run to max_iter, 2,000 iterations, with x fixed from iteration 6-13 on)
+        return new._replace(status=jnp.where(jnp.any(x != s.x), new.status, STATUS_STALLED).astype(s.status.dtype))
 
     return Optimizer("gauss-newton", init, step, {"linesearch": linesearch, "c1": c1, "max_backtracks": max_backtracks},
                      needs_residuals=True, description="Gauss-Newton, minimum-norm step, optional Armijo damping")

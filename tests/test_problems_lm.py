@@ -69,3 +69,18 @@ def test_levenberg_marquardt_matches_or_beats_scipy_on_nist():
     # no start ends below the certified minimum by more than the tolerance: the certified values are minima
     for name, _, start, cert, got, *_ in rows:
         assert got >= cert * (1.0 - REL) - (1e-19 if name == "Lanczos1" else 0.0), (name, start, got, cert)
+
+
+def test_gauss_newton_ends_stalled_when_its_step_no_longer_moves_x():
+    """The full Gauss-Newton step is memoryless: once it leaves x unchanged in floating point it
+    would repeat to max_iter. From both NIST starts of Gauss2 it reaches the certified RSS and
+    then does that (‖∇f‖ stays above gtol); the start ends stalled within a few iterations and,
+    at f*, counts as solved."""
+    ds = nist.load("Gauss2")
+    res = bench.solve(problems.get("nist:Gauss2"), "gauss-newton", x0s=ds.starts, max_iter=2000, gtol=1e-10,
+                      history=False)
+    assert list(res.status) == ["stalled", "stalled"], res.status
+    assert np.all(res.nit < 30), res.nit
+    assert np.all(res.grad_norm > 1e-10)
+    np.testing.assert_allclose(res.fun, ds.rss, rtol=1e-9)
+    assert np.all(res.success)

@@ -47,6 +47,10 @@ LOG_FLOOR = 1e-20
 #: Capping is monotone, so the median and quartiles drawn are the capped ones: a curve at this
 #: line means "this high or higher"
 LOG_CEIL = 1e100
+#: the convergence figure draws values more than this many decades above its worst start (and
+#: above 1) at that line, so a diverging method does not squash the others' curves into a
+#: sliver of a 10⁻²⁰ … 10³⁰⁰ axis
+DIVERGED_DECADES = 6
 #: default file formats of every figure
 FORMATS = ("png", "svg")
 DPI = 100
@@ -161,6 +165,19 @@ def median_band(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     return metrics.median_band(np.where(np.isfinite(v), np.minimum(v, LOG_CEIL), np.nan), floor=LOG_FLOOR)
 
 
+def diverged_cap(series: List["Series"]) -> float:
+    """Where the convergence figure caps its curves: :data:`DIVERGED_DECADES` decades above the
+    largest finite value at the start (at least 1), at most :data:`LOG_CEIL`."""
+    top = 1.0
+    for s in series:
+        v0 = np.asarray(convergence_values(s.cell)[0], dtype=np.float64)[:, 0]
+        v0 = v0[np.isfinite(v0)]
+        if v0.size:
+            top = max(top, float(v0.max()))
+    # a power of ten, so the line sits on a decade and reads as one
+    return float(min(LOG_CEIL, 10.0 ** (math.ceil(math.log10(top)) + DIVERGED_DECADES)))
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe form of a problem spec."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
@@ -264,10 +281,13 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     starts = 0
     dims = sorted({s.dim for s in series})
     tpis = []
+    cap, capped = diverged_cap(series), False
     for s in series:
         vals, ylabel = convergence_values(s.cell)
         last = s.last
-        vals = np.clip(np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1], LOG_FLOOR, LOG_CEIL)
+        vals = np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1]
+        capped |= bool(np.any(vals > cap))
+        vals = np.clip(vals, LOG_FLOOR, cap)
         starts = max(starts, vals.shape[0])
         st = styles[s.key]
         label = f"{st.label} ({s.success_rate:.0%} solved)"
@@ -294,6 +314,12 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     for ax in axes:
         _log_axis(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
+        if capped:
+            ax.axhline(cap, color="0.45", lw=0.8, ls=":")
+    if capped:
+        axes[0].annotate(f"diverging: drawn at {_decade_label(cap) or f'{cap:.0e}'} ({DIVERGED_DECADES} decades above "
+                         f"the worst start)", (0.01, 0.99), xycoords="axes fraction", va="top", fontsize=7,
+                         color="0.3")
     _log_axis(axes[0].xaxis, "symlog", linthresh=1, linscale=0.4)
     axes[0].set_xlim(left=0)
     axes[0].set_xlabel("iteration")

@@ -175,22 +175,28 @@ def test_taylor_panel_for_a_cell_with_rho(tiny_run, tmp_path):
 
 def test_diverging_starts_are_drawn_capped_without_overflow(tiny_run, tmp_path):
     """f − f* of 1e267 (gd diverging on Goldstein-Price reaches that) made matplotlib's log tick
-    locator overflow and the run's plotting fail; the curves are now capped at LOG_CEIL."""
+    locator overflow and the run's plotting fail; such curves are now drawn on a line six decades
+    above the worst start, so the converging curves keep the axis."""
     copy = str(tmp_path / "run")
     shutil.copytree(tiny_run, copy)
     run = store.load_run(copy)
     path = os.path.join(copy, run.summary[0]["trace_file"])
     cell = store.load_npz(path)
     b, t = cell["trace_f"].shape
-    cell["trace_f"] = np.where(np.arange(b)[:, None] < 3, 7.6e267, cell["trace_f"])   # 3 of 4 starts
+    f0 = cell["trace_f"][:, 0] - float(cell["f_star"])
+    diverge = (np.arange(b)[:, None] < 3) & (np.arange(t)[None, :] >= 1)   # 3 of 4 starts, after x0
+    cell["trace_f"] = np.where(diverge, 7.6e267, cell["trace_f"])
     np.savez_compressed(path, **cell)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["plot", copy, "--formats", "png"]) == 0
         series = plots.run_series(store.load_run(copy), "himmelblau")
+        cap = plots.diverged_cap(series)
+        assert cap == 10.0 ** (np.ceil(np.log10(f0.max())) + plots.DIVERGED_DECADES)
         fig = plots.convergence_figure("himmelblau", series, {"newton": plots.Style("newton", "C0")})
         med = fig.axes[0].get_lines()[0].get_ydata()
-        assert np.all(med == plots.LOG_CEIL)   # the median start diverged: drawn at the cap
+        assert med[0] == pytest.approx(np.median(f0)) and np.all(med[1:] == cap)   # the median start diverged
+        assert any("diverging" in t.get_text() for t in fig.axes[0].texts)
         fig.canvas.draw()
         plots.plt.close(fig)
     assert plots._decade_label(float("inf")) == "" and plots._decade_label(1e-3) == "10⁻³"

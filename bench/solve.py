@@ -56,8 +56,9 @@ import numpy as np
 import optimizers as _optimizers
 import problems as _problems
 from optbench_core import OptbenchError, first_line
-from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, STATUS_NAMES, STATUS_RUNNING,
-                             STATUS_STALLED, Oracle, lane_axis, running_first, where_state)
+from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_LINESEARCH_FAILED, STATUS_MAX_ITER,
+                             STATUS_NAMES, STATUS_RUNNING, STATUS_SINGULAR, STATUS_STALLED, Oracle, lane_axis,
+                             running_first, where_state)
 
 from . import limits as _limits
 
@@ -65,6 +66,8 @@ jax.config.update("jax_enable_x64", True)
 
 #: where f* is known, a start succeeds only if f − f* ≤ SUCCESS_RTOL · max(1, |f*|) (:func:`success_mask`)
 SUCCESS_RTOL = 1e-6
+#: the statuses of a start that stopped by itself (not at max_iter, not diverged)
+_STOPPED_ITSELF = (STATUS_CONVERGED, STATUS_STALLED, STATUS_LINESEARCH_FAILED, STATUS_SINGULAR)
 #: the iterates themselves are recorded in the history when dim ≤ this
 TRACE_X_MAX_DIM = 3
 
@@ -923,19 +926,23 @@ def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float
 
 
 def success_mask(code, fun, f_star) -> np.ndarray:
-    """Which starts solved the problem. Where f* is known: f − f* ≤ :data:`SUCCESS_RTOL`·max(1, |f*|)
-    at a start that ended ``converged`` (‖∇f‖ ≤ gtol) or ``stalled`` — the optimizer's report that
-    no step changes x in floating point any more (a trust radius at machine precision relative to
-    x; scipy stopping on its own tolerances). That is where an ill-conditioned fit ends whose
-    remaining decrease is below f's floating-point resolution while ‖∇f‖ is still above gtol
-    (NIST's Chwirut1: f at the certified value to 12 digits, ‖∇f‖ = 1.6e-3; at the certified
-    parameters themselves 3.2e-4). Where f* is unknown: ``converged`` alone."""
+    """Which starts solved the problem.
+
+    Where f* is unknown: the start ``converged`` (‖∇f‖ ≤ gtol). Where f* is known: f − f* ≤
+    :data:`SUCCESS_RTOL`·max(1, |f*|) at a start that stopped by itself — ``converged``, or
+    reporting that it can make no further progress (``stalled``: no step changes x in floating
+    point; ``linesearch_failed``: no step lowers f measurably, after a restart along −∇f for the
+    methods that restart; ``singular``) — not one cut off by ``max_iter``. At the known minimum
+    those reports mean the floor of floating point was reached: an ill-conditioned fit's remaining
+    decrease is below f's resolution while ‖∇f‖ is still above gtol (NIST's Chwirut1: f at the
+    certified value to 12 digits, ‖∇f‖ = 1.6e-3 where LM stops, 3.2e-4 at the certified
+    parameters themselves). The status keeps saying how each start ended."""
     code = np.asarray(code)
     if f_star is None:
         return code == STATUS_CONVERGED
     fun = np.asarray(fun, dtype=np.float64)
     near = np.isfinite(fun) & (fun - f_star <= SUCCESS_RTOL * max(1.0, abs(f_star)))
-    return near & ((code == STATUS_CONVERGED) | (code == STATUS_STALLED))
+    return near & np.isin(code, _STOPPED_ITSELF)
 
 
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
@@ -947,8 +954,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     Terminates each start when ‖∇f‖ ≤ ``gtol`` (``converged``), after ``max_iter`` steps
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success``
-    (:func:`success_mask`): converged, and where f* is known f − f* ≤ 1e-6·max(1, |f*|), which
-    then also makes a stalled start a success. ``progress(phase)``, if given, is
+    (:func:`success_mask`): converged; where f* is known, f − f* ≤ 1e-6·max(1, |f*|) at a start
+    that stopped by itself (any status but ``max_iter`` and ``diverged``). ``progress(phase)``, if given, is
     called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
 
     ``pack=True`` packs the tail of a large batch (at least 2 * :data:`PACK_TILE_MIN` starts on

@@ -84,3 +84,17 @@ def test_gauss_newton_ends_stalled_when_its_step_no_longer_moves_x():
     assert np.all(res.grad_norm > 1e-10)
     np.testing.assert_allclose(res.fun, ds.rss, rtol=1e-9)
     assert np.all(res.success)
+
+
+def test_success_at_the_certified_minimum_needs_a_start_that_stopped_itself():
+    """Chwirut1 from NIST's first start: bfgs reaches the certified RSS and ends linesearch_failed
+    (even along −∇f after its restart no step lowers f measurably there) — solved; gauss-newton
+    reaches it too but jitters by an ulp until max_iter — not solved, it never stopped."""
+    ds = nist.load("Chwirut1")
+    p = problems.get("nist:Chwirut1")
+    res = bench.solve(p, "bfgs", x0s=ds.starts[0], max_iter=2000, gtol=1e-10, history=False)
+    assert res.status == "linesearch_failed" and res.grad_norm > 1e-10
+    assert res.fun == pytest.approx(ds.rss, rel=1e-10) and res.success
+    res = bench.solve(p, "gauss-newton", x0s=ds.starts[0], max_iter=200, gtol=1e-10, history=False)
+    assert res.status == "max_iter" and res.fun == pytest.approx(ds.rss, rel=1e-10)
+    assert not res.success

@@ -161,3 +161,15 @@ def test_progress_phases():
     p = problems.get("himmelblau")
     scipy_runner.solve(p, "scipy:Nelder-Mead", p.random_starts(2, 0), max_iter=20, progress=seen.append)
     assert seen == ["compile", "run 1/2", "run 2/2"]
+
+
+def test_a_scipy_stop_at_the_known_minimum_is_a_success():
+    """L-BFGS-B stops on its own f-tolerance on Brown's badly scaled function (f* = 0) with
+    ‖∇f‖ = 4e-5 > gtol: status stalled, and at f* a success (the driver's rule, one function);
+    with max_iter cutting it short first it is not."""
+    p = problems.get("mgh:brown-badly-scaled")
+    res = scipy_runner.solve(p, "scipy:L-BFGS-B", p.x0[None, :], max_iter=500, gtol=1e-8)
+    assert res.status[0] == "stalled" and res.grad_norm[0] > 1e-8
+    assert res.fun[0] <= 1e-6 and res.success[0]
+    short = scipy_runner.solve(p, "scipy:L-BFGS-B", p.x0[None, :], max_iter=3, gtol=1e-8)
+    assert short.status[0] == "max_iter" and not short.success[0]

@@ -165,12 +165,13 @@ def median_band(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     return metrics.median_band(np.where(np.isfinite(v), np.minimum(v, LOG_CEIL), np.nan), floor=LOG_FLOOR)
 
 
-def diverged_cap(series: List["Series"]) -> float:
+def diverged_cap(start_values: Sequence[np.ndarray]) -> float:
     """Where the convergence figure caps its curves: :data:`DIVERGED_DECADES` decades above the
-    largest finite value at the start (at least 1), at most :data:`LOG_CEIL`."""
+    largest finite value at the start (at least 1), at most :data:`LOG_CEIL`. ``start_values``:
+    per series, the plotted values at iteration 0 (one per start)."""
     top = 1.0
-    for s in series:
-        v0 = np.asarray(convergence_values(s.cell)[0], dtype=np.float64)[:, 0]
+    for v0 in start_values:
+        v0 = np.asarray(v0, dtype=np.float64)
         v0 = v0[np.isfinite(v0)]
         if v0.size:
             top = max(top, float(v0.max()))
@@ -281,9 +282,9 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     starts = 0
     dims = sorted({s.dim for s in series})
     tpis = []
-    cap, capped = diverged_cap(series), False
-    for s in series:
-        vals, ylabel = convergence_values(s.cell)
+    values = [convergence_values(s.cell) for s in series]
+    cap, capped = diverged_cap([v[:, 0] for v, _ in values]), False
+    for s, (vals, ylabel) in zip(series, values):
         last = s.last
         vals = np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1]
         capped |= bool(np.any(vals > cap))

@@ -191,7 +191,7 @@ def test_diverging_starts_are_drawn_capped_without_overflow(tiny_run, tmp_path):
         warnings.simplefilter("error")
         assert main(["plot", copy, "--formats", "png"]) == 0
         series = plots.run_series(store.load_run(copy), "himmelblau")
-        cap = plots.diverged_cap(series)
+        cap = plots.diverged_cap([plots.convergence_values(s.cell)[0][:, 0] for s in series])
         assert cap == 10.0 ** (np.ceil(np.log10(f0.max())) + plots.DIVERGED_DECADES)
         fig = plots.convergence_figure("himmelblau", series, {"newton": plots.Style("newton", "C0")})
         med = fig.axes[0].get_lines()[0].get_ydata()

@@ -64,7 +64,7 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
         # ``stalled``. Of the 54 NIST starts, 24 had run to max_iter (2,000 iterations) that way,
         # 6 with x fixed exactly, 19 of the 24 at the certified RSS.
         eps = jnp.finfo(s.x.dtype).eps
-        moved = jnp.any(x != s.x) & (jnp.linalg.norm(x - s.x) > 10.0 * eps * jnp.linalg.norm(s.x))
+        moved = jnp.linalg.norm(x - s.x) > 10.0 * eps * jnp.linalg.norm(s.x)   # false too where x did not change
         return new._replace(status=jnp.where(moved, new.status, STATUS_STALLED).astype(s.status.dtype))
 
     return Optimizer("gauss-newton", init, step, {"linesearch": linesearch, "c1": c1, "max_backtracks": max_backtracks},

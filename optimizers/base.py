@@ -182,6 +182,30 @@ def initial_state(oracle: Oracle, x0, aux=(), nfev=1, njev=1, f=None, g=None) ->
                  aux=aux)
 
 
+def round_off_step(x_new, x_old):
+    """True where the step x_old → x_new is at round-off level, ‖Δx‖ ≤ 10ε‖x_old‖ (ε of x's
+    dtype; the floor of Levenberg-Marquardt's stall test). For a method whose step estimates the
+    distance to the solution (Newton-Raphson, Gauss-Newton), x is then as exact as the precision
+    allows and the next steps only repeat it or jitter it by an ulp. False where Δx is not
+    finite (that start diverges)."""
+    eps = jnp.finfo(x_old.dtype).eps
+    return jnp.linalg.norm(x_new - x_old) <= 10.0 * eps * jnp.linalg.norm(x_old)
+
+
+def fixed_point(new, old):
+    """True where every leaf of ``new`` equals ``old`` exactly: a deterministic step that
+    maps its state to itself repeats forever (gradient descent or momentum whose update rounds
+    away at x). NaN never equals itself, so a diverging state is not a fixed point."""
+    leaves = [jnp.all(a == b) for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old))]
+    return jnp.stack(leaves).all() if len(leaves) > 1 else leaves[0]
+
+
+def stall_where(pred, s: "State") -> "State":
+    """``s`` with status ``stalled`` where ``pred`` holds and the step set no other status."""
+    return s._replace(status=jnp.where(pred & (s.status == STATUS_RUNNING), STATUS_STALLED, s.status)
+                      .astype(s.status.dtype))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Optimizer:
     """A named optimizer: pure ``init``/``step`` plus its hyperparameters.

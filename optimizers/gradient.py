@@ -14,11 +14,13 @@ import jax.numpy as jnp
 from optbench_core import OptbenchError
 
 from . import linesearch as ls
-from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, initial_state
+from .base import STATUS_LINESEARCH_FAILED, Optimizer, State, fixed_point, initial_state, stall_where
 
 
 def gd(lr: float = 1e-3) -> Optimizer:
-    """Gradient descent with fixed learning rate ``lr``: one f+gradient evaluation per step."""
+    """Gradient descent with fixed learning rate ``lr``: one f+gradient evaluation per step. A
+    step that leaves x exactly as it was (lr·∇f rounds away at x) would repeat forever: the start
+    ends ``stalled``."""
     if not lr > 0:
         raise OptbenchError(f"gd: lr must be positive, got {lr}")
 
@@ -28,8 +30,8 @@ def gd(lr: float = 1e-3) -> Optimizer:
     def step(oracle, s: State) -> State:
         x = s.x - lr * s.g
         f, g = oracle.value_and_grad(x)
-        return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1,
-                          step=jnp.asarray(lr, s.x.dtype))
+        return stall_where(fixed_point(x, s.x), s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1,
+                                                            step=jnp.asarray(lr, s.x.dtype)))
 
     return Optimizer("gd", init, step, {"lr": lr}, description="gradient descent, fixed step")
 
@@ -87,7 +89,8 @@ def momentum(lr: float = 1e-3, beta: float = 0.9) -> Optimizer:
     """Polyak's heavy ball: v ← βv − α∇f(x), x ← x + v (Polyak 1964, USSR Comput. Math. 4:1).
 
     On a quadratic with spectrum in [μ, L], α = 4/(√L + √μ)² and β = ((√κ − 1)/(√κ + 1))²
-    give the asymptotic rate (√κ − 1)/(√κ + 1). One f+gradient evaluation per step.
+    give the asymptotic rate (√κ − 1)/(√κ + 1). One f+gradient evaluation per step. A step that
+    leaves x and v exactly as they were would repeat forever: the start ends ``stalled``.
     """
     if not (lr > 0 and 0 <= beta < 1):
         raise OptbenchError(f"momentum: need lr > 0 and 0 <= beta < 1, got lr={lr}, beta={beta}")
@@ -100,7 +103,8 @@ def momentum(lr: float = 1e-3, beta: float = 0.9) -> Optimizer:
         v = beta * v - lr * s.g
         x = s.x + v
         f, g = oracle.value_and_grad(x)
-        return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, step=jnp.asarray(lr, s.x.dtype), aux=(v,))
+        new = s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, step=jnp.asarray(lr, s.x.dtype), aux=(v,))
+        return stall_where(fixed_point((x, v), (s.x, s.aux[0])), new)
 
     return Optimizer("momentum", init, step, {"lr": lr, "beta": beta}, description="heavy-ball momentum")
 
@@ -113,7 +117,8 @@ def nesterov(lr: float = 1e-3, beta: float = 0.9) -> Optimizer:
 
     Implemented in the look-ahead variables (Sutskever et al. 2013; Bengio et al. 2013) so that
     the iterate reported is the point where the gradient is evaluated — one f+gradient per step:
-    v ← βv − α∇f(y), y ← y + βv − α∇f(y).
+    v ← βv − α∇f(y), y ← y + βv − α∇f(y). A step that leaves x and v exactly as they were would
+    repeat forever: the start ends ``stalled``.
     """
     if not (lr > 0 and 0 <= beta < 1):
         raise OptbenchError(f"nesterov: need lr > 0 and 0 <= beta < 1, got lr={lr}, beta={beta}")
@@ -126,7 +131,8 @@ def nesterov(lr: float = 1e-3, beta: float = 0.9) -> Optimizer:
         v = beta * v - lr * s.g
         x = s.x + beta * v - lr * s.g
         f, g = oracle.value_and_grad(x)
-        return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, step=jnp.asarray(lr, s.x.dtype), aux=(v,))
+        new = s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, step=jnp.asarray(lr, s.x.dtype), aux=(v,))
+        return stall_where(fixed_point((x, v), (s.x, s.aux[0])), new)
 
     return Optimizer("nesterov", init, step, {"lr": lr, "beta": beta}, description="Nesterov accelerated gradient")
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from optbench_core import OptbenchError
 
 from . import linesearch as ls
-from .base import STATUS_STALLED, Optimizer, State, initial_state
+from .base import STATUS_STALLED, Optimizer, State, initial_state, round_off_step, stall_where
 from .dense import least_squares_model, minpack_lmpar, mv, vm
 
 
@@ -63,9 +63,7 @@ def gauss_newton(linesearch: str = "none", c1: float = 1e-4, max_backtracks: int
         # ‖x‖, LM's stall test) repeats itself, or jitters x by an ulp, forever; the start ends
         # ``stalled``. Of the 54 NIST starts, 24 had run to max_iter (2,000 iterations) that way,
         # 6 with x fixed exactly, 19 of the 24 at the certified RSS.
-        eps = jnp.finfo(s.x.dtype).eps
-        moved = jnp.linalg.norm(x - s.x) > 10.0 * eps * jnp.linalg.norm(s.x)   # false too where x did not change
-        return new._replace(status=jnp.where(moved, new.status, STATUS_STALLED).astype(s.status.dtype))
+        return stall_where(round_off_step(x, s.x), new)
 
     return Optimizer("gauss-newton", init, step, {"linesearch": linesearch, "c1": c1, "max_backtracks": max_backtracks},
                      needs_residuals=True, description="Gauss-Newton, minimum-norm step, optional Armijo damping")

@@ -7,7 +7,8 @@ x ← x + update(∇f(x)). Transformations that take extra arguments (optax's L-
 searches) get ``value``, ``grad`` and ``value_fn``; where they store the value and gradient at
 the new point in their state (optax's line searches do), those are reused instead of being
 recomputed, and the line-search trials optax reports (``num_linesearch_steps``, each one f and
-one gradient) are counted.
+one gradient) are counted. A step that leaves x and the optax state exactly as they were (a
+fixed point of the update, as when optax.sgd's step rounds away at x) ends the start ``stalled``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError, call_with_params, close_matches
 
-from .base import Optimizer, State, initial_state
+from .base import Optimizer, State, fixed_point, initial_state, stall_where
 
 
 def _optax():
@@ -74,6 +75,9 @@ def optax_family(name: str, **params) -> Optimizer:
         else:
             f, g = oracle.value_and_grad(x)
             nf = nls + 1
-        return s._replace(x=x, f=f, g=g, nfev=s.nfev + nf, njev=s.njev + nf, aux=(opt_state,))
+        new = s._replace(x=x, f=f, g=g, nfev=s.nfev + nf, njev=s.njev + nf, aux=(opt_state,))
+        # a step that leaves x and optax's state exactly as they were (optax.sgd whose update
+        # rounds away at x) would repeat forever; a state with a step counter (adam) never does
+        return stall_where(fixed_point((x, opt_state), (s.x, s.aux[0])), new)
 
     return Optimizer(f"optax:{name}", init, step, dict(params), description=f"optax.{name}")

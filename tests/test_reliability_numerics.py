@@ -27,6 +27,44 @@ def test_float32_overflow_is_diverged_float64_runs_out_of_iterations():
     assert r64.fun[0] == 2.0 ** 201 and r64.fun[2] == 0.3125 * 4.0 ** 100  # exact powers of two
 
 
+
+def test_float32_round_off_fixed_points_end_stalled_not_at_max_iter():
+    """In float32 a fixed-step method reaches the point where lr·∇f rounds away at x: x (and
+    the velocity) never change again, and ‖∇f‖ stays above gtol = 1e-8. Such a start ends
+    ``stalled`` — a success where f* is known and reached — instead of idling to max_iter. Booth's
+    minimum (1, 3) and Hessian [[10, 8], [8, 10]] (eigenvalues 2, 18) are closed forms: with
+    lr = 0.01 the update rounds away once |x − x*| is a few float32 ulps."""
+    starts = np.random.default_rng(0).uniform(-5, 5, (6, 2))
+    for spec in ("gd:lr=0.01", "momentum", "nesterov", "optax:sgd:learning_rate=0.01"):
+        r = bench.solve("booth", spec, starts, max_iter=3000, dtype="float32")
+        # (a start may also land where float32's gradient is exactly 0: converged)
+        assert set(r.status) <= {"stalled", "converged"} and sum(r.status == "stalled") >= 4, (spec, r.status)
+        assert r.success.all() and r.nit.max() < 1500, (spec, r.nit)   # before: max_iter, unsolved
+        assert np.abs(r.x - [1.0, 3.0]).max() <= 1e-5, (spec, r.x)
+        stalled = r.status == "stalled"
+        assert (r.grad_norm[stalled] > 1e-8).all()   # gtol was out of float32's reach there
+    # in float64 the same starts meet gtol: a momentum step that turns around (v passing through
+    # zero) is not taken for a fixed point
+    for spec in ("momentum", "nesterov"):
+        r = bench.solve("booth", spec, starts, max_iter=3000, dtype="float64")
+        assert list(r.status) == ["converged"] * len(starts), (spec, r.status)
+
+
+def test_float32_newton_raphson_at_a_stationary_point_ends_stalled():
+    """Newton-Raphson converges quadratically to the nearest stationary point of Himmelblau's
+    function (four minima, f = 0; four saddles and a maximum). In float32 ‖∇f‖ ≤ 1e-8 is out of
+    reach next to values of f up to 181.6, and the full step then jitters x by an ulp: each start
+    ends within a few iterations, ``converged`` or ``stalled`` (before: 7 of 10 ran 1,000), and
+    exactly the starts at a minimum are solved, as in float64."""
+    starts = np.random.default_rng(0).uniform(-5, 5, (10, 2))
+    r32 = bench.solve("himmelblau", "newton-raphson", starts, max_iter=1000, dtype="float32")
+    r64 = bench.solve("himmelblau", "newton-raphson", starts, max_iter=1000, dtype="float64")
+    assert set(r32.status) <= {"converged", "stalled"} and r32.nit.max() <= 20, (r32.status, r32.nit)
+    assert "stalled" in set(r32.status)
+    assert list(r64.status) == ["converged"] * len(starts)
+    np.testing.assert_array_equal(r32.success, r64.success)
+    np.testing.assert_allclose(r32.x, r64.x, atol=1e-4)       # the same stationary points
+
 PLUGIN = """
 import jax.numpy as jnp
 import numpy as np

@@ -986,7 +986,13 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     if optimizer.needs_residuals and not problem.has_residuals:
         raise OptbenchError(f"optimizer {optimizer.spec!r} needs a least-squares problem; {problem.spec!r} has no residuals")
     x0s = problem.x0 if x0s is None else x0s
-    x0s = np.asarray(x0s, dtype=np.float64)
+    try:
+        x0s = np.asarray(x0s)
+    except (TypeError, ValueError) as e:   # ragged nesting
+        raise OptbenchError(f"starts must be an array of real numbers, shape (n,) or (B, n): {e}") from None
+    if x0s.dtype.kind not in "biuf":       # strings, objects, complex numbers
+        raise OptbenchError(f"starts must be an array of real numbers, shape (n,) or (B, n); got dtype {x0s.dtype}")
+    x0s = x0s.astype(np.float64)
     single = x0s.ndim == 1
     if single:
         x0s = x0s[None, :]

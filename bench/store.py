@@ -161,13 +161,16 @@ def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[D
     fs = res.f_star
     subopt = res.fun - fs if fs is not None else np.full_like(res.fun, np.nan)
     statuses, counts = np.unique(res.status, return_counts=True)
+    # a float32 run's numbers are written with the digits float32 has (the shortest decimal that
+    # reads back as the same float32: 0.0088295, not 0.00882949959486723)
+    num = (lambda v: float(str(np.float32(v)))) if res.dtype == "float32" else float  # noqa: E731
     med = lambda a: float(np.median(a)) if len(a) else float("nan")  # noqa: E731
 
     def med_finite(a):
         # a start that diverged has f = NaN or ±inf: the median of the others stays informative,
         # and the `statuses` column says how many starts it leaves out
         a = np.asarray(a, dtype=np.float64)
-        return med(a[np.isfinite(a)])
+        return num(med(a[np.isfinite(a)]))
     row = {"problem": res.problem, "optimizer": res.optimizer, "dim": problem_dim, "starts": len(res.fun),
            "success_rate": float(np.mean(res.success)), "nit_median": med(res.nit), "nfev_median": med(res.nfev),
            "njev_median": med(res.njev), "nhev_median": med(res.nhev), "nhvp_median": med(res.nhvp),
@@ -178,8 +181,8 @@ def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[D
     starts = [{"problem": res.problem, "optimizer": res.optimizer, "start": i, "status": res.status[i],
                "success": bool(res.success[i]), "nit": int(res.nit[i]), "nfev": int(res.nfev[i]),
                "njev": int(res.njev[i]), "nhev": int(res.nhev[i]), "nhvp": int(res.nhvp[i]),
-               "f_final": float(res.fun[i]), "grad_norm_final": float(res.grad_norm[i]),
-               "subopt": float(subopt[i]) if fs is not None else None} for i in range(len(res.fun))]
+               "f_final": num(res.fun[i]), "grad_norm_final": num(res.grad_norm[i]),
+               "subopt": num(subopt[i]) if fs is not None else None} for i in range(len(res.fun))]
     return row, starts
 
 

@@ -108,3 +108,23 @@ def test_run_with_failing_starts_finishes_and_counts_statuses(tmp_path, capsys, 
     starts = list(csv.DictReader(open(os.path.join(out, "starts.csv"))))
     assert sum(s["status"] == "diverged" for s in starts) == 2 * behind_wall
     assert all(s["success"] == "false" for s in starts if s["status"] == "diverged")
+
+
+def test_float32_results_are_written_with_float32_digits():
+    """summary.csv/starts.csv numbers of a float32 run carry the digits float32 has: each is the
+    shortest decimal that reads back as the same float32 (f = 0.0088295, not 0.00882949959486723),
+    and a float64 run keeps float64's."""
+    from bench import store
+    starts = np.array([[-1.2, 1.0], [0.3, -0.7]])
+    r32 = bench.solve("rosenbrock", "gd:lr=0.001", starts, max_iter=40, dtype="float32")
+    row, rows = store.summarize(r32, 2, "t.npz")
+    values = [row["f_final_median"], row["grad_norm_median"]] + [r[k] for r in rows for k in ("f_final", "grad_norm_final")]
+    for v, exact in zip(values[2:], [x for i in range(2) for x in (r32.fun[i], r32.grad_norm[i])]):
+        assert np.float32(v) == exact and v == float(str(np.float32(exact)))
+    for v in values:
+        digits = repr(v).split("e")[0].replace(".", "").replace("-", "").lstrip("0")
+        assert len(digits) <= 9, repr(v)
+    r64 = bench.solve("rosenbrock", "gd:lr=0.001", starts, max_iter=40, dtype="float64")
+    _, rows64 = store.summarize(r64, 2, "t.npz")
+    assert [r["f_final"] for r in rows64] == [float(v) for v in r64.fun]
+    assert max(len(repr(r["f_final"])) for r in rows64) > 12      # float64's digits are kept

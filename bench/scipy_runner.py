@@ -447,7 +447,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
         code.append(_classify(st, method, status, gtol, max_iter))
         msgs.append(str(message))
     code = np.asarray(code, dtype=np.int32)
-    success = success_mask(code, fun, problem.f_star)
+    success = success_mask(code, fun, problem.f_star, dtype)
     trace = Trace(**cols, **icol, x=xs_tr)
     res = Result(x=xf, fun=fun, grad_norm=gnorm, nit=nit, nfev=finals["nfev"], njev=finals["njev"],
                  nhev=finals["nhev"], nhvp=finals["nhvp"],

@@ -1137,7 +1137,9 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         trace = _assemble_trace(row0, [(_to_host(h), segs) for h, segs in chunks], k, int(max_iter), n, b)
     del chunks   # the host views of the buffers go before the buffers are lent again
     _release_history(key, bufs)
-    s = jax.tree_util.tree_map(lambda a: np.asarray(a)[where], s)
+    # the optimizer's own state (aux: a BFGS matrix per start, an optax state that may hold PRNG
+    # keys, which have no NumPy form) stays on the device: a Result reports none of it
+    s = jax.tree_util.tree_map(lambda a: np.asarray(a)[where], s._replace(aux=()))
     code, nit = np.asarray(code)[where], np.asarray(nit)[where]
     fun = np.asarray(s.f, dtype=np.float64)
     code = np.asarray(code)

@@ -624,3 +624,18 @@ def test_from_negative_curvature_newton_and_trust_regions_decrease_f_and_newton_
     nr = TWO_D.solve("saddle", "newton-raphson", x0, max_iter=100, gtol=1e-10)
     assert nr.fun[0] > f0 and np.allclose(nr.x, 0.0, atol=1e-8) and not np.isclose(nr.fun[0], -0.25)
 
+
+
+def test_optax_state_holding_prng_keys_runs_and_a_zero_update_is_a_fixed_point():
+    """optax.noisy_sgd keeps a PRNG key in its state, which has no NumPy form: the driver returns
+    the result without copying the optimizer's state to the host (it raised TypeError). With
+    eta = 0 its noise vanishes, so it takes exactly optax.sgd's steps. optax.set_to_zero never
+    moves x: its first step is a fixed point and ends the start stalled."""
+    starts = np.array([[-1.2, 1.0], [0.5, -0.5]])
+    noisy = bench.solve("rosenbrock", "optax:noisy_sgd:learning_rate=0.001:eta=0.0", starts, max_iter=25)
+    sgd = bench.solve("rosenbrock", "optax:sgd:learning_rate=0.001", starts, max_iter=25)
+    np.testing.assert_array_equal(noisy.x, sgd.x)
+    assert list(noisy.nit) == [25, 25]
+    zero = bench.solve("rosenbrock", "optax:set_to_zero", starts, max_iter=25)
+    assert list(zero.status) == ["stalled", "stalled"] and list(zero.nit) == [1, 1]
+    np.testing.assert_array_equal(zero.x, starts)

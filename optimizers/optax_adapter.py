@@ -1,7 +1,8 @@
 """Any optax optimizer, by its factory name: ``optax:adam:learning_rate=0.01``, ``optax:lbfgs``.
 
 The factory ``optax.<name>`` is called with the spec's keyword arguments (checked against its
-signature; ``learning_rate`` defaults to 1e-3 where the factory requires one), and its
+signature; ``learning_rate`` defaults to 1e-3 where the factory requires one, and the random
+``key`` to 0 where it takes one, e.g. ``optax:noisy_sgd``), and its
 ``GradientTransformation`` runs inside the driver like any other method:
 x ← x + update(∇f(x)). Transformations that take extra arguments (optax's L-BFGS and line
 searches) get ``value``, ``grad`` and ``value_fn``; where they store the value and gradient at
@@ -46,6 +47,11 @@ def optax_family(name: str, **params) -> Optimizer:
     lr = sig.parameters.get("learning_rate")
     if lr is not None and lr.default is inspect.Parameter.empty and "learning_rate" not in params:
         params = dict(params, learning_rate=1e-3)
+    key = sig.parameters.get("key")
+    if key is not None and key.default is None and not {"key", "seed"} & set(params):
+        # a random transformation (noisy_sgd, add_noise) gets a fixed seed, so that a run repeats
+        # itself exactly; optax would otherwise warn that a key will be required
+        params = dict(params, key=0)
     tx = call_with_params("optimizer", f"optax:{name}", fac, params)
     if not isinstance(tx, optax.GradientTransformation):
         raise OptbenchError(f"optax.{name} does not build an optimizer (got {type(tx).__name__})")

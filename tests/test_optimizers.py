@@ -632,7 +632,12 @@ def test_optax_state_holding_prng_keys_runs_and_a_zero_update_is_a_fixed_point()
     eta = 0 its noise vanishes, so it takes exactly optax.sgd's steps. optax.set_to_zero never
     moves x: its first step is a fixed point and ends the start stalled."""
     starts = np.array([[-1.2, 1.0], [0.5, -0.5]])
-    noisy = bench.solve("rosenbrock", "optax:noisy_sgd:learning_rate=0.001:eta=0.0", starts, max_iter=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the adapter gives the random key optax asks for (key=0)
+        noisy = bench.solve("rosenbrock", "optax:noisy_sgd:learning_rate=0.001:eta=0.0", starts, max_iter=25)
+    again = bench.solve("rosenbrock", "optax:noisy_sgd:learning_rate=0.001", starts, max_iter=25)
+    np.testing.assert_array_equal(again.x, bench.solve("rosenbrock", "optax:noisy_sgd:learning_rate=0.001:key=0",
+                                                       starts, max_iter=25).x)   # the default seed, repeatable
     sgd = bench.solve("rosenbrock", "optax:sgd:learning_rate=0.001", starts, max_iter=25)
     np.testing.assert_array_equal(noisy.x, sgd.x)
     assert list(noisy.nit) == [25, 25]

@@ -940,8 +940,8 @@ def success_mask(code, fun, f_star, dtype: str = "float64") -> np.ndarray:
     """Which starts solved the problem.
 
     Where f* is unknown: the start ``converged`` (‖∇f‖ ≤ gtol). Where f* is known: f − f* ≤
-    :func:`success_tol` (1e-6·max(1, |f*|) in float64) at a start that stopped by itself — ``converged``, or
-    reporting that it can make no further progress (``stalled``: no step changes x in floating
+    :func:`success_tol` (1e-6·max(1, |f*|) in float64) at a start that stopped by itself —
+    ``converged``, or reporting that it can make no further progress (``stalled``: no step changes x in floating
     point; ``linesearch_failed``: no step lowers f measurably, after a restart along −∇f for the
     methods that restart; ``singular``) — not one cut off by ``max_iter``. At the known minimum
     those reports mean the floor of floating point was reached: an ill-conditioned fit's remaining
@@ -966,8 +966,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success``
     (:func:`success_mask`): converged; where f* is known, f − f* ≤ 1e-6·max(1, |f*|) (float32:
-    max(1e-6, 3.5e-4·|f*|)) at a start
-    that stopped by itself (any status but ``max_iter`` and ``diverged``). ``progress(phase)``, if given, is
+    max(1e-6, 3.5e-4·|f*|)) at a start that stopped by itself (any status but ``max_iter`` and
+    ``diverged``). ``progress(phase)``, if given, is
     called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
 
     ``pack=True`` packs the tail of a large batch (at least 2 * :data:`PACK_TILE_MIN` starts on

@@ -941,9 +941,9 @@ def success_mask(code, fun, f_star, dtype: str = "float64") -> np.ndarray:
 
     Where f* is unknown: the start ``converged`` (‖∇f‖ ≤ gtol). Where f* is known: f − f* ≤
     :func:`success_tol` (1e-6·max(1, |f*|) in float64) at a start that stopped by itself —
-    ``converged``, or reporting that it can make no further progress (``stalled``: no step changes x in floating
-    point; ``linesearch_failed``: no step lowers f measurably, after a restart along −∇f for the
-    methods that restart; ``singular``) — not one cut off by ``max_iter``. At the known minimum
+    ``converged``, or reporting that it can make no further progress (``stalled``: no step changes
+    x in floating point; ``linesearch_failed``: no step lowers f measurably, after a restart along
+    −∇f for the methods that restart; ``singular``) — not one cut off by ``max_iter``. At the known minimum
     those reports mean the floor of floating point was reached: an ill-conditioned fit's remaining
     decrease is below f's resolution while ‖∇f‖ is still above gtol (NIST's Chwirut1: f at the
     certified value to 12 digits, ‖∇f‖ = 1.6e-3 where LM stops, 3.2e-4 at the certified

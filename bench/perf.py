@@ -133,6 +133,16 @@ def _ext_rosen_gnorm_np(x):
 # --------------------------------------------------------------------------------------------
 # contender builders
 # --------------------------------------------------------------------------------------------
+def _jaxopt():
+    """The jaxopt module, imported without its notice that it is no longer maintained (a
+    DeprecationWarning on every import): it is a peer here, timed as its users still run it."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
+        import jaxopt
+    return jaxopt
+
+
 def peer_versions() -> Dict[str, Optional[str]]:
     """Installed versions of the peers (None where absent), for the provenance record."""
     from importlib import metadata
@@ -160,7 +170,7 @@ def rows_csv(rows) -> str:
 
 def _have(module: str) -> bool:
     try:
-        importlib.import_module(module)
+        _jaxopt() if module == "jaxopt" else importlib.import_module(module)
         return True
     except Exception:  # an installed peer that fails to import is as good as absent
         return False
@@ -401,7 +411,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(jax_contender("optimistix BFGS", "bfgs", "peer", _optimistix_min("BFGS", 1e-12, 1e-12, max_iter),
                                 (xj,), batch_outcome(), device, note="rtol=atol=1e-12 (Cauchy test)"))
     if _have("jaxopt") and include_slow_peers:
-        import jaxopt
+        jaxopt = _jaxopt()
         cs.append(jax_contender("jaxopt BFGS", "bfgs", "peer",
                                 _jaxopt_run(lambda: jaxopt.BFGS(fun=_rosen_f, maxiter=max_iter, tol=gtol)),
                                 (xj,), batch_outcome(), device))
@@ -429,7 +439,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         unrecorded(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", "levenberg-marquardt",
                    note="jaxopt's damping rule and settings")
     if _have("jaxopt"):
-        import jaxopt
+        jaxopt = _jaxopt()
         # jaxopt minimises ½Σr², whose gradient is half of ∇Σr²: tol = gtol/2 is the same test
         cs.append(jax_contender("jaxopt LevenbergMarquardt", "levenberg-marquardt", "peer",
                                 _jaxopt_run(lambda: jaxopt.LevenbergMarquardt(
@@ -508,7 +518,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
         cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
                                 _optax_lbfgs(kernels.ext_rosenbrock, gtol, max_iter), (xj,), single(), device))
     if _have("jaxopt"):
-        import jaxopt
+        jaxopt = _jaxopt()
         cs.append(jax_contender("jaxopt LBFGS", "lbfgs", "peer",
                                 lambda x: (lambda s: (s.params, s.state.iter_num))(
                                     jaxopt.LBFGS(fun=kernels.ext_rosenbrock, maxiter=max_iter, tol=gtol).run(x)),

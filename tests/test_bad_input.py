@@ -197,6 +197,14 @@ API_CASES = [
     ("dense Hessian too large", lambda: bench.solve(Problem(name="api-big", f=lambda x: x @ x, x0=np.ones(10 ** 6)),
                                                     "newton"), "a matrix-free method"),
     ("problem with no x0", lambda: Problem(name="api-nox0", f=lambda x: x @ x), "needs a standard start x0"),
+    ("x0 that is not numbers", lambda: Problem(name="api-x0s", f=lambda x: x @ x, x0="ab"), "x0 must be real numbers"),
+    ("complex x0", lambda: Problem(name="api-x0c", f=lambda x: x @ x, x0=np.ones(2) * 1j), "x0 must be real numbers"),
+    ("f_star NaN", lambda: Problem(name="api-fsn", f=lambda x: x @ x, x0=np.ones(2), f_star=float("nan")),
+     "f_star must be a finite number"),
+    ("f_star not a number", lambda: Problem(name="api-fss", f=lambda x: x @ x, x0=np.ones(2), f_star="low"),
+     "f_star must be a finite number"),
+    ("ragged bounds", lambda: Problem(name="api-bd", f=lambda x: x @ x, x0=np.ones(2), bounds=([0, 0, 0], [1, 1])),
+     "bounds must be (lo, hi)"),
 ]
 
 

@@ -757,8 +757,61 @@ def _to_host(tree):
     return jax.device_get(tree)
 
 
+def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
+    """What is wrong with ``optimizer``'s init/step on one start of ``problem``, in one line, or
+    None: traced abstractly (``jax.eval_shape``, nothing runs), and only after building the run
+    failed, so a working optimizer pays nothing. A step must take a :class:`State` and return
+    one of the same structure, shapes and dtypes (the loop carries it)."""
+    from optimizers.base import State
+    name = f"optimizer {optimizer.spec or optimizer.name!r}"
+
+    def oracle(d):
+        r = (lambda x: problem.residual_vector(x, d)) if problem.has_residuals else None
+        return Oracle(lambda x: problem.objective(x, d), r, root_problem="root" in problem.tags)
+
+    x = jax.ShapeDtypeStruct((n,), dtype)
+    try:
+        s0 = jax.eval_shape(lambda x, d: optimizer.init(oracle(d), x), x, data)
+    except Exception as exc:   # noqa: BLE001 — reported in one line
+        return f"{name}: init fails: {type(exc).__name__}: {first_line(exc)}"
+    if not isinstance(s0, State):
+        return f"{name}: init must return an optimizers.State, got {type(s0).__name__}"
+    try:
+        s1 = jax.eval_shape(lambda s, d: optimizer.step(oracle(d), s), s0, data)
+    except Exception as exc:   # noqa: BLE001
+        return f"{name}: step fails: {type(exc).__name__}: {first_line(exc)}"
+    if not isinstance(s1, State):
+        return f"{name}: step must return an optimizers.State, got {type(s1).__name__}"
+    for field in State._fields:
+        a, b = getattr(s0, field), getattr(s1, field)
+        if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+            return (f"{name}: step changed the structure of State.{field} "
+                    f"({jax.tree_util.tree_structure(a)} -> {jax.tree_util.tree_structure(b)}); "
+                    f"it must return the state it was given with the same structure, shapes and dtypes")
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            if (u.shape, u.dtype) != (v.shape, v.dtype):
+                return (f"{name}: step changed State.{field} from {u.dtype}{list(u.shape)} to "
+                        f"{v.dtype}{list(v.shape)}; it must keep every field's shape and dtype")
+    return None
+
+
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
                    progress, record=True):
+    try:
+        return _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole,
+                                        chunk_lanes, dev, progress, record)
+    except OptbenchError:
+        raise
+    except Exception:
+        # a plugin optimizer that breaks the loop's contract: say which part, in one line
+        fault = _optimizer_fault(problem, optimizer, n, xs.dtype, data)
+        if fault is None:
+            raise
+        raise OptbenchError(fault) from None
+
+
+def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes,
+                             dev, progress, record=True):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
     returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
     fraction at which the packed loop takes over); with more than one tile the entry also knows

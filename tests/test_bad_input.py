@@ -170,6 +170,12 @@ def test_debug_shows_the_traceback(tmp_path):
 
 # -- the same mistakes through the Python API: OptbenchError, one line ---------------------------
 
+def _plugin_opt(step, init=None):
+    from optimizers import Optimizer
+    from optimizers.base import initial_state
+    return Optimizer(name="api-opt", init=init or (lambda o, x0: initial_state(o, x0)), step=step)
+
+
 def _quadratic():
     return Problem(name="api-quadratic", f=lambda x: x @ x, x0=np.ones(3))
 
@@ -197,6 +203,17 @@ API_CASES = [
     ("dense Hessian too large", lambda: bench.solve(Problem(name="api-big", f=lambda x: x @ x, x0=np.ones(10 ** 6)),
                                                     "newton"), "a matrix-free method"),
     ("problem with no x0", lambda: Problem(name="api-nox0", f=lambda x: x @ x), "needs a standard start x0"),
+    # a plugin optimizer that breaks the loop's contract is named, with what it broke
+    ("step returns a tuple", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: (s.x, s.f))),
+     "optimizer 'api-opt': step must return an optimizers.State, got tuple"),
+    ("step grows aux", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s._replace(aux=(s.x,)))),
+     "optimizer 'api-opt': step changed the structure of State.aux"),
+    ("step changes a dtype", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s._replace(nfev=s.nfev + 0.5))),
+     "optimizer 'api-opt': step changed State.nfev from int32[] to float64[]"),
+    ("step raises", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: 1 / 0), history=False),
+     "optimizer 'api-opt': step fails: ZeroDivisionError"),
+    ("init returns None", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s, init=lambda o, x0: None)),
+     "optimizer 'api-opt': init must return an optimizers.State, got NoneType"),
     ("x0 that is not numbers", lambda: Problem(name="api-x0s", f=lambda x: x @ x, x0="ab"), "x0 must be real numbers"),
     ("complex x0", lambda: Problem(name="api-x0c", f=lambda x: x @ x, x0=np.ones(2) * 1j), "x0 must be real numbers"),
     ("f_star NaN", lambda: Problem(name="api-fsn", f=lambda x: x @ x, x0=np.ones(2), f_star=float("nan")),

@@ -134,6 +134,20 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def real_array(value: Any, what: str, expected: str = "real numbers"):
+    """``value`` as a float64 numpy array, or a one-line :class:`OptbenchError`, ``<what> must be
+    <expected>``, for ragged nesting, strings, objects or complex numbers (which numpy would
+    reject with its own error, or cast with the imaginary part dropped)."""
+    import numpy as np
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:   # ragged nesting
+        raise OptbenchError(f"{what} must be {expected} ({first_line(exc)})") from None
+    if arr.dtype.kind not in "biuf":
+        raise OptbenchError(f"{what} must be {expected}, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
 def factory_params(factory: Callable) -> Dict[str, Any]:
     """The documented parameters of a factory and their defaults (for ``optbench list``)."""
     out = {}

@@ -55,7 +55,7 @@ import numpy as np
 
 import optimizers as _optimizers
 import problems as _problems
-from optbench_core import OptbenchError, first_line
+from optbench_core import OptbenchError, first_line, real_array
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_LINESEARCH_FAILED, STATUS_MAX_ITER,
                              STATUS_NAMES, STATUS_RUNNING, STATUS_SINGULAR, STATUS_STALLED, Oracle, lane_axis,
                              running_first, where_state)
@@ -285,6 +285,12 @@ def _tiling(b: int, nd: int):
     return tiles, -(-b // tiles)
 
 
+def _oracle(problem, data) -> Oracle:
+    """The oracle an optimizer evaluates ``problem`` through, with its data (traced or not)."""
+    r = (lambda x: problem.residual_vector(x, data)) if problem.has_residuals else None
+    return Oracle(lambda x: problem.objective(x, data), r, root_problem="root" in problem.tags)
+
+
 def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None,
            running_max: float = PACK_RUNNING_MAX, record: bool = True):
     """The compiled pieces of a run.
@@ -323,11 +329,6 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         """Whether row j fits the chunk (a run without history has no chunks)."""
         return (j < chunk) if record else True
 
-    def oracle_for(data):
-        f = lambda x: problem.objective(x, data)  # noqa: E731
-        r = (lambda x: problem.residual_vector(x, data)) if problem.has_residuals else None
-        return Oracle(f, r, root_problem="root" in problem.tags)
-
     def classify(s, k, prev, gtol, max_iter):
         """Status after k steps: converged > diverged > optimizer's own > max_iter > running."""
         gn = jnp.linalg.norm(s.g, axis=-1)
@@ -339,7 +340,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         return jnp.where(prev == STATUS_RUNNING, code, prev).astype(jnp.int32)
 
     def start(x0s, data, gtol, max_iter):
-        oracle = oracle_for(data)
+        oracle = _oracle(problem, data)
         s0 = _over_lanes(lambda x0: opt.init(oracle, x0), compact)(x0s)
         b = x0s.shape[0]
         code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
@@ -370,7 +371,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     def advance(carry, hist, data, gtol, max_iter, kv):
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
         # row (only rows < j are read back), so no chunk is zero-filled per call
-        oracle = oracle_for(data)
+        oracle = _oracle(problem, data)
         step = _over_lanes(lambda s: opt.step(oracle, s), compact)
         k0 = kv[0]
         s, code, nit = carry
@@ -405,7 +406,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
 
     def packed(carry, hist, data, gtol, max_iter, kv):
         # carries on in the chunk the plain loop left at row kv[1] (or a fresh one, at row 0)
-        oracle = oracle_for(data)
+        oracle = _oracle(problem, data)
         step = _over_lanes(lambda s: opt.step(oracle, s), compact)
         k0, j0 = kv[0], kv[1]
         s, code, nit, perm = carry
@@ -764,20 +765,15 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
     one of the same structure, shapes and dtypes (the loop carries it)."""
     from optimizers.base import State
     name = f"optimizer {optimizer.spec or optimizer.name!r}"
-
-    def oracle(d):
-        r = (lambda x: problem.residual_vector(x, d)) if problem.has_residuals else None
-        return Oracle(lambda x: problem.objective(x, d), r, root_problem="root" in problem.tags)
-
     x = jax.ShapeDtypeStruct((n,), dtype)
     try:
-        s0 = jax.eval_shape(lambda x, d: optimizer.init(oracle(d), x), x, data)
+        s0 = jax.eval_shape(lambda x, d: optimizer.init(_oracle(problem, d), x), x, data)
     except Exception as exc:   # noqa: BLE001 — reported in one line
         return f"{name}: init fails: {type(exc).__name__}: {first_line(exc)}"
     if not isinstance(s0, State):
         return f"{name}: init must return an optimizers.State, got {type(s0).__name__}"
     try:
-        s1 = jax.eval_shape(lambda s, d: optimizer.step(oracle(d), s), s0, data)
+        s1 = jax.eval_shape(lambda s, d: optimizer.step(_oracle(problem, d), s), s0, data)
     except Exception as exc:   # noqa: BLE001
         return f"{name}: step fails: {type(exc).__name__}: {first_line(exc)}"
     if not isinstance(s1, State):
@@ -1051,13 +1047,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     if optimizer.needs_residuals and not problem.has_residuals:
         raise OptbenchError(f"optimizer {optimizer.spec!r} needs a least-squares problem; {problem.spec!r} has no residuals")
     x0s = problem.x0 if x0s is None else x0s
-    try:
-        x0s = np.asarray(x0s)
-    except (TypeError, ValueError) as e:   # ragged nesting
-        raise OptbenchError(f"starts must be an array of real numbers, shape (n,) or (B, n): {e}") from None
-    if x0s.dtype.kind not in "biuf":       # strings, objects, complex numbers
-        raise OptbenchError(f"starts must be an array of real numbers, shape (n,) or (B, n); got dtype {x0s.dtype}")
-    x0s = x0s.astype(np.float64)
+    x0s = real_array(x0s, "starts", "an array of real numbers, shape (n,) or (B, n)")
     single = x0s.ndim == 1
     if single:
         x0s = x0s[None, :]

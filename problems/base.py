@@ -17,21 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optbench_core import OptbenchError, first_line
+from optbench_core import OptbenchError, first_line, real_array
 
 jax.config.update("jax_enable_x64", True)
 
-
-
-def _real_array(value, problem: str, what: str) -> np.ndarray:
-    """``value`` as a float64 array, or a one-line error naming the problem and the field."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise OptbenchError(f"problem {problem!r}: {what} must be real numbers ({e})") from None
-    if arr.dtype.kind not in "biuf":
-        raise OptbenchError(f"problem {problem!r}: {what} must be real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
 
 @dataclasses.dataclass(eq=False)
 class Problem:
@@ -73,7 +62,7 @@ class Problem:
             raise OptbenchError(f"problem {self.name!r}: residuals is not callable")
         if self.x0 is None:
             raise OptbenchError(f"problem {self.name!r} needs a standard start x0")
-        x0 = _real_array(self.x0, self.name, "x0")
+        x0 = real_array(self.x0, f"problem {self.name!r}: x0")
         if x0.ndim == 0:
             x0 = x0.reshape(1)
         if x0.ndim != 1 or x0.size == 0:
@@ -86,7 +75,7 @@ class Problem:
         elif int(self.dim) != x0.size:
             raise OptbenchError(f"problem {self.name!r}: dim={self.dim} but x0 has {x0.size} entries")
         if self.x_star is not None:
-            xs = _real_array(self.x_star, self.name, "x_star").reshape(-1)
+            xs = real_array(self.x_star, f"problem {self.name!r}: x_star").reshape(-1)
             if xs.size != self.dim:
                 raise OptbenchError(f"problem {self.name!r}: x_star has {xs.size} entries, dim is {self.dim}")
             self.x_star = xs
@@ -94,8 +83,8 @@ class Problem:
             half = np.maximum(1.0, np.abs(x0))
             self.bounds = (x0 - half, x0 + half)
         try:
-            lo = np.broadcast_to(_real_array(self.bounds[0], self.name, "bounds"), (self.dim,)).copy()
-            hi = np.broadcast_to(_real_array(self.bounds[1], self.name, "bounds"), (self.dim,)).copy()
+            lo = np.broadcast_to(real_array(self.bounds[0], f"problem {self.name!r}: bounds"), (self.dim,)).copy()
+            hi = np.broadcast_to(real_array(self.bounds[1], f"problem {self.name!r}: bounds"), (self.dim,)).copy()
         except (TypeError, ValueError, IndexError) as e:
             raise OptbenchError(f"problem {self.name!r}: bounds must be (lo, hi), each a number or {self.dim} numbers ({e})") from None
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):

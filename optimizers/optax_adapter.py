@@ -2,7 +2,8 @@
 
 The factory ``optax.<name>`` is called with the spec's keyword arguments (checked against its
 signature; ``learning_rate`` defaults to 1e-3 where the factory requires one, and the random
-``key`` to 0 where it takes one, e.g. ``optax:noisy_sgd``), and its
+``key`` to 0 where it takes one, e.g. ``optax:noisy_sgd``; a ``learning_rate`` that is zero,
+negative or not finite is refused), and its
 ``GradientTransformation`` runs inside the driver like any other method:
 x ← x + update(∇f(x)). Transformations that take extra arguments (optax's L-BFGS and line
 searches) get ``value``, ``grad`` and ``value_fn``; where they store the value and gradient at
@@ -52,6 +53,11 @@ def optax_family(name: str, **params) -> Optimizer:
         # a random transformation (noisy_sgd, add_noise) gets a fixed seed, so that a run repeats
         # itself exactly; optax would otherwise warn that a key will be required
         params = dict(params, key=0)
+    rate = params.get("learning_rate")
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and not 0 < rate < float("inf"):
+        # a zero, negative or non-finite rate is ascent, a standstill or NaN from the first step:
+        # never a minimiser (a schedule, passed from Python, is optax's to check)
+        raise OptbenchError(f"optax:{name}: learning_rate must be a positive finite number, got {rate}")
     tx = call_with_params("optimizer", f"optax:{name}", fac, params)
     if not isinstance(tx, optax.GradientTransformation):
         raise OptbenchError(f"optax.{name} does not build an optimizer (got {type(tx).__name__})")

@@ -372,7 +372,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
         # row (only rows < j are read back), so no chunk is zero-filled per call
         oracle = _oracle(problem, data)
-        step = _over_lanes(lambda s: opt.step(oracle, s), compact)
+        step = _over_lanes(_checked_step(opt, oracle), compact)
         k0 = kv[0]
         s, code, nit = carry
 
@@ -407,7 +407,7 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     def packed(carry, hist, data, gtol, max_iter, kv):
         # carries on in the chunk the plain loop left at row kv[1] (or a fresh one, at row 0)
         oracle = _oracle(problem, data)
-        step = _over_lanes(lambda s: opt.step(oracle, s), compact)
+        step = _over_lanes(_checked_step(opt, oracle), compact)
         k0, j0 = kv[0], kv[1]
         s, code, nit, perm = carry
         slots = code.shape[0]
@@ -758,6 +758,42 @@ def _to_host(tree):
     return jax.device_get(tree)
 
 
+def _state_change(name: str, s0, s1) -> Optional[str]:
+    """Why ``s1`` (a step's result) cannot replace ``s0`` (its input) in the loop's carry, in one
+    line, or None: every field must keep its structure, and every leaf its shape and dtype."""
+    for field in s0._fields:
+        a, b = getattr(s0, field), getattr(s1, field)
+        if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+            return (f"{name}: step changed the structure of State.{field} "
+                    f"({jax.tree_util.tree_structure(a)} -> {jax.tree_util.tree_structure(b)}); "
+                    f"it must return the state it was given with the same structure, shapes and dtypes")
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            if not hasattr(v, "dtype"):
+                continue   # a Python number: the loop converts it to the carry's type
+            if (tuple(u.shape), u.dtype) != (tuple(v.shape), v.dtype):
+                return (f"{name}: step changed State.{field} from {u.dtype}{list(u.shape)} to "
+                        f"{v.dtype}{list(v.shape)}; it must keep every field's shape and dtype")
+    return None
+
+
+def _checked_step(opt, oracle):
+    """``opt.step`` on one start, with the loop's contract checked as it is traced (free at run
+    time): over a batch the driver's per-start select would silently cast a state whose dtype the
+    step changed (a float32 x in a float64 run) back, so the mismatch is refused here."""
+    from optimizers.base import State
+
+    def step(s):
+        new = opt.step(oracle, s)
+        name = f"optimizer {opt.spec or opt.name!r}"
+        if not isinstance(new, State):
+            raise OptbenchError(f"{name}: step must return an optimizers.State, got {type(new).__name__}")
+        fault = _state_change(name, s, new)
+        if fault is not None:
+            raise OptbenchError(fault)
+        return new
+    return step
+
+
 def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
     """What is wrong with ``optimizer``'s init/step on one start of ``problem``, in one line, or
     None: traced abstractly (``jax.eval_shape``, nothing runs), and only after building the run
@@ -778,16 +814,7 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
         return f"{name}: step fails: {type(exc).__name__}: {first_line(exc)}"
     if not isinstance(s1, State):
         return f"{name}: step must return an optimizers.State, got {type(s1).__name__}"
-    for field in State._fields:
-        a, b = getattr(s0, field), getattr(s1, field)
-        if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
-            return (f"{name}: step changed the structure of State.{field} "
-                    f"({jax.tree_util.tree_structure(a)} -> {jax.tree_util.tree_structure(b)}); "
-                    f"it must return the state it was given with the same structure, shapes and dtypes")
-        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-            if (u.shape, u.dtype) != (v.shape, v.dtype):
-                return (f"{name}: step changed State.{field} from {u.dtype}{list(u.shape)} to "
-                        f"{v.dtype}{list(v.shape)}; it must keep every field's shape and dtype")
+    return _state_change(name, s0, s1)
     return None
 
 

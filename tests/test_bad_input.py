@@ -213,6 +213,10 @@ API_CASES = [
      "optimizer 'api-opt': step changed the structure of State.aux"),
     ("step changes a dtype", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s._replace(nfev=s.nfev + 0.5))),
      "optimizer 'api-opt': step changed State.nfev from int32[] to float64[]"),
+    # over a batch the driver's per-start select would have cast a float32 x back to float64
+    ("step casts x to float32, several starts",
+     lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s._replace(x=s.x.astype("float32"))), np.ones((3, 3))),
+     "optimizer 'api-opt': step changed State.x from float64[3] to float32[3]"),
     ("step raises", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: 1 / 0), history=False),
      "optimizer 'api-opt': step fails: ZeroDivisionError"),
     ("init returns None", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s, init=lambda o, x0: None)),

@@ -8,6 +8,7 @@ this module; neither imports the other, and neither imports ``bench``.
 from __future__ import annotations
 
 import difflib
+import itertools
 import inspect
 from typing import Any, Callable, Dict, Iterable, Tuple
 
@@ -92,6 +93,8 @@ def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
             raise OptbenchError(f"{kind} parameter {key!r} must be a number, got {value!r}")
         if value != value:  # NaN slips through range checks written as `if x < 0: raise`
             raise OptbenchError(f"{kind} parameter {key!r} must be a number, got nan")
+        if value in (float("inf"), float("-inf")):   # "1e400" reads as inf: a step, rate or scale it never is
+            raise OptbenchError(f"{kind} parameter {key!r} must be a finite number, got {value}")
         return float(value)
     if isinstance(default, str) and not isinstance(value, str):
         return str(value)
@@ -126,6 +129,8 @@ def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, 
     except MemoryError as exc:  # e.g. a dimension so large that building the problem cannot allocate
         raise OptbenchError(f"{kind} {name!r} with {format_spec(name, params)!r} needs more memory than "
                             f"is available ({first_line(exc)})") from None
+    except Exception as exc:   # noqa: BLE001 — a plugin factory's own failure, in one line
+        raise OptbenchError(f"{kind} {name!r} failed to build: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -157,6 +162,10 @@ def factory_params(factory: Callable) -> Dict[str, Any]:
     return out
 
 
+#: numbers each registration (see :meth:`Registry.registration`)
+_REGISTRATIONS = itertools.count(1)
+
+
 class Registry:
     """Name → factory map with spec-string lookup; ``kind`` is used in error messages."""
 
@@ -164,15 +173,54 @@ class Registry:
         self.kind = kind
         self._factories: Dict[str, Callable] = {}
         self._prefixes: Dict[str, Callable] = {}
+        self._registration: Dict[str, int] = {}
 
     def add(self, name: str, factory: Callable, *, overwrite: bool = False) -> None:
+        self._check_name(name)
+        if not callable(factory):
+            raise OptbenchError(f"{self.kind} {name!r}: the factory must be callable, got {type(factory).__name__}")
         if not overwrite and name in self._factories:
             raise OptbenchError(f"{self.kind} {name!r} is already registered")
         self._factories[name] = factory
+        self._registration[name] = next(_REGISTRATIONS)
 
     def add_family(self, prefix: str, factory: Callable) -> None:
         """Register ``prefix:<member>`` names; ``factory(member, **params)`` builds them."""
+        self._check_name(prefix)
+        if not callable(factory):
+            raise OptbenchError(f"{self.kind} family {prefix!r}: the factory must be callable, "
+                                f"got {type(factory).__name__}")
         self._prefixes[prefix] = factory
+        self._registration[prefix + ":"] = next(_REGISTRATIONS)
+
+    def _check_name(self, name: str) -> None:
+        """A name must read back as itself from a spec string (no parameters, spaces or empty
+        segments), or nothing could ever select it."""
+        ok = isinstance(name, str) and name.strip() == name and bool(name)
+        if ok:
+            try:
+                ok = parse_spec(name) == (name, {})
+            except OptbenchError:
+                ok = False
+        if not ok:
+            raise OptbenchError(f"{self.kind} name must be a non-empty name a spec can select (no '=', "
+                                f"surrounding spaces or empty ':' segments), got {name!r}")
+
+    def snapshot(self):
+        """What is registered now, for :meth:`restore` (a plug-in that fails halfway is undone)."""
+        return dict(self._factories), dict(self._prefixes), dict(self._registration)
+
+    def restore(self, snap) -> None:
+        for mine, saved in zip((self._factories, self._prefixes, self._registration), snap):
+            mine.clear()
+            mine.update(saved)
+
+    def registration(self, name: str):
+        """Which registration ``name`` (or its ``prefix:`` family) was built from: a number that
+        changes whenever it is registered again (``overwrite=True``), for the compile cache."""
+        if name in self._factories:
+            return self._registration.get(name)
+        return self._registration.get(name.partition(":")[0] + ":")
 
     def names(self):
         return sorted(self._factories)
@@ -185,8 +233,13 @@ class Registry:
 
     def describe(self, name: str) -> dict:
         """Parameters (with defaults) and the first docstring line of a name or ``prefix:`` family."""
-        fam = name.endswith(":")
-        fac = self._prefixes[name[:-1]] if fam else self._factories[name]
+        fam = name.endswith(":") if isinstance(name, str) else False
+        fac = (self._prefixes.get(name[:-1]) if fam else self._factories.get(name)) if isinstance(name, str) else None
+        if fac is None:
+            choices = list(self._factories) + [p + ":" for p in self._prefixes]
+            raise OptbenchError(f"unknown {self.kind} {name!r}{close_matches(str(name), choices)}"
+                                + ("" if fam or not isinstance(name, str) or ":" not in name else
+                                   f"; describe a family by its prefix ({name.partition(':')[0]}:)"))
         doc = (fac.__doc__ or "").strip().splitlines()
         params = factory_params(fac)
         if fam:  # the first argument of a family factory is the member name

@@ -7,7 +7,8 @@ iterations:
   itself when n ≤ 3 (see ``bench.solve.TRACE_X_MAX_DIM``); the rows fetched to the host make a
   copy, and reading a trace field writes its (B, T) padded form, another;
 * the optimizer state — a handful of n-vectors per start (x, g, a direction, a trial point, …),
-  2m more for L-BFGS with memory m, double-buffered by ``lax.while_loop``;
+  2m more for L-BFGS with memory m (and, beyond a few thousand numbers, its m×m matrices SᵀY and
+  YᵀY), double-buffered by ``lax.while_loop``;
 * for methods that form dense matrices — an n×n Hessian (or BFGS inverse-Hessian approximation)
   per start plus the eigen/solve workspace, or an m×n Jacobian and the n×n JᵀJ for
   Gauss-Newton and Levenberg-Marquardt;
@@ -131,8 +132,13 @@ def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float
     w = np.dtype(dtype).itemsize
     per_record = 4 * w + 4 * 4 + (n * w if n <= 3 else 0)
     history = 3 * b * t * per_record if history else 0
-    vectors = STATE_VECTORS + 2 * int(optimizer.params.get("memory", 0) or 0)
+    memory = int(optimizer.params.get("memory", 0) or 0)
+    vectors = STATE_VECTORS + 2 * memory
     state = 2 * b * vectors * n * w
+    if memory:
+        from optimizers.quasi_newton import LBFGS_SMALL_MAX
+        if memory * n > LBFGS_SMALL_MAX:   # L-BFGS's large form also keeps SᵀY and YᵀY (m×m each)
+            state += 2 * b * 2 * memory * memory * w
     kind = matrix_kind(optimizer)
     matrices, phrase = 0, ""
     if kind == "hessian":
@@ -191,7 +197,8 @@ def check(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64"
         hints.append("fewer starts or a smaller --max-iter shrink the per-iteration history "
                      "(the Python API's solve(history=False) records none)")
     if est["state"] > est["total"] / 2:
-        hints.append("fewer starts or a smaller dimension")
+        hints.append("fewer starts, a smaller dimension or a smaller memory" if "memory" in optimizer.params
+                     else "fewer starts or a smaller dimension")
     what = f" ({est['matrix']})" if est["matrix"] else ""
     raise OptbenchError(
         f"{problem.spec} × {optimizer.spec} with {starts} start(s), max_iter {max_iter}, {dtype}: needs about "

@@ -34,6 +34,23 @@ def _where_in_file(exc: BaseException, path: str) -> str:
     return f" (line {line})" if line else ""
 
 
+def _registries_snapshot():
+    from optimizers import registry as oreg
+    from problems import registry as preg
+    return (oreg._REGISTRY.snapshot(), preg._REGISTRY.snapshot(), dict(preg._META), dict(preg.FAMILY_DOCS))
+
+
+def _registries_restore(saved) -> None:
+    from optimizers import registry as oreg
+    from problems import registry as preg
+    opt, prob, meta, docs = saved
+    oreg._REGISTRY.restore(opt)
+    preg._REGISTRY.restore(prob)
+    for mine, old in ((preg._META, meta), (preg.FAMILY_DOCS, docs)):
+        mine.clear()
+        mine.update(old)
+
+
 def load_plugin(path: str) -> ModuleType:
     """Import the plug-in file at ``path`` (a ``.py`` file) and return its module.
 
@@ -60,8 +77,15 @@ def load_plugin(path: str) -> ModuleType:
     folder = os.path.dirname(real)
     if folder not in sys.path:
         sys.path.append(folder)
+    saved = _registries_snapshot()
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            # undo what the file registered before it failed, so that loading it again (fixed)
+            # reports its own error, not "already registered"
+            _registries_restore(saved)
+            raise
     except OptbenchError as exc:
         sys.modules.pop(modname, None)
         raise OptbenchError(f"plugin {path}{_where_in_file(exc, real)}: {exc}") from None

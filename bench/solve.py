@@ -155,6 +155,11 @@ class Trace:
 
     def select(self, i) -> "Trace":
         """The trace of start ``i`` alone (time becomes the leading axis)."""
+        if self._axis == 0:
+            raise OptbenchError("this trace is of one start already (solved from x0 of shape (n,)); nothing to select")
+        starts = next(iter(self._arrays.values())).shape[0]
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -starts <= i < starts:
+            raise OptbenchError(f"start index must be an integer in [0, {starts}), got {i!r}")
         rec = {k: v[i] for k, v in self.recorded().items()}
         return Trace(**rec, length=self._length, time_axis=self._axis - 1)
 
@@ -287,8 +292,10 @@ def _tiling(b: int, nd: int):
 
 def _oracle(problem, data) -> Oracle:
     """The oracle an optimizer evaluates ``problem`` through, with its data (traced or not)."""
-    r = (lambda x: problem.residual_vector(x, data)) if problem.has_residuals else None
-    return Oracle(lambda x: problem.objective(x, data), r, root_problem="root" in problem.tags)
+    # f and r answer in x's dtype: a user's f that closes over float64 numpy constants would
+    # otherwise return float64 values in a float32 run (constants in ``data`` are cast instead)
+    r = (lambda x: problem.residual_vector(x, data).astype(x.dtype)) if problem.has_residuals else None
+    return Oracle(lambda x: problem.objective(x, data).astype(x.dtype), r, root_problem="root" in problem.tags)
 
 
 def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live: Optional[int] = None,
@@ -571,8 +578,20 @@ def _cast_data(data, dtype):
 
 
 def _key(obj):
-    """Cache key: the spec string for registry-built objects (deterministic factories), else identity."""
-    return ("spec", obj.spec, obj.name) if getattr(obj, "_from_registry", False) else ("id", id(obj))
+    """Cache key: the spec string for registry-built objects (deterministic factories), with the
+    registration they came from (``register(..., overwrite=True)`` makes a new one, so a replaced
+    problem or optimizer is compiled afresh); else identity, and for a user's :class:`Problem`
+    (a mutable dataclass) also the functions a program is traced from, so ``p.f = other`` after a
+    solve compiles again instead of running the old f (the entry keeps them alive, see
+    :func:`_alive`, so their ids are not reused)."""
+    if getattr(obj, "_from_registry", False):
+        return ("spec", obj.spec, obj.name, getattr(obj, "_registration", None))
+    return ("id", id(obj)) + tuple(id(v) for v in _alive(obj)) + (tuple(getattr(obj, "tags", ())),)
+
+
+def _alive(obj) -> tuple:
+    """The objects a user's problem traces its programs from (see :func:`_key`)."""
+    return tuple(getattr(obj, a) for a in ("f", "residuals") if hasattr(obj, a))
 
 
 def compile_count() -> int:
@@ -894,6 +913,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
             return compile_lowered(low, dev, n, data_size)
         info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
+    info["alive"] = _alive(problem)
     entry = (exes, problem, optimizer, info)
     _remember(key, entry)
     return compile_s, entry
@@ -1061,14 +1081,22 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     """
     problem = _problems.get(problem)
     optimizer = _optimizers.get(optimizer)
-    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
-        raise OptbenchError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(gtol, (int, float)) and gtol >= 0 and np.isfinite(gtol)):
+    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or not 1 <= max_iter < 2 ** 31:
+        raise OptbenchError(f"max_iter must be a positive integer below 2**31, got {max_iter!r}")
+    max_iter = int(max_iter)
+    if (not isinstance(gtol, (int, float, np.integer, np.floating)) or isinstance(gtol, bool)
+            or not (gtol >= 0 and np.isfinite(gtol))):
         raise OptbenchError(f"gtol must be a finite number >= 0, got {gtol!r}")
-    if not isinstance(repeats, int) or repeats < 1:
+    gtol = float(gtol)
+    if not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool) or repeats < 1:
         raise OptbenchError(f"repeats must be a positive integer, got {repeats!r}")
+    repeats = int(repeats)
     if not isinstance(history, bool):
         raise OptbenchError(f"history must be True or False, got {history!r}")
+    try:   # a numpy dtype or type names the same thing as its string
+        dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except (TypeError, ValueError):
+        pass
     if dtype not in ("float64", "float32"):
         raise OptbenchError(f"dtype must be float64 or float32, got {dtype!r}")
     if optimizer.needs_residuals and not problem.has_residuals:
@@ -1084,6 +1112,9 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         raise OptbenchError(f"starts have dimension {x0s.shape[1]} but problem {problem.spec!r} has dim {problem.dim}")
     if not np.all(np.isfinite(x0s)):
         raise OptbenchError("starts contain non-finite values")
+    if dtype == "float32" and np.any(np.abs(x0s) > np.finfo(np.float32).max):
+        raise OptbenchError(f"starts hold values beyond float32's range (largest |x| = {np.max(np.abs(x0s)):.3g}, "
+                            f"float32 ends at {float(np.finfo(np.float32).max):.3g}); run in float64")
 
     devs = resolve_devices(device)
     dev = devs[0]

@@ -367,6 +367,9 @@ class RunWriter:
         if res.trace is None:
             raise OptbenchError(f"{res.problem} × {res.optimizer}: a run directory keeps every cell's history "
                                 f"(its plots and profiles read it); this result was solved with history=False")
+        if np.ndim(res.fun) == 0:
+            raise OptbenchError(f"{res.problem} × {res.optimizer}: a run directory holds batches of starts; this "
+                                f"result was solved from one start of shape (n,) (pass it as shape (1, n))")
         fname = cell_file_name(res.problem, res.optimizer)
         arrays = {f"trace_{k}": v for k, v in res.trace.arrays().items()}
         arrays.update(x=res.x, x0=res.x0, fun=res.fun, grad_norm=res.grad_norm, nit=res.nit, nfev=res.nfev,

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from optbench_core import OptbenchError
+
 jax.config.update("jax_enable_x64", True)
 
 # Status codes. 0 = still running. The driver sets converged/max_iter/diverged; an optimizer may
@@ -221,6 +223,14 @@ class Optimizer:
     needs_residuals: bool = False
     spec: str = ""
     description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise OptbenchError(f"an optimizer needs a non-empty name, got {self.name!r}")
+        if not (callable(self.init) and callable(self.step)):
+            raise OptbenchError(f"optimizer {self.name!r}: init and step must be callable")
+        if not self.spec:   # one built by hand is named by its name (results, trace files)
+            object.__setattr__(self, "spec", self.name)
 
 
 def where_state(pred, a, b):

@@ -38,6 +38,7 @@ def get(spec: Union[str, Optimizer]) -> Optimizer:
         raise OptbenchError(f"optimizer factory {name!r} did not return an Optimizer")
     opt = dataclasses.replace(opt, name=name, spec=format_spec(name, params) if params else name)
     object.__setattr__(opt, "_from_registry", True)  # same spec ⇒ same functions: compile cache may share
+    object.__setattr__(opt, "_registration", _REGISTRY.registration(name))  # ... unless registered anew
     return opt
 
 

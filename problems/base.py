@@ -72,6 +72,8 @@ class Problem:
         self.x0 = x0
         if self.dim is None:
             self.dim = int(x0.size)
+        elif not isinstance(self.dim, (int, np.integer)) or isinstance(self.dim, bool):
+            raise OptbenchError(f"problem {self.name!r}: dim must be an integer, got {self.dim!r}")
         elif int(self.dim) != x0.size:
             raise OptbenchError(f"problem {self.name!r}: dim={self.dim} but x0 has {x0.size} entries")
         if self.x_star is not None:
@@ -90,7 +92,8 @@ class Problem:
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
             raise OptbenchError(f"problem {self.name!r}: bounds must be finite with lo < hi")
         self.bounds = (lo, hi)
-        self.tags = tuple(self.tags)
+        self.tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        self._check_data()
         if self.f_star is not None:
             try:
                 self.f_star = float(self.f_star)
@@ -100,6 +103,21 @@ class Problem:
                 raise OptbenchError(f"problem {self.name!r}: f_star must be a finite number or None (unknown)")
         if not self.spec:
             self.spec = self.name
+
+    def _check_data(self) -> None:
+        """``data`` is passed to compiled code: every leaf must be numbers (a one-line error
+        naming the leaf otherwise, where JAX would raise deep inside a solve)."""
+        if self.data is None:
+            return
+        for path, leaf in jax.tree_util.tree_flatten_with_path(self.data)[0]:
+            where = "data" + jax.tree_util.keystr(path)
+            try:
+                kind = np.asarray(leaf).dtype.kind
+            except (TypeError, ValueError) as exc:   # ragged nesting
+                raise OptbenchError(f"problem {self.name!r}: {where} is not an array ({first_line(exc)})") from None
+            if kind not in "biufc":
+                raise OptbenchError(f"problem {self.name!r}: {where} must be numbers (arrays or scalars), "
+                                    f"got {type(leaf).__name__} of dtype {np.asarray(leaf).dtype}")
 
     # -- evaluation -------------------------------------------------------------------------
     @property

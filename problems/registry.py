@@ -86,6 +86,7 @@ def get(spec: Union[str, Problem]) -> Problem:
         raise OptbenchError(f"problem factory {name!r} did not return a Problem")
     problem.spec = format_spec(name, params) if params else name
     problem._from_registry = True  # same spec ⇒ same functions: the compile cache may share
+    problem._registration = _REGISTRY.registration(name)  # ... unless registered anew
     return problem
 
 

@@ -60,6 +60,8 @@ CASES = [
     ("parameter out of range", lambda t: ["--optimizers", "gd:lr=-1"], "lr"),
     ("dim below the minimum", lambda t: ["--problems", "rosenbrock:dim=1"], "dim >= 2"),
     ("NaN parameter", lambda t: ["--optimizers", "gd:lr=nan"], "must be a number, got nan"),
+    ("infinite parameter", lambda t: ["--optimizers", "gd:lr=1e400"], "parameter 'lr' must be a finite number, got inf"),
+    ("infinite problem parameter", lambda t: ["--problems", "quadratic:cond=inf"], "must be a finite number, got inf"),
     ("negative optax learning rate", lambda t: ["--optimizers", "optax:adam:learning_rate=-0.01"],
      "optax:adam: learning_rate must be a positive finite number, got -0.01"),
     ("zero optax learning rate", lambda t: ["--optimizers", "optax:sgd:learning_rate=0"], "learning_rate must be"),
@@ -183,6 +185,17 @@ def _quadratic():
     return Problem(name="api-quadratic", f=lambda x: x @ x, x0=np.ones(3))
 
 
+def _registered_factory_fails():
+    from problems import registry as preg
+    saved = preg._REGISTRY.snapshot()
+    try:
+        import problems
+        problems.register("api-keyerror", lambda: {}["a"])
+        return bench.solve("api-keyerror", "bfgs")
+    finally:
+        preg._REGISTRY.restore(saved)
+
+
 API_CASES = [
     ("starts of the wrong dimension", lambda: bench.solve(_quadratic(), "newton", np.ones((4, 2))),
      "starts have dimension 2 but problem 'api-quadratic' has dim 3"),
@@ -221,6 +234,22 @@ API_CASES = [
      "optimizer 'api-opt': step fails: ZeroDivisionError"),
     ("init returns None", lambda: bench.solve(_quadratic(), _plugin_opt(lambda o, s: s, init=lambda o, x0: None)),
      "optimizer 'api-opt': init must return an optimizers.State, got NoneType"),
+    ("max_iter beyond int32", lambda: bench.solve(_quadratic(), "newton", max_iter=2 ** 31, history=False),
+     "max_iter must be a positive integer below 2**31"),
+    ("start beyond float32's range", lambda: bench.solve(_quadratic(), "newton", [1e39, 0.0, 0.0], dtype="float32"),
+     "beyond float32's range"),
+    ("L-BFGS memory beyond memory", lambda: bench.solve(_quadratic(), "lbfgs:memory=100000", max_iter=5),
+     "or a smaller memory"),
+    ("data that is not numbers", lambda: Problem(name="api-data", f=lambda x, d: x @ x, x0=np.ones(2),
+                                                 data={"label": "abc"}), "data['label'] must be numbers"),
+    ("dim not an integer", lambda: Problem(name="api-dimstr", f=lambda x: x @ x, x0=np.ones(2), dim="2"),
+     "dim must be an integer"),
+    ("factory raises KeyError", lambda: _registered_factory_fails(), "failed to build: KeyError"),
+    ("factory not callable", lambda: optimizers.register("api-three", 3), "the factory must be callable"),
+    ("name a spec cannot select", lambda: optimizers.register("a=b", lambda: None), "a spec can select"),
+    ("describe an unknown optimizer", lambda: optimizers.describe("bfsg"), "did you mean: bfgs"),
+    ("select from a one-start trace", lambda: bench.solve(_quadratic(), "newton").trace.select(0),
+     "this trace is of one start already"),
     ("x0 that is not numbers", lambda: Problem(name="api-x0s", f=lambda x: x @ x, x0="ab"), "x0 must be real numbers"),
     ("complex x0", lambda: Problem(name="api-x0c", f=lambda x: x @ x, x0=np.ones(2) * 1j), "x0 must be real numbers"),
     ("f_star NaN", lambda: Problem(name="api-fsn", f=lambda x: x @ x, x0=np.ones(2), f_star=float("nan")),

@@ -153,3 +153,17 @@ def test_suite_file_names_its_plugins(tmp_path):
     plan = cmd_run.build_plan(p.parse_args([str(tmp_path / "s.toml"), "--plugin", EXAMPLE]))
     assert [c.key for c in plan.cells] == [("suite-plug-bowl", "newton"), ("suite-plug-bowl", "bb")]
     assert plan.config()["plugins"] == [str(tmp_path / "sub" / "suite_plug.py")]
+
+
+def test_plugin_that_fails_halfway_leaves_nothing_registered(tmp_path):
+    """A file that registers one problem and then fails is undone: loading it again reports its
+    own error again (it said "already registered" for the first problem before) and the name is
+    free."""
+    path = tmp_path / "half.py"
+    path.write_text("import numpy as np\nimport problems\n"
+                    "problems.register(problems.Problem(name='half-a', f=lambda x: x @ x, x0=np.ones(2)))\n"
+                    "raise RuntimeError('data file missing')\n")
+    for _ in range(2):
+        with pytest.raises(bench.OptbenchError, match="failed: RuntimeError: data file missing"):
+            plugins.load_plugin(str(path))
+    assert "half-a" not in problems.names()

@@ -254,3 +254,50 @@ def test_compiled_programs_are_bounded_least_recently_used_first(monkeypatch):
     again = bench.solve(p, "newton", starts[3], max_iter=30)  # compiles again, same answer
     assert bench.compile_count() == n0 + 2 and again.compile_s > 0
     np.testing.assert_array_equal(bench.solve(p, "newton", starts[2], max_iter=30).x, first.x)
+
+
+def test_a_replaced_problem_or_optimizer_is_compiled_afresh_not_served_from_the_cache():
+    """The compile cache is keyed by spec for registered things: a name registered again with
+    ``overwrite=True`` must run its new functions, and a user's Problem whose f is replaced after
+    a solve must run the new f (both returned the old program's answer before)."""
+    from optimizers import registry as oreg
+    from problems import registry as preg
+    saved = (oreg._REGISTRY.snapshot(), preg._REGISTRY.snapshot())
+    try:
+        problems.register(problems.Problem(name="t-bowl", f=lambda x: jnp.sum((x - 1.0) ** 2), x0=np.zeros(2)))
+        np.testing.assert_allclose(bench.solve("t-bowl", "newton", max_iter=20).x, [1.0, 1.0], atol=1e-12)
+        problems.register(problems.Problem(name="t-bowl", f=lambda x: jnp.sum((x - 5.0) ** 2), x0=np.zeros(2)),
+                          overwrite=True)
+        np.testing.assert_allclose(bench.solve("t-bowl", "newton", max_iter=20).x, [5.0, 5.0], atol=1e-12)
+
+        def fixed_step(lr):
+            def step(o, s):
+                x = s.x - lr * s.g
+                f, g = o.value_and_grad(x)
+                return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1)
+            return optimizers.Optimizer("t-step", lambda o, x0: optimizers.base.initial_state(o, x0), step, {})
+        optimizers.register("t-step", lambda: fixed_step(0.5))
+        # f = Σ(x − 5)²: a step of 0.5·∇f lands on the minimum; 0.25 halves the distance
+        np.testing.assert_allclose(bench.solve("t-bowl", "t-step", max_iter=1).x, [5.0, 5.0], atol=1e-12)
+        optimizers.register("t-step", lambda: fixed_step(0.25), overwrite=True)
+        np.testing.assert_allclose(bench.solve("t-bowl", "t-step", max_iter=1).x, [2.5, 2.5], atol=1e-12)
+    finally:
+        oreg._REGISTRY.restore(saved[0])
+        preg._REGISTRY.restore(saved[1])
+    mine = problems.Problem(name="t-mine", f=lambda x: jnp.sum((x - 1.0) ** 2), x0=np.zeros(2))
+    np.testing.assert_allclose(bench.solve(mine, "newton", max_iter=20).x, [1.0, 1.0], atol=1e-12)
+    mine.f = lambda x: jnp.sum((x + 2.0) ** 2)
+    np.testing.assert_allclose(bench.solve(mine, "newton", max_iter=20).x, [-2.0, -2.0], atol=1e-12)
+
+
+def test_float32_run_of_an_f_that_closes_over_float64_constants():
+    """A user's f over a float64 numpy constant returned float64 values to a float32 run: most
+    methods failed to trace and gd's history came out in float64. The oracle casts f and the
+    residuals to the run's dtype, so every method runs, in float32, to the closed-form minimum."""
+    c = np.array([1.0, 2.0])
+    plain = problems.Problem(name="t-c64", f=lambda x: jnp.sum((x - c) ** 2), x0=[0.0, 0.0])
+    lsq = problems.Problem(name="t-c64r", residuals=lambda x: x - c, x0=[0.0, 0.0])
+    for prob, opt in ((plain, "bfgs"), (plain, "gd:lr=0.25"), (lsq, "levenberg-marquardt")):
+        res = bench.solve(prob, opt, np.zeros((2, 2)), dtype="float32", max_iter=200)
+        assert res.x.dtype == np.float32 and res.trace.f.dtype == np.float32, opt
+        np.testing.assert_allclose(res.x, np.tile(c, (2, 1)), atol=1e-5)

@@ -379,13 +379,23 @@ def _swallow_stop(st: _Start):
     return cb
 
 
-def _classify(st: _Start, method: ScipyMethod, status: int, gtol: float, max_iter: int) -> int:
+#: scipy's words for "stopped by my iteration or evaluation budget" across its methods
+#: (Nelder-Mead and Powell: "Maximum number of iterations has been exceeded"; L-BFGS-B: "STOP:
+#: TOTAL NO. OF ITERATIONS REACHED LIMIT"; SLSQP: "Iteration limit reached"; least_squares:
+#: "The maximum number of function evaluations is exceeded"; COBYQA: "... has been reached")
+_BUDGET_MESSAGE = re.compile(r"maximum number of|iteration limit|reached limit|limit reached|"
+                             r"max(imum)?[ _-]?(iter|fun|eval)", re.IGNORECASE)
+
+
+def _classify(st: _Start, method: ScipyMethod, status: int, gtol: float, max_iter: int, message: str = "") -> int:
     f, gn, x = st.rows[-1][0], st.rows[-1][1], st.rows[-1][6]
     if not (math.isfinite(f) and math.isfinite(gn) and np.all(np.isfinite(x))):
         return STATUS_DIVERGED
     if gn <= gtol:
         return STATUS_CONVERGED
-    if len(st.rows) - 1 >= max_iter or st.stop_reason == "max_iter":
+    # a method may stop on its own budget one callback short of ours (Nelder-Mead calls back
+    # max_iter − 1 times): a start cut off by a budget is never "stopped by itself"
+    if len(st.rows) - 1 >= max_iter or st.stop_reason == "max_iter" or _BUDGET_MESSAGE.search(message or ""):
         return STATUS_MAX_ITER
     if method.method in ("BFGS", "CG") and status == 2:  # "Desired error not necessarily achieved due to precision loss"
         return STATUS_LINESEARCH_FAILED
@@ -444,7 +454,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
         xf[i], fun[i], gnorm[i], nit[i] = rows[-1][6], rows[-1][0], rows[-1][1], k
         for m, key in enumerate(("nfev", "njev", "nhev", "nhvp")):
             finals[key][i] = rows[-1][2 + m]
-        code.append(_classify(st, method, status, gtol, max_iter))
+        code.append(_classify(st, method, status, gtol, max_iter, str(message)))
         msgs.append(str(message))
     code = np.asarray(code, dtype=np.int32)
     success = success_mask(code, fun, problem.f_star, dtype)

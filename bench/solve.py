@@ -339,7 +339,9 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
     def classify(s, k, prev, gtol, max_iter):
         """Status after k steps: converged > diverged > optimizer's own > max_iter > running."""
         gn = jnp.linalg.norm(s.g, axis=-1)
-        finite = jnp.isfinite(s.f) & jnp.all(jnp.isfinite(s.g), axis=-1) & jnp.all(jnp.isfinite(s.x), axis=-1)
+        # a non-finite ‖∇f‖ covers NaN/inf entries and a norm that overflows from finite ones
+        # (which would otherwise run on to max_iter, reported with grad_norm = inf)
+        finite = jnp.isfinite(s.f) & jnp.isfinite(gn) & jnp.all(jnp.isfinite(s.x), axis=-1)
         code = jnp.where(k >= max_iter, STATUS_MAX_ITER, STATUS_RUNNING)
         code = jnp.where(s.status != STATUS_RUNNING, s.status, code)
         code = jnp.where(~finite, STATUS_DIVERGED, code)

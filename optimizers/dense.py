@@ -193,16 +193,21 @@ def trust_region_subproblem(h, g, radius):
     lam = secular_lambda(lam_h, b, radius, lam_lo)
     den = lam_h + lam
     z = jnp.where(b != 0, -b / jnp.where(den != 0, den, 1.0), 0.0)
-    zn = jnp.linalg.norm(z)
-    # hard case: top up along the lowest eigenvector to reach the boundary
-    short = (lam > 0) & (zn < radius * (1 - 1e-6))
-    tau = jnp.sqrt(jnp.maximum(radius * radius - zn * zn, 0.0))
-    slope1 = b[0] + lam_h[0] * z[0]  # the model's slope along the lowest eigenvector decides the sign
-    tau = jnp.where(slope1 > 0, -tau, tau)
-    z = z.at[0].add(jnp.where(short, tau, 0.0).astype(dtype))
+    # λ > 0 puts p on the boundary (λ(Δ − ‖p‖) = 0), and the lowest eigen-component z₀ is then
+    # taken from that equation, ‖z‖ = Δ, instead of −b₀/(λ₀ + λ): near the pole λ = −λ₀ that
+    # quotient is round-off over round-off (‖p‖ up to 1.3Δ was seen on rotated 2×2 hard cases,
+    # and 1.0005Δ where b₀ ≈ 1e-12), and in the hard case (b₀ = 0) it is 0 and the boundary is
+    # reached along the lowest eigenvector. Its sign lowers the model's linear term b₀z₀, as
+    # −b₀/(λ₀ + λ) does. If the other components alone reach past Δ (λ not converged) they are
+    # scaled back onto the boundary.
+    rest2 = jnp.sum(z[1:] * z[1:])
+    tau = jnp.sqrt(jnp.maximum(radius * radius - rest2, 0.0))
+    z = jnp.where(lam > 0, z.at[0].set(jnp.where(b[0] > 0, -tau, tau)), z)
+    over = (lam > 0) & (rest2 > radius * radius)
+    z = jnp.where(over, z.at[0].set(0.0) * (radius / jnp.sqrt(jnp.where(over, rest2, 1.0))), z).astype(dtype)
     pred = -(jnp.vdot(b, z) + 0.5 * jnp.vdot(lam_h * z, z))
     p = mv(v, z)
-    return p, pred, lam, (lam > 0) | short
+    return p, pred, lam, lam > 0
 
 
 def least_squares_spectrum(jac, r):
@@ -260,8 +265,23 @@ def least_squares_model(jac, r):
     pxy = c * inv2r
     hx, hy = pxx * gx + pxy * gy, pxy * gx + pyy * gy  # Pg, along μ+
     lx, ly = gx - hx, gy - hy                          # g − Pg, along μ−
-    lo, hi = m - rho, m + rho
-    floor = 2 * jnp.finfo(jac.dtype).eps * hi
+    hi = m + rho
+    # the small eigenvalue as det(JᵀJ)/μ+, the determinant through the column of larger norm,
+    # a·‖j₁ − (c/a)j₀‖² (or d·‖j₀ − (c/d)j₁‖²; det(J)² for two residuals): m − ρ cancels to eps·μ+ and, with a floor at that
+    # level, dropped the small direction once cond(J) passed ~5·10⁷ (Misra1a–c and MGH's Powell
+    # badly scaled stalled far from x*); this keeps it to cond(J) ≈ 1/(2ε), as the SVD path does
+    inv_hi = jnp.where(hi > 0, 1.0 / jnp.where(hi > 0, hi, 1.0), 0.0)
+    if jac.shape[0] == 2:   # a square J: det(JᵀJ) = det(J)², elementwise (no second pass over J)
+        det_j = jac[0, 0] * jac[1, 1] - jac[0, 1] * jac[1, 0]
+        lo = det_j * (det_j * inv_hi)   # in this order: det(J)² alone overflows for entries ~1e100
+    else:
+        piv0 = a >= d
+        pa = jnp.where(piv0, a, d)
+        t = c / jnp.where(pa > 0, pa, 1.0)
+        e2 = jnp.where(piv0, jnp.sum((j1 - t * j0) ** 2), jnp.sum((j0 - t * j1) ** 2))
+        lo = (pa * inv_hi) * e2         # pa ≤ μ+: no overflow before JᵀJ's own
+    eps = jnp.finfo(jac.dtype).eps
+    floor = (2 * eps) ** 2 * hi
     b = jnp.stack([jnp.sqrt(lx * lx + ly * ly), jnp.sqrt(hx * hx + hy * hy)])
 
     def step(lam):

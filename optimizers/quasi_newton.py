@@ -78,9 +78,10 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         h0 = jnp.where(k == 0, (sy / jnp.where(yy > 0, yy, 1.0)) * eye, h) if init_scale else h
         hy = mv(h0, y)
         h_new = h0 - rho * (jnp.outer(hy, sv) + jnp.outer(sv, hy)) + (rho * rho * jnp.vdot(y, hy) + rho) * jnp.outer(sv, sv)
-        h = jnp.where(ok, h_new, h)
+        # no decrease along a quasi-Newton direction: forget the curvature (H = I, k = 0) and
+        # retry along −g next iteration; a failure along a fresh direction ends the start
+        h = jnp.where(ok, h_new, jnp.where(res.moved, h, eye))
         k = jnp.where(ok, k + 1, jnp.where(res.moved, k, 0))
-        # no decrease along a quasi-Newton direction: forget the curvature and retry along −g
         return _finish(s, res, reset, (h, k, s.f))
 
     return Optimizer("bfgs", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals, "init_scale": init_scale},

@@ -775,15 +775,25 @@ def linear_rank1_zero(n: int = 5, m: int = 10) -> Problem:
                description="(i − 1)(Σ j xⱼ) − 1")
 
 
-_CHEBYQUAD_F = {8: (3.5168737256779338e-03, 3.51687e-3), 10: (6.503954800882303e-03, 6.50395e-3)}
+_CHEBYQUAD_F = {8: (3.5168737256779338e-03, 3.51687e-3)}
+# n = 10: the paper's 6.50395e-3 is the local minimum LM reaches from the standard start; LM from
+# 300 uniform random starts in [0, 1]^10 (scipy, polished to |grad f| ~ 1e-9) ended at three values,
+# 4.7727137e-3, 6.5039548e-3 and 9.5006e-3; the lowest is f* here (the lowest known to us)
+_CHEBYQUAD10_STAR = (4.772713696375343e-03, np.array([
+    0.07474816611931433, 0.17151817689271734, 0.28643415227572266, 0.35964645083430136, 0.4707505225941216,
+    0.6167383338173806, 0.6167383363548915, 0.7998108014480284, 0.8448546424559585, 0.9670066270368282]))
+_CHEBYQUAD10_LOCAL = (6.503954800882303e-03, np.array([
+    0.05961990090163111, 0.16670828233210247, 0.23917065929619927, 0.398884290903183, 0.39888429407628884,
+    0.6011157059237113, 0.6011157090968169, 0.7608293407038008, 0.8332917176678976, 0.940380099098369]), 6.50395e-3)
 
 
 @_reg("chebyquad", 35, "n ≤ m (n, default 8; m, default n)", dim_param="n", tags=("scalable",))
 def chebyquad(n: int = 8, m: int = 0) -> Problem:
     """MGH 35, Chebyquad (Fletcher 1965): (1/n)Σⱼ Tᵢ(xⱼ) − ∫₀¹Tᵢ, shifted Chebyshev Tᵢ; x0 = j/(n + 1).
 
-    m = 0 means m = n. f* (m = n) = 0 for n ≤ 7 and n = 9, 3.51687…e−3 (n = 8), 6.50395…e−3
-    (n = 10) (MGH; full digits by LM); unknown otherwise.
+    m = 0 means m = n. f* (m = n) = 0 for n ≤ 7 and n = 9, 3.51687…e−3 (n = 8) (MGH; full digits by LM),
+    4.77271e-3 for n = 10 (lower than MGH's 6.50395e-3, the local minimum the standard start
+    reaches, kept in ``local_minima``; see ``_CHEBYQUAD10_STAR``); unknown otherwise.
     """
     m = n if m == 0 else m
     _need(n >= 1 and m >= n, f"mgh:chebyquad needs 1 <= n <= m, got n={n}, m={m}")
@@ -801,12 +811,15 @@ def chebyquad(n: int = 8, m: int = 0) -> Problem:
         exact = jnp.where(i % 2 == 0, -1.0 / (i * i - 1.0), 0.0)
         return means - exact
 
-    fs, info = None, {}
+    fs, info, xs, local = None, {}, (_LM_XSTAR.get(("chebyquad", n)) if m == n else None), ()
     if m == n and (n <= 7 or n == 9):
         fs = 0.0
     elif m == n and n in _CHEBYQUAD_F:
         fs = _CHEBYQUAD_F[n][0]
         info["f_star_paper"] = _CHEBYQUAD_F[n][1]
-    return _mk("chebyquad", r, np.arange(1.0, n + 1.0) / (n + 1.0), f_star=fs,
-               x_star=_LM_XSTAR.get(("chebyquad", n)) if m == n else None,
+    elif m == n == 10:
+        fs, xs = _CHEBYQUAD10_STAR
+        local = [(_CHEBYQUAD10_LOCAL[1], _CHEBYQUAD10_LOCAL[0])]
+        info["local_minimum_paper"] = _CHEBYQUAD10_LOCAL[2]
+    return _mk("chebyquad", r, np.arange(1.0, n + 1.0) / (n + 1.0), f_star=fs, x_star=xs, local_minima=local,
                bounds=(np.zeros(n), np.ones(n)), tags=("scalable",), description="(1/n)Σⱼ Tᵢ(xⱼ) − ∫Tᵢ", info=info)

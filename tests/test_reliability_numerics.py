@@ -15,13 +15,15 @@ from bench.cli import main
 
 def test_float32_overflow_is_diverged_float64_runs_out_of_iterations():
     """Gradient descent with lr = 1.5 on Σx² doubles |x| each step: x_k = (−2)^k x₀ exactly, so
-    f = 4^k Σx₀² overflows float32 (max ≈ 2^128) at a known step while float64 is still finite."""
+    f = 4^k Σx₀² and ‖∇f‖² = 4f overflow float32 (max ≈ 2^128) at known steps while float64 is
+    still finite. A start is diverged once f, ∇f or ‖∇f‖ is not finite: here ‖∇f‖ first."""
     starts = np.array([[1.0, 1.0], [0.0, 0.0], [0.5, -0.25]])
     r32 = bench.solve("sphere", "gd:lr=1.5", starts, max_iter=100, dtype="float32")
-    # f = 2·4^k > 2^128 first at k = 64; f = 0.3125·4^k > 2^128 first at k = 65
+    # ‖∇f‖² = 8·4^k > 2^128 first at k = 63 (f = 2·4^k at k = 64); 1.25·4^k first at k = 64
     assert list(r32.status) == ["diverged", "converged", "diverged"]
-    assert list(r32.nit) == [64, 0, 65]
-    assert np.isfinite(r32.trace.f[0, 63]) and np.isinf(r32.trace.f[0, 64])
+    assert list(r32.nit) == [63, 0, 64]
+    assert np.isfinite(r32.trace.f[0, 63]) and np.isinf(r32.trace.grad_norm[0, 63])
+    assert np.isfinite(r32.trace.grad_norm[0, 62])
     r64 = bench.solve("sphere", "gd:lr=1.5", starts, max_iter=100, dtype="float64")
     assert list(r64.status) == ["max_iter", "converged", "max_iter"] and list(r64.nit) == [100, 0, 100]
     assert r64.fun[0] == 2.0 ** 201 and r64.fun[2] == 0.3125 * 4.0 ** 100  # exact powers of two

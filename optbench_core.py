@@ -87,6 +87,8 @@ def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise OptbenchError(f"{kind} parameter {key!r} must be an integer, got {value!r}")
+        if not -2 ** 31 < value < 2 ** 31:   # counts become int32 in compiled code, where 2**31 wraps
+            raise OptbenchError(f"{kind} parameter {key!r} must be an integer of magnitude below 2**31, got {value!r}")
         return int(value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):

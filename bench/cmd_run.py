@@ -5,6 +5,7 @@ suite's selection and the other options override its settings (see ``bench.suite
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -56,8 +57,9 @@ def add_arguments(p):
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (RUN_DIR/report.html)")
     p.add_argument("--jobs", type=int, help="cells compiled at once before the timed runs (default min(4, cores); "
                                             "1 compiles each cell just before it runs)")
-    p.add_argument("--quiet", action="store_true", help="print only the run directory")
-    p.add_argument("--json", action="store_true", help="print the run directory and summary as JSON on stdout")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="print only the run directory")
+    talk.add_argument("--json", action="store_true", help="print the run directory and summary as JSON on stdout")
 
 
 def _split(text):
@@ -285,9 +287,22 @@ def join_processes() -> int:
 
 
 def run(args) -> int:
+    if not getattr(args, "json", False):
+        return _run(args, sys.stdout)
+    # with --json, stdout carries the JSON document alone: whatever else is printed on the way
+    # (a plug-in's own prints, say) goes to stderr
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(args, out)
+
+
+def _run(args, out) -> int:
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         raise OptbenchError(f"--jobs must be at least 1, got {args.jobs}")
     resume = getattr(args, "resume", None)
+    for option, value in (("--resume", resume), ("--out", getattr(args, "out", None))):
+        if value is not None and not str(value).strip():   # '' would quietly mean "not given"
+            raise OptbenchError(f"{option} needs a directory, got an empty string")
     rank = join_processes()
     if rank and resume:
         raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
@@ -364,7 +379,7 @@ def run(args) -> int:
                 writer.release()
     if getattr(args, "json", False):
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in writer.summary]
-        print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1))
+        print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1), file=out)
         return 0
     if not args.quiet:
         print(format_table(writer.summary))

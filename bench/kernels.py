@@ -27,7 +27,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from optimizers.dense import modified_newton_2x2
+from optimizers.dense import EIG_FLOOR, modified_newton_2x2
 
 jax.config.update("jax_enable_x64", True)
 
@@ -50,7 +50,7 @@ def _rosen2_derivs(x, y):
     return f, gx, gy, hxx, hxy
 
 
-def _modified_newton_2x2(hxx, hxy, hyy, gx, gy, rel_floor=1e-8, abs_floor=1e-12):
+def _modified_newton_2x2(hxx, hxy, hyy, gx, gy, rel_floor=EIG_FLOOR, abs_floor=1e-12):
     """d = −Ĥ⁻¹g, Ĥ = V max(|Λ|, δ) Vᵀ (N&W eq. 3.41, absolute-value variant), δ = max(rel·max|λ|,
     abs), on batches of entries: the closed form of optbench's ``modified_newton_direction``
     (:func:`optimizers.dense.modified_newton_2x2`, spectral projectors, no trigonometry)."""

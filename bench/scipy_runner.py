@@ -124,9 +124,27 @@ def get(spec: str) -> ScipyMethod:
                 raise OptbenchError(f"unknown option {k!r} for scipy:{method}{close_matches(k, allowed)}; "
                                     f"allowed: {', '.join(sorted(allowed))}")
         doc = f"scipy.optimize.minimize(method={method!r})"
+    for k, v in params.items():
+        _check_option(method, k, v)
     full = PREFIX + method
     return ScipyMethod(name=full, method=method, params=dict(params), spec=format_spec(full, params) if params else full,
                        needs_residuals=method == LEAST_SQUARES, description=doc)
+
+
+def _check_option(method: str, key: str, value: Any) -> None:
+    """The values scipy would take and fail on later, quietly (every start 'stalled' with
+    ``gtol=nan``; "ERROR: M <= 0" for ``maxcor=0``; a ``UFuncTypeError`` mid-run for
+    ``xatol=abc``): NaN anywhere, budgets (``max…``) that are not positive integers, tolerances
+    (``…tol``) that are not numbers ≥ 0. One line naming the option."""
+    where = f"scipy:{method} option {key!r}"
+    if isinstance(value, float) and value != value:
+        raise OptbenchError(f"{where} must be a number, got nan")
+    if key.startswith("max") and "radius" not in key and key != "max_step":   # counts, not sizes
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise OptbenchError(f"{where} must be a positive integer, got {value!r}")
+    if key.endswith("tol"):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise OptbenchError(f"{where} must be a number >= 0, got {value!r}")
 
 
 def _default_options(method: str, gtol: float, max_iter: int, n: int) -> Dict[str, Any]:
@@ -349,7 +367,8 @@ def _run_start(so, method: ScipyMethod, fns: _Functions, x0: np.ndarray, max_ite
         except Exception as exc:  # noqa: BLE001 — e.g. scipy's linear algebra on non-finite numbers:
             # one start's failure is a result, as in the driver, not a crash of the run; but an
             # error before the first evaluation is a bad configuration (an option's value)
-            if not any(st.counts.values()):
+            # (a TypeError — an option of the wrong type, met mid-run — is one too)
+            if not any(st.counts.values()) or isinstance(exc, TypeError):
                 msg = first_line(exc)
                 raise OptbenchError(f"{method.spec}: scipy refused the configuration: {msg}") from None
             x = st.rows[-1][6] if st.rows else x0

@@ -45,6 +45,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -538,7 +539,7 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0):
     platform, then, the options in ``OPTBENCH_XLA_OPTIONS`` (:func:`user_xla_options`), which
     win over optbench's."""
     options = {}
-    if platform_name == "cpu" and _OPTIONS_OK["cpu"] and os.environ.get("OPTBENCH_XLA_DEFAULTS") != "1":
+    if platform_name == "cpu" and _OPTIONS_OK["cpu"] and not _env_flag("OPTBENCH_XLA_DEFAULTS"):
         options.update(CPU_COMPILER_OPTIONS)
         if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
             options.update(SMALL_PROBLEM_OPTIONS)
@@ -603,6 +604,8 @@ def compile_count() -> int:
 
 #: environment variable the command line reads for ``--cpu-threads``
 CPU_THREADS_ENV = "OPTBENCH_CPU_THREADS"
+#: the most threads ``--cpu-threads`` accepts
+CPU_THREADS_MAX = 4096
 #: what XLA's CPU client reads, once, when it starts: the size of the thread pool its compiled
 #: programs run their kernels on (default: the CPUs this process may run on)
 _XLA_THREADS_ENV = ("PJRT_NPROC", "NPROC")
@@ -647,9 +650,11 @@ def set_cpu_threads(n) -> int:
         try:
             want = int(str(n).strip())
         except ValueError:
-            raise OptbenchError(f"--cpu-threads must be a positive integer or auto, got {n!r}") from None
-        if want < 1:
-            raise OptbenchError(f"--cpu-threads must be a positive integer or auto, got {n!r}")
+            raise OptbenchError(f"--cpu-threads must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, "
+                                f"got {n!r}") from None
+        if want < 1 or want > CPU_THREADS_MAX:
+            # each thread reserves its stack: 10⁸ of them exhausted 24 GiB before XLA said anything
+            raise OptbenchError(f"--cpu-threads must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, got {n!r}")
     if _backend_started():
         if want is not None and want != cpu_threads():
             raise OptbenchError(f"cannot set the CPU threads to {want}: JAX's CPU backend already runs on "
@@ -701,6 +706,11 @@ def default_cache_dir() -> Optional[str]:
     return os.path.join(base, "optbench", "jax")
 
 
+def _env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true, yes, on (any case) mean on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
     """Turn on JAX's persistent compilation cache at ``path`` (default :func:`default_cache_dir`)
     so that a later process compiling the same program loads it instead of running XLA. Called
@@ -720,6 +730,16 @@ def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
         _CACHE["dir"] = current
         return current
     path = path or default_cache_dir()
+    if path:
+        try:   # a file in the way, or a place that cannot be made: say so in one line, run uncached
+            os.makedirs(path, exist_ok=True)
+            usable = os.access(path, os.W_OK)
+        except OSError:
+            usable = False
+        if not usable:
+            print(f"optbench: warning: compilation cache directory {path} is not a writable directory; "
+                  f"running without the persistent cache", file=sys.stderr)
+            path = None
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S)
@@ -750,12 +770,19 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
     addr = coordinator_address or env.get("OPTBENCH_COORDINATOR")
     nproc = num_processes if num_processes is not None else env.get("OPTBENCH_NUM_PROCESSES")
     pid = process_id if process_id is not None else env.get("OPTBENCH_PROCESS_ID")
+    if addr is not None:
+        host, sep, port = str(addr).rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise OptbenchError(f"OPTBENCH_COORDINATOR must be host:port of process 0 (e.g. node0:1234), got {addr!r}")
+    for name, value in (("OPTBENCH_NUM_PROCESSES", nproc), ("OPTBENCH_PROCESS_ID", pid)):
+        if value is not None and not str(value).strip().isdigit():
+            raise OptbenchError(f"{name} must be a non-negative integer, got {value!r}")
     try:
         jax.distributed.initialize(coordinator_address=addr, num_processes=None if nproc is None else int(nproc),
                                    process_id=None if pid is None else int(pid))
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:   # noqa: BLE001 — JAX's and the coordination service's errors, in one line
         msg = first_line(exc)
-        raise OptbenchError(f"cannot join the distributed run: {msg}") from None
+        raise OptbenchError(f"cannot join the distributed run: {type(exc).__name__}: {msg}") from None
 
 
 def _put(tree, sharding):

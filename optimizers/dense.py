@@ -81,7 +81,16 @@ def sym_eig(h):
     return jnp.linalg.eigh(0.5 * (h + h.T))
 
 
-def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
+#: ``newton``'s default relative eigenvalue floor δ/max|λ|: a few ε, so that only eigenvalues
+#: that are negative or zero to round-off are changed. It was 1e-8 (≈ √ε), which also raised the
+#: small eigenvalue of positive definite Hessians with κ > 10⁸ and cost Newton its quadratic
+#: convergence there: on the NIST and MGH suites (all starts) newton solved 33 → 52 of 54 and
+#: 117 → 124 of 140 starts with this floor, in fewer iterations (46,417 → 10,785 and 32,046 →
+#: 18,824) and evaluations; float32 NIST 31 → 36.
+EIG_FLOOR = 1e-15
+
+
+def modified_newton_direction(h, g, rel_floor=EIG_FLOOR, abs_floor=1e-12):
     """d = −Ĥ⁻¹g with Ĥ = V max(|Λ|, δ) Vᵀ: the Hessian's eigenvalues replaced by their absolute
     values, floored at δ = max(rel_floor·max|λ|, abs_floor) (Nocedal & Wright §3.4, eq. 3.41 and
     the absolute-value variant). Ĥ = H wherever H is safely positive definite, so the pure Newton
@@ -102,7 +111,7 @@ def modified_newton_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
     return d, jnp.any(lam < delta)
 
 
-def modified_newton_2x2(a, b, c, gx, gy, rel_floor=1e-8, abs_floor=1e-12):
+def modified_newton_2x2(a, b, c, gx, gy, rel_floor=EIG_FLOOR, abs_floor=1e-12):
     """:func:`modified_newton_direction` for H = [[a, b], [b, c]] and g = (gx, gy), written on
     the entries (so it works elementwise on batches of them); returns (dx, dy, modified).
 

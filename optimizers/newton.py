@@ -26,7 +26,7 @@ from optbench_core import OptbenchError
 from . import krylov
 from . import linesearch as ls
 from .base import STATUS_SINGULAR, Optimizer, State, initial_state, round_off_step, stall_where
-from .dense import least_squares_model, modified_newton_direction, solve, vm
+from .dense import EIG_FLOOR, least_squares_model, modified_newton_direction, solve, vm
 
 MODES = ("auto", "root", "minimize")
 
@@ -93,13 +93,15 @@ def newton_raphson(mode: str = "auto") -> Optimizer:
     return Optimizer("newton-raphson", init, step, {"mode": mode}, description="plain Newton step, no safeguards")
 
 
-def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_floor: float = 1e-8,
+def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_floor: float = EIG_FLOOR,
            mode: str = "auto") -> Optimizer:
     """Newton with a Hessian fix and Armijo backtracking from α = 1 (N&W §3.4, Alg. 3.2).
 
     The Hessian's eigenvalues are replaced by max(|λ|, δ), δ = ``eig_floor``·max|λ| (N&W eq.
     3.41 and the absolute-value variant), so the direction descends and moves away from saddles
-    along negative curvature; Ĥ = H near a strict minimum, keeping quadratic convergence.
+    along negative curvature; Ĥ = H near a strict minimum whose Hessian has κ < 1/``eig_floor``,
+    keeping quadratic convergence (the default, a few ε, changes only eigenvalues that are
+    negative or zero to round-off; see :data:`optimizers.dense.EIG_FLOOR`).
     ``c1``: sufficient decrease; ``shrink``: largest backtracking factor; ``max_backtracks``:
     trials per iteration. For a square residual system (``mode``), the damped Jacobian step on
     ‖F‖², falling back to the minimum-norm Gauss-Newton step when J is singular.

@@ -62,6 +62,13 @@ CASES = [
     ("NaN parameter", lambda t: ["--optimizers", "gd:lr=nan"], "must be a number, got nan"),
     ("infinite parameter", lambda t: ["--optimizers", "gd:lr=1e400"], "parameter 'lr' must be a finite number, got inf"),
     ("infinite problem parameter", lambda t: ["--problems", "quadratic:cond=inf"], "must be a finite number, got inf"),
+    ("count beyond int32", lambda t: ["--optimizers", "lbfgs:max_evals=2147483648"], "magnitude below 2**31"),
+    ("scipy budget of zero", lambda t: ["--optimizers", "scipy:L-BFGS-B:maxcor=0"],
+     "scipy:L-BFGS-B option 'maxcor' must be a positive integer, got 0"),
+    ("scipy tolerance not a number", lambda t: ["--optimizers", "scipy:Nelder-Mead:xatol=abc"],
+     "option 'xatol' must be a number >= 0"),
+    ("scipy NaN option", lambda t: ["--optimizers", "scipy:BFGS:gtol=nan"], "option 'gtol' must be a number, got nan"),
+    ("empty --resume", lambda t: ["--resume", ""], "--resume needs a directory"),
     ("negative optax learning rate", lambda t: ["--optimizers", "optax:adam:learning_rate=-0.01"],
      "optax:adam: learning_rate must be a positive finite number, got -0.01"),
     ("zero optax learning rate", lambda t: ["--optimizers", "optax:sgd:learning_rate=0"], "learning_rate must be"),
@@ -332,3 +339,17 @@ def test_residual_count_traced_once_per_problem_and_data_shape():
     assert len(calls) == 1
     p.data = {"t": np.arange(7.0), "y": np.ones(7)}
     assert limits._residual_count(p) == 7 and len(calls) == 2
+
+
+def test_empty_out_is_refused_not_replaced_by_the_default_directory(capsys):
+    """--out '' quietly wrote to results/runs/<timestamp> (an empty string read as "not given")."""
+    assert main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--out", "", "--quiet"]) == 2
+    assert "--out needs a directory, got an empty string" in capsys.readouterr().err
+
+
+def test_distributed_settings_that_are_not_an_address_or_a_number(monkeypatch):
+    from bench.solve import init_distributed
+    with pytest.raises(OptbenchError, match="OPTBENCH_COORDINATOR must be host:port"):
+        init_distributed("garbage", 1, 0)
+    with pytest.raises(OptbenchError, match="OPTBENCH_PROCESS_ID must be a non-negative integer"):
+        init_distributed("localhost:1234", 1, "first")

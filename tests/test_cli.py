@@ -102,18 +102,19 @@ def test_list(capsys):
     assert "newton-raphson" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value", ["zero", "-1", "1.5"])
+@pytest.mark.parametrize("value", ["zero", "-1", "1.5", "99999999"])
 def test_cpu_threads_bad_value_one_line(capsys, value):
+    # 99999999: each thread reserves a stack, and the process was killed for memory before
     assert main(["--cpu-threads", value, "list", "problems"]) == 2
     err = capsys.readouterr().err
-    assert "--cpu-threads must be a positive integer" in err and err.count("\n") == 1
+    assert "--cpu-threads must be an integer from 1 to 4096, or 0/auto" in err and err.count("\n") == 1
 
 
 def test_cpu_threads_from_the_environment_is_checked_too(capsys, monkeypatch):
     monkeypatch.setenv("OPTBENCH_CPU_THREADS", "many")
     assert main(["list", "problems"]) == 2
     err = capsys.readouterr().err
-    assert "--cpu-threads must be a positive integer or auto, got 'many'" in err and err.count("\n") == 1
+    assert "--cpu-threads must be an integer from 1 to 4096, or 0/auto, got 'many'" in err and err.count("\n") == 1
 
 
 _THREADS_SNIPPET = r"""

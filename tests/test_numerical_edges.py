@@ -90,3 +90,12 @@ def test_scipy_nelder_mead_stopped_by_its_iteration_limit_is_max_iter():
     p = problems.get("mgh:powell-badly-scaled")
     res = scipy_runner.solve(p, "scipy:Nelder-Mead", p.random_starts(2, seed=1), max_iter=300)
     assert list(res.status) == ["max_iter", "max_iter"] and not res.success.any()
+
+
+def test_newton_keeps_the_pure_newton_step_on_a_badly_scaled_positive_definite_hessian():
+    """Brown badly scaled: ∇²f(x*) has eigenvalues 2 and 2e12. A relative eigenvalue floor of
+    1e-8 raised the small one to 2e4, and Newton crawled (max_iter, f ≈ 9e5 from 1.001·x*); with
+    the floor at round-off level it is the pure Newton step and converges in a few iterations."""
+    p = problems.get("mgh:brown-badly-scaled")
+    res = bench.solve(p, "newton", p.x_star * 1.001, max_iter=50)
+    assert res.status == "converged" and res.nit <= 5 and res.fun <= 1e-20, (res.status, res.nit, res.fun)

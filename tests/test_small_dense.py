@@ -22,7 +22,7 @@ from optimizers import dense
 solve_mod = importlib.import_module("bench.solve")
 
 
-def _reference_direction(h, g, rel_floor=1e-8, abs_floor=1e-12):
+def _reference_direction(h, g, rel_floor=dense.EIG_FLOOR, abs_floor=1e-12):
     lam, v = np.linalg.eigh(h)
     delta = max(rel_floor * np.max(np.abs(lam)), abs_floor)
     return -(v @ ((v.T @ g) / np.maximum(np.abs(lam), delta)))
@@ -40,7 +40,7 @@ def test_two_by_two_modified_newton_direction_matches_the_eigendecomposition():
         ref = _reference_direction(h, g)
         np.testing.assert_allclose(di, ref, rtol=1e-9, atol=1e-12 * np.linalg.norm(ref))
         lam = np.linalg.eigvalsh(h)
-        assert bool(mi) == bool(lam[0] < max(1e-8 * np.max(np.abs(lam)), 1e-12))
+        assert bool(mi) == bool(lam[0] < max(dense.EIG_FLOOR * np.max(np.abs(lam)), 1e-12))
         assert g @ di < 0   # always a descent direction
 
 

@@ -212,33 +212,79 @@ def _statuses(arrays) -> Dict[str, int]:
     return {str(n): int(c) for n, c in zip(names, counts)}
 
 
-def _norm_setting(key: str, v: Any) -> Any:
+#: the dtypes a run can have (bench.suite.DTYPES; not imported, so check stays light)
+DTYPES = ("float64", "float32")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _norm_setting(key: str, v: Any, where: str) -> Any:
+    """One setting of a run or baseline cell, checked and in canonical form (None: not recorded).
+
+    Both files may be edited by hand, so a value of the wrong type is a one-line error naming
+    ``where`` (the file and cell) rather than whatever int()/float() raise — or, worse, a value
+    int() truncates (3.7 → 3) and then compares equal to the run's.
+    """
+    if v is None:
+        return None
+    bad = None
     if key == "seeds":
-        if v is None:
-            return None
-        return [int(s) for s in (v if isinstance(v, (list, tuple)) else [v])]
-    if key == "gtol" and v is not None:
-        return float(v)
-    if key in ("starts", "max_iter") and v is not None:
-        return int(v)
-    return v
+        seeds = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+            bad = "an integer >= 0 or a non-empty list of them"
+        else:
+            return [int(s) for s in seeds]
+    elif key == "gtol":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            bad = "a finite number >= 0"
+        else:
+            return float(v)
+    elif key in ("starts", "max_iter"):
+        if not _is_int(v) or v < 1:
+            bad = "an integer >= 1"
+        else:
+            return int(v)
+    elif key == "dtype":
+        if v not in DTYPES:
+            bad = f"one of {', '.join(DTYPES)}"
+        else:
+            return v
+    else:
+        return v
+    raise OptbenchError(f"{where}: setting {key!r} must be {bad}, got {_short(v)}")
 
 
-def _cell_settings(meta: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[Tuple[str, str], Dict[str, Any]]]:
-    """The run's common settings and, where meta.json lists them, each cell's own."""
+def _short(v: Any) -> str:
+    """repr(v), cut so that one bad value cannot make an error message many lines long."""
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cell_settings(meta: Dict[str, Any], mpath: str = "meta.json"
+                   ) -> Tuple[Dict[str, Any], Dict[Tuple[str, str], Dict[str, Any]]]:
+    """The run's common settings and, where meta.json lists them, each cell's own (``mpath``
+    names meta.json in errors)."""
     cfg = meta.get("config") or {}
     common = {}
     for k in SETTING_KEYS:
         v = cfg.get(k)
         if k == "seeds" and v is None and "seed" in cfg:
             v = cfg["seed"]
-        common[k] = _norm_setting(k, v)
+        common[k] = _norm_setting(k, v, f"{mpath}: config")
     per_cell = {}
-    for c in cfg.get("cells") or []:
+    cells = cfg.get("cells") or []
+    if not isinstance(cells, list):
+        raise OptbenchError(f"{mpath}: config 'cells' must be a list, got {_short(cells)}")
+    for i, c in enumerate(cells, 1):
         if isinstance(c, dict) and "problem" in c and "optimizer" in c:
-            s = {k: _norm_setting(k, c.get(k, common.get(k))) for k in SETTING_KEYS}
+            where = f"{mpath}: config cells[{i}]"
+            if not (isinstance(c["problem"], str) and isinstance(c["optimizer"], str)):
+                raise OptbenchError(f"{where}: problem and optimizer must be strings")
+            s = {k: _norm_setting(k, c.get(k, common.get(k)), where) for k in SETTING_KEYS}
             if c.get("seeds") is None and "seed" in c:
-                s["seeds"] = _norm_setting("seeds", c["seed"])
+                s["seeds"] = _norm_setting("seeds", c["seed"], where)
             per_cell[(c["problem"], c["optimizer"])] = s
     return common, per_cell
 
@@ -250,10 +296,22 @@ def _portable_command(cmd: Any) -> Any:
     return " ".join(os.path.basename(t.rstrip("/")) or t if os.path.isabs(t) else t for t in cmd.split(" "))
 
 
+def _check_source(src: Dict[str, Any], where: str) -> None:
+    """The provenance fields the reports index or slice must have their type: ``versions`` an
+    object of strings, ``git_commit`` a string (either may be null: not recorded)."""
+    versions = src.get("versions")
+    if versions is not None and not isinstance(versions, dict):
+        raise OptbenchError(f"{where}: 'versions' must be an object, got {_short(versions)}")
+    commit = src.get("git_commit")
+    if commit is not None and not isinstance(commit, str):
+        raise OptbenchError(f"{where}: 'git_commit' must be a string, got {_short(commit)}")
+
+
 def _provenance(run: store.Run) -> Dict[str, Any]:
     m = run.meta
     keys = ("created", "git_commit", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind",
             "device_count", "x64", "versions")
+    _check_source(m, os.path.join(run.path, "meta.json"))
     out = {k: m.get(k) for k in keys}
     out["command"] = _portable_command(m.get("command"))
     out["run_dir"] = os.path.basename(os.path.normpath(run.path))
@@ -271,13 +329,15 @@ def run_metrics(path: str) -> Dict[str, Any]:
                             "making or checking a baseline")
     if not run.summary:
         raise OptbenchError(f"{path}: run has no cells")
-    common, per_cell = _cell_settings(run.meta)
+    mpath = os.path.join(path, "meta.json")
+    common, per_cell = _cell_settings(run.meta, mpath)
     cells = []
     for row in run.summary:
         key = (row["problem"], row["optimizer"])
         arrays = run.cell(*key)
         settings = dict(per_cell.get(key, common))
-        dtype = settings.get("dtype") or row.get("dtype") or "float64"
+        dtype = settings.get("dtype") or _norm_setting("dtype", row.get("dtype") or None,
+                                                       os.path.join(path, "summary.csv")) or "float64"
         settings["dtype"] = dtype
         missing = [k for k, v in settings.items() if v is None]
         if missing:
@@ -323,31 +383,83 @@ def _encode(obj):
 
 
 def _decode_number(v: Any, where: str) -> Optional[float]:
+    """A number as :func:`_encode` wrote it: a JSON number, or "inf"/"-inf"/"nan" for the
+    non-finite ones; None for null. Which values a field may take is :func:`_check_metric`'s."""
     if v is None:
         return None
     if isinstance(v, str) and v in ("inf", "-inf", "nan"):
         return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise OptbenchError(f"{where}: expected a number, got {v!r}")
+        raise OptbenchError(f"{where}: expected a number, got {_short(v)}")
     return float(v)
 
 
+def _check_metric(name: str, v: Optional[float], where: str) -> Optional[float]:
+    """A baseline metric, or a one-line error if it cannot be one a run produced.
+
+    This matters beyond tidiness: compare() takes a NaN on either side as "not comparable"
+    (n/a), so a baseline whose nit_median reads NaN would pass any regression. Success rates are
+    fractions in [0, 1], counts finite and >= 0; log10(f − f*) is finite or +inf (a diverged
+    median), or null where f* is unknown; run_s is finite and >= 0, or null.
+    """
+    if name == "log10_subopt_median":
+        if v is None or math.isfinite(v) or v == math.inf:
+            return v
+        bad = "a finite number, \"inf\" or null"
+    elif name == "run_s":
+        if v is None or (math.isfinite(v) and v >= 0):
+            return v
+        bad = "a finite number >= 0 or null"
+    elif v is None:
+        bad = "a number (it is null)"
+    elif name == "success_rate":
+        if math.isfinite(v) and 0.0 <= v <= 1.0:
+            return v
+        bad = "a fraction between 0 and 1"
+    else:
+        if math.isfinite(v) and v >= 0:
+            return v
+        bad = "a finite number >= 0"
+    raise OptbenchError(f"{where}: metric {name} must be {bad}, got {_fmt_raw(v)}")
+
+
+def _fmt_raw(v: Optional[float]) -> str:
+    return "null" if v is None else repr(v)
+
+
 def write_baseline(run_dir: str, out: str) -> Dict[str, Any]:
-    """Compute the baseline of a run directory and write it to ``out`` (JSON)."""
+    """Compute the baseline of a run directory and write it to ``out`` (JSON); ``out`` may not be
+    one of the run's own files."""
+    store.refuse_run_output(out, run_dir)
     doc = run_metrics(run_dir)
     store.write_json(out, _encode(doc))
     return doc
 
 
 def load_baseline(path: str) -> Dict[str, Any]:
-    """Read and validate a baseline file; any fault is a one-line OptbenchError (exit 2)."""
+    """Read and validate a baseline file; any fault is a one-line OptbenchError (exit 2).
+
+    Everything compare() and the reports use is checked here, for type and range, so that a
+    hand-edited file fails with its name and the field, never with an exception from deep inside
+    the comparison, and never by passing a check it should fail.
+    """
     doc = store.read_json(path, "baseline file")
     if not isinstance(doc, dict) or doc.get("kind") != BASELINE_KIND:
         raise OptbenchError(f"{path}: not an optbench baseline (no \"kind\": \"{BASELINE_KIND}\")")
     ver = doc.get("schema_version")
-    if ver != BASELINE_SCHEMA_VERSION:
-        raise OptbenchError(f"{path}: unknown baseline schema_version {ver!r} (this optbench reads "
+    if not _is_int(ver) or ver != BASELINE_SCHEMA_VERSION:   # 1.0 and true equal 1 in Python, but are not it
+        raise OptbenchError(f"{path}: unknown baseline schema_version {_short(ver)} (this optbench reads "
                             f"{BASELINE_SCHEMA_VERSION})")
+    src = doc.get("source")
+    if src is None:
+        doc["source"] = src = {}
+    if not isinstance(src, dict):
+        raise OptbenchError(f"{path}: 'source' must be an object, got {_short(src)}")
+    _check_source(src, f"{path}: source")
+    if doc.get("settings") is None:
+        doc["settings"] = {}
+    if not isinstance(doc["settings"], dict):
+        raise OptbenchError(f"{path}: 'settings' must be an object, got {_short(doc['settings'])}")
     cells = doc.get("cells")
     if not isinstance(cells, list) or not cells:
         raise OptbenchError(f"{path}: baseline has no cells")
@@ -363,19 +475,20 @@ def load_baseline(path: str) -> Dict[str, Any]:
         where = f"{path}: cell {key[0]} × {key[1]}"
         if not isinstance(c.get("settings"), dict) or any(k not in c["settings"] for k in SETTING_KEYS):
             raise OptbenchError(f"{where}: needs 'settings' with {', '.join(SETTING_KEYS)}")
-        c["settings"] = {k: _norm_setting(k, c["settings"][k]) for k in SETTING_KEYS}
+        c["settings"] = {k: _norm_setting(k, c["settings"][k], where) for k in SETTING_KEYS}
         m = c.get("metrics")
         if not isinstance(m, dict) or any(k not in m for k in METRICS):
             lacking = [k for k in METRICS if not isinstance(m, dict) or k not in m]
             raise OptbenchError(f"{where}: metrics lack {', '.join(lacking)}")
-        c["metrics"] = {k: _decode_number(m[k], f"{where}: metric {k}") for k in METRICS}
-        for k in METRICS:
-            if k not in ("log10_subopt_median", "run_s") and c["metrics"][k] is None:
-                raise OptbenchError(f"{where}: metric {k} is null")
+        c["metrics"] = {k: _check_metric(k, _decode_number(m[k], f"{where}: metric {k}"), where) for k in METRICS}
         times = c.get("run_s_all", [])
+        if times is None:
+            times = []
         if not isinstance(times, list):
             raise OptbenchError(f"{where}: run_s_all must be a list")
         c["run_s_all"] = [_decode_number(t, f"{where}: run_s_all") for t in times]
+        if any(t is None or not math.isfinite(t) or t < 0 for t in c["run_s_all"]):
+            raise OptbenchError(f"{where}: run_s_all must hold finite times >= 0")
     return doc
 
 
@@ -607,7 +720,7 @@ def _check_settings(base: Dict[str, Any], cur: Dict[str, Any], baseline_path: st
                 diffs[k] = (b["settings"][k], c["settings"][k], f"{c['problem']} × {c['optimizer']}")
     if not any((c["problem"], c["optimizer"]) in bcells for c in cur["cells"]):
         for k in SETTING_KEYS:  # nothing in common: the common settings still say whether they compare
-            bv, cv = base.get("settings", {}).get(k), cur["settings"].get(k)
+            bv, cv = (base.get("settings") or {}).get(k), cur["settings"].get(k)
             if bv is not None and bv != cv and not (bv == "mixed" or cv == "mixed"):
                 diffs[k] = (bv, cv, "")
     if diffs:
@@ -633,8 +746,9 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
     if same_dev and tol.time and bt is not None and ct is not None and bt != ct:
         notes.append(f"the baseline ran on {bt} CPU thread(s), the run on {ct} (--cpu-threads): times compared "
                      "across different thread pools")
-    if bsrc.get("versions", {}).get("jax") != csrc.get("versions", {}).get("jax"):
-        notes.append(f"jax {bsrc.get('versions', {}).get('jax')} in the baseline, {csrc.get('versions', {}).get('jax')} "
+    bjax, cjax = (bsrc.get("versions") or {}).get("jax"), (csrc.get("versions") or {}).get("jax")
+    if bjax != cjax:
+        notes.append(f"jax {bjax} in the baseline, {cjax} "
                      "in the run: compiled code may differ, regenerate the baseline after an upgrade")
     bcells = {(c["problem"], c["optimizer"]): c for c in baseline["cells"]}
     ccells = {(c["problem"], c["optimizer"]): c for c in current["cells"]}
@@ -683,7 +797,7 @@ def _noise_line(noise: Dict[str, Any]) -> str:
 def _source_line(label: str, path: str, src: Dict[str, Any]) -> str:
     commit = (src.get("git_commit") or "unknown")[:12]
     return (f"{label}: {path} (run {src.get('run_dir')} of {src.get('created')}, commit {commit}, "
-            f"{src.get('backend')} {src.get('device_kind')}, jax {src.get('versions', {}).get('jax')})")
+            f"{src.get('backend')} {src.get('device_kind')}, jax {(src.get('versions') or {}).get('jax')})")
 
 
 def _settings_line(s: Dict[str, Any]) -> str:
@@ -785,7 +899,9 @@ def as_dict(cmp: Comparison) -> Dict[str, Any]:
 
 
 def format_json(cmp: Comparison) -> str:
-    return json.dumps(as_dict(cmp), indent=1, allow_nan=False) + "\n"
+    # _encode: a provenance field of a hand-edited baseline may hold a NaN (the metrics are
+    # checked on loading; the free-form source is not), which strict JSON cannot carry
+    return json.dumps(_encode(as_dict(cmp)), indent=1, allow_nan=False) + "\n"
 
 
 #: characters XML 1.0 cannot hold, even escaped

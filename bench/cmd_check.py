@@ -6,6 +6,10 @@ settings). See :mod:`bench.check` for the metrics and rules.
 """
 from __future__ import annotations
 
+import os
+
+from optbench_core import OptbenchError
+
 from . import check, store
 
 NAME = "check"
@@ -27,15 +31,27 @@ def add_arguments(p):
                    help="significance level of the time test (default 0.05)")
     p.add_argument("--format", choices=sorted(check.FORMATTERS), default="text", help="report format (default text)")
     p.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout (the headline is still "
-                                                 "printed)")
+                                                 "printed; a missing parent directory is created)")
+
+
+def _check_out(args) -> None:
+    """Refuse a --out that would replace what the check reads: a file of the run (its meta.json,
+    CSVs, traces) or the baseline itself. Checked before anything is computed."""
+    store.refuse_run_output(args.out, args.run_dir)
+    if os.path.realpath(args.out) == os.path.realpath(args.baseline):
+        raise OptbenchError(f"--out {args.out}: is the baseline file itself; writing the report there would destroy "
+                            "the baseline, choose another path")
 
 
 def run(args) -> int:
     tol = check.parse_tolerances(args.tolerance, time=args.time, alpha=args.alpha)
+    if args.out:
+        _check_out(args)
     cmp = check.check(args.run_dir, args.baseline, tol)
     report = check.FORMATTERS[args.format](cmp)
     if args.out:
-        store.atomic_write_text(args.out, report)
+        # like `optbench baseline --out`: a parent directory not made yet is created
+        store.write_output_text(args.out, report)
         print(cmp.headline())
         print(f"report ({args.format}): {args.out}")
     else:

@@ -5,7 +5,7 @@ import os
 
 from optbench_core import OptbenchError
 
-from . import plots, report, store
+from . import report, store
 from .cmd_plot import add_weights_argument
 from .metrics import WorkWeights
 
@@ -24,8 +24,12 @@ def run(args) -> int:
     if args.out and os.path.isdir(args.out):
         raise OptbenchError(f"--out {args.out} is a directory; give a file name such as report.html")
     r = store.load_run(args.run_dir)
-    # the report embeds PNGs: draw those afresh (``optbench plot`` also redraws the SVGs)
-    figures = plots.plot_run_index(r, formats=("png",), weights=weights)
-    path = report.write_report(r, out=args.out, figures=figures, weights=weights)
+    if args.out:   # never onto the run's own data (--out RUN/summary.csv destroyed the run)
+        store.refuse_run_output(args.out, args.run_dir)
+    # an unwritable destination fails here, before a second of drawing
+    path = report.report_path(r, args.out)
+    # no figures given: the PNGs it embeds are drawn afresh in memory, so the run directory is
+    # only read (it may be read-only, and its plots/ are ``optbench plot``'s to redraw)
+    path = report.write_report(r, out=path, weights=weights)
     print(f"report: {path}")
     return 0

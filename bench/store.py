@@ -41,6 +41,13 @@ SUMMARY_COLUMNS = ["problem", "optimizer", "dim", "starts", "success_rate", "nit
 STARTS_COLUMNS = ["problem", "optimizer", "start", "status", "success", "nit", "nfev", "njev", "nhev", "nhvp",
                   "f_final", "grad_norm_final", "subopt"]
 LOCK_NAME = ".lock"
+#: what a run directory holds that cannot be made again from the rest: an output file of another
+#: command (a baseline, a check report) must never land on one of these (see refuse_run_output)
+RUN_DATA_FILES = ("meta.json", "summary.csv", "starts.csv", LOCK_NAME)
+RUN_TRACES_DIR = "traces"
+#: keys every run's meta.json holds (RunWriter writes them with the first file): a JSON object
+#: without them is some other document, e.g. a baseline copied over meta.json
+RUN_META_KEYS = ("schema_version", "complete", "cells_done")
 #: temporary files of atomic writes start with this (a killed writer may leave one; loaders ignore it)
 TMP_PREFIX = "."
 
@@ -517,6 +524,12 @@ def read_json(path: str, what: str = "file") -> Dict[str, Any]:
         raise OptbenchError(f"{path}: is a directory, not a {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OptbenchError(f"{path}: corrupt or truncated JSON ({exc})") from None
+    except RecursionError:
+        # the parser recurses once per nested array/object: a hand-made file nested thousands of
+        # levels deep exhausts Python's stack, which no file optbench writes comes near
+        raise OptbenchError(f"{path}: corrupt JSON (nested too deeply to read)") from None
+    except ValueError as exc:  # valid JSON Python still refuses, e.g. an integer of over 4300 digits
+        raise OptbenchError(f"{path}: unreadable JSON ({exc})") from None
     except OSError as exc:
         raise OptbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(obj, dict):
@@ -532,8 +545,16 @@ def load_meta(path: str) -> Dict[str, Any]:
     if not os.path.exists(mpath):
         raise OptbenchError(f"{path}: not a run directory (no meta.json)")
     meta = read_json(mpath, "meta.json")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise OptbenchError(f"{mpath}: unknown schema_version {meta.get('schema_version')!r} (this optbench reads {SCHEMA_VERSION})")
+    if "kind" in meta:
+        # a run's meta.json has no "kind"; baselines ("optbench-baseline") and other documents do
+        raise OptbenchError(f"{mpath}: not a run's meta.json (it has \"kind\": {json.dumps(meta['kind'])[:60]}; "
+                            "a baseline file copied over it?)")
+    lacking = [k for k in RUN_META_KEYS if k not in meta]
+    if lacking:
+        raise OptbenchError(f"{mpath}: not a run's meta.json (lacks {', '.join(repr(k) for k in lacking)})")
+    ver = meta["schema_version"]
+    if isinstance(ver, bool) or not isinstance(ver, int) or ver != SCHEMA_VERSION:   # not true, not 1.0
+        raise OptbenchError(f"{mpath}: unknown schema_version {ver!r} (this optbench reads {SCHEMA_VERSION})")
     cells = meta.get("cells_done", [])
     if not (isinstance(cells, list) and all(isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
                                             for c in cells)):
@@ -602,11 +623,11 @@ def command_line() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Write ``obj`` as strict JSON (no NaN/Infinity literals) to ``path`` atomically.
+def write_output_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, creating a missing parent directory first.
 
-    Used for files outside a run directory, such as ``optbench baseline`` output; a missing
-    parent directory is created.
+    For files outside a run directory that a command writes to a user's ``--out`` (a baseline, a
+    check report), so that every such option treats a path in a directory not made yet alike.
     """
     d = os.path.dirname(path)
     if d:
@@ -614,8 +635,41 @@ def write_json(path: str, obj: Any) -> None:
             os.makedirs(d, exist_ok=True)
         except OSError as exc:
             raise OptbenchError(f"{d}: cannot create directory ({exc.strerror or exc})") from None
+    atomic_write_text(path, text)
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (no NaN/Infinity literals) to ``path`` atomically.
+
+    Used for files outside a run directory, such as ``optbench baseline`` output; a missing
+    parent directory is created.
+    """
     try:
         text = json.dumps(obj, indent=1, allow_nan=False, default=_json_default)
     except ValueError as exc:
         raise OptbenchError(f"{path}: cannot write non-finite numbers as JSON ({exc})") from None
-    atomic_write_text(path, text + "\n")
+    write_output_text(path, text + "\n")
+
+
+def refuse_run_output(out: str, run_dir: str, option: str = "--out") -> None:
+    """A one-line error if writing ``out`` would replace a file of the run in ``run_dir``.
+
+    ``optbench baseline RUN --out RUN/meta.json`` would otherwise replace the run's record with
+    its own baseline and report success. Paths are compared after resolving links and ``..``
+    (realpath), and an existing file also by identity (a hard link); any path into the run's
+    traces/ is refused. Other files in the run directory (a baseline kept beside it) are fine.
+    """
+    target = os.path.realpath(out)
+    root = os.path.realpath(run_dir)
+    protected = [os.path.join(root, name) for name in RUN_DATA_FILES]
+    traces = os.path.join(root, RUN_TRACES_DIR)
+    hit = target in protected or target == traces or target.startswith(traces + os.sep)
+    if not hit and os.path.isfile(target):
+        for p in protected:
+            try:
+                hit = hit or os.path.samefile(target, p)
+            except OSError:
+                pass
+    if hit:
+        raise OptbenchError(f"{option} {out}: would overwrite the data of the run {run_dir} (its meta.json, "
+                            "summary.csv, starts.csv or traces/); choose a path outside them")

@@ -50,6 +50,7 @@ def run(args) -> int:
     out = args.out or store.default_run_dir(os.path.join("results", "compare"))
     if os.path.exists(out) and not os.path.isdir(out):
         raise OptbenchError(f"--out {out} exists and is not a directory")
+    plots.prepare_dir(out)   # created and writable, or one line, before any drawing
     rows = report.compare_rows(runs, labels)
     figures = plots.plot_compare(runs, out, formats, weights, labels)
     html_path = os.path.join(out, "compare.html")

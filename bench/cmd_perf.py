@@ -48,6 +48,45 @@ def _default_dir():
     return path
 
 
+def _prepare_out(path):
+    """Make ``path`` ready for perf's files before anything is timed: absent (it is created now)
+    or an empty directory, and writable. A bad ``--out`` is one line at once rather than after
+    minutes of timing. Returns the directories created here, deepest first, so a perf that fails
+    before writing can remove them again and leave nothing behind."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise OptbenchError(f"{path}: exists and is not a directory; choose another --out")
+        try:
+            if os.listdir(path):
+                raise OptbenchError(f"{path}: exists and is not empty")
+        except OSError as exc:
+            raise OptbenchError(f"{path}: cannot read the output directory ({exc.strerror or exc})") from None
+        created = []
+    else:
+        created, d = [], os.path.abspath(path)
+        while d and not os.path.lexists(d):
+            created.append(d)
+            d = os.path.dirname(d)
+        try:
+            os.makedirs(path)
+        except OSError as exc:
+            why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+            raise OptbenchError(f"{path}: cannot create the output directory ({why})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        _remove_empty(created)
+        raise OptbenchError(f"{path}: cannot write to the output directory (permission denied)")
+    return created
+
+
+def _remove_empty(dirs):
+    """Remove the directories :func:`_prepare_out` created, deepest first, while they are empty."""
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+
+
 def _clean(v):
     """JSON-safe: non-finite floats become None."""
     if isinstance(v, float) and not math.isfinite(v):
@@ -79,8 +118,18 @@ def run(args) -> int:
     user_options = user_xla_options()        # a malformed value fails here, before any work
     if not args.warm_cache:
         disable_compilation_cache()
-    if args.out and os.path.exists(args.out) and os.listdir(args.out):
-        raise OptbenchError(f"{args.out}: exists and is not empty")
+    path = None if args.no_write else args.out or _default_dir()
+    created = _prepare_out(path) if path else []
+    try:
+        return _timed(args, sizes, families, methods, device, user_options, path)
+    except BaseException:
+        _remove_empty(created)   # failed or interrupted before writing: no empty directory stays
+        raise
+
+
+def _timed(args, sizes, families, methods, device, user_options, path) -> int:
+    """Time the cases, print the table and write perf.json, perf.csv and table.md to ``path``
+    (already made ready by :func:`_prepare_out`; None with ``--no-write``)."""
     tty = sys.stderr.isatty()
 
     def progress(msg):
@@ -96,9 +145,8 @@ def run(args) -> int:
         table += (f"\n\nXLA options from {XLA_OPTIONS_ENV} (optbench's programs and the floors; the peers "
                   f"compile with XLA's defaults): {json.dumps(user_options, sort_keys=True)}")
     print(table)
-    if args.no_write:
+    if path is None:
         return 0
-    path = args.out or _default_dir()
     meta = {"command": store.command_line(), "argv": sys.argv[1:],
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",

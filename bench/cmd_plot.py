@@ -39,6 +39,8 @@ def run(args) -> int:
     r = store.load_run(args.run_dir)
     if not r.summary:
         raise OptbenchError(f"{args.run_dir}: the run has no finished cells to plot")
+    out = os.path.join(args.run_dir, "plots")
+    plots.prepare_dir(out)   # a read-only run directory: one line naming it, before any drawing
     paths = plots.plot_run(r, formats=formats, weights=weights)
-    print(f"{len(paths)} figures written to {os.path.join(args.run_dir, 'plots')}")
+    print(f"{len(paths)} figures written to {out}")
     return 0

@@ -22,6 +22,7 @@ the files, fixed SVG ids — so redrawing a run directory reproduces its figures
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 import os
@@ -29,6 +30,8 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from optbench_core import OptbenchError
 
 import matplotlib
 matplotlib.use("Agg")
@@ -136,11 +139,15 @@ LEGEND_INSIDE_MAX = 6
 
 
 def _legend(fig, ax, n_curves: int, loc: str = "best") -> None:
-    """A legend inside ``ax`` for a few curves, else one column outside on the right."""
+    """A legend inside ``ax`` for a few curves, else one column outside on the right; none when
+    nothing is labelled (a panel where every start diverged draws no curve, and matplotlib
+    would warn "No artists with labels found" on stderr)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
     if n_curves <= LEGEND_INSIDE_MAX:
         ax.legend(loc=loc)
     else:
-        handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper")
 
 
@@ -179,18 +186,66 @@ def diverged_cap(start_values: Sequence[np.ndarray]) -> float:
     return float(min(LOG_CEIL, 10.0 ** (math.ceil(math.log10(top)) + DIVERGED_DECADES)))
 
 
+#: longest :func:`safe_name`: with a figure prefix (``trajectories_``), a format suffix and the
+#: ``.<name>.tmp<pid>`` of an atomic write, a file name stays well under the usual 255-byte limit
+SAFE_NAME_MAX = 160
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe form of a problem spec."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    """A file-name-safe form of a problem spec, at most :data:`SAFE_NAME_MAX` characters.
+
+    A longer spec (a plug-in's long parameter value) is cut and given a short hash of the whole
+    spec, so the name fits the file system and distinct long specs keep distinct names.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    if len(name) <= SAFE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return f"{name[: SAFE_NAME_MAX - len(digest) - 1]}-{digest}"
 
 
 # -- writing ---------------------------------------------------------------------------------------
 
+class FigureMemory(dict):
+    """A destination for figures that keeps their bytes by file name instead of writing files.
+
+    ``optbench report`` draws into one: it embeds the PNGs, so it needs no writable plots/
+    directory (a read-only run directory still gets a report elsewhere) and never rewrites one.
+    """
+
+
+def prepare_dir(path: str) -> None:
+    """Create ``path`` (and its parents) if needed and check that figures can be written there;
+    one line naming the directory otherwise, before anything is drawn."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        # FileExistsError here means a file of that name (exist_ok covers a directory)
+        why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        raise OptbenchError(f"{path}: cannot create the figure directory ({why})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OptbenchError(f"{path}: cannot write figures there (permission denied)")
+
+
 def _write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: readers see the old figure or the new one.
+
+    On a failure (a full disk, a directory that went read-only) the half-written temporary is
+    removed here — the run directory's own clean-up only looks at its root and traces/ — and the
+    error is one line naming the file; the figure there before, if any, is intact.
+    """
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); "
+                            f"figures written before are intact") from None
 
 
 _SVG_STRIP = [re.compile(r"<!DOCTYPE[^>]*>\s*", re.S), re.compile(r"\s*<metadata>.*?</metadata>", re.S)]
@@ -215,14 +270,25 @@ def figure_bytes(fig, fmt: str) -> bytes:
     raise ValueError(f"unknown figure format {fmt!r}")
 
 
-def _save(fig, out_dir: str, stem: str, formats: Sequence[str]) -> List[str]:
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = os.path.join(out_dir, f"{stem}.{fmt}")
-        _write_bytes(path, figure_bytes(fig, fmt))
-        paths.append(path)
-    plt.close(fig)
+def _save(fig, out_dir, stem: str, formats: Sequence[str]) -> List[str]:
+    """Write ``fig`` as ``<out_dir>/<stem>.<fmt>`` per format (or keep the bytes, when ``out_dir``
+    is a :class:`FigureMemory`); returns the paths (the names, in memory). The figure is closed
+    either way, so a failed write does not leak it."""
+    try:
+        if not isinstance(out_dir, FigureMemory):
+            prepare_dir(out_dir)
+        paths = []
+        for fmt in formats:
+            name = f"{stem}.{fmt}"
+            if isinstance(out_dir, FigureMemory):
+                out_dir[name] = figure_bytes(fig, fmt)
+                paths.append(name)
+            else:
+                path = os.path.join(out_dir, name)
+                _write_bytes(path, figure_bytes(fig, fmt))
+                paths.append(path)
+    finally:
+        plt.close(fig)
     return paths
 
 
@@ -733,18 +799,28 @@ class FigureIndex:
 
     profiles: List[str] = dataclasses.field(default_factory=list)
     problems: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+    #: the figures' bytes by name when they were drawn into a :class:`FigureMemory`, not files
+    memory: Optional[FigureMemory] = None
 
     def all(self) -> List[str]:
         return self.profiles + [p for v in self.problems.values() for p in v]
 
+    def read(self, path: str) -> bytes:
+        """The bytes of one figure of this index, from memory or from its file."""
+        if self.memory is not None:
+            return self.memory[path]
+        with open(path, "rb") as fh:
+            return fh.read()
+
 
 def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),
-                   out_dir: Optional[str] = None) -> FigureIndex:
-    """Draw every figure of a run under ``<run>/plots/`` (or ``out_dir``) and say which is which."""
-    out = out_dir or os.path.join(run.path, "plots")
+                   out_dir=None) -> FigureIndex:
+    """Draw every figure of a run under ``<run>/plots/`` (or ``out_dir``, a directory or a
+    :class:`FigureMemory`) and say which is which."""
+    out = out_dir if out_dir is not None else os.path.join(run.path, "plots")
     colors = optimizer_colors(run.optimizers())
     styles = {o: Style(o, colors[o]) for o in run.optimizers()}
-    idx = FigureIndex()
+    idx = FigureIndex(memory=out if isinstance(out, FigureMemory) else None)
     pd = ProfileData(run.optimizers(), weights)
     for p in run.problems():
         series = run_series(run, p)

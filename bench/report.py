@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from optbench_core import OptbenchError
+
 from . import plots, store
 from .metrics import WorkWeights
 from .store import Run
@@ -85,10 +87,12 @@ def _td(v, fmt="{:g}", text: Optional[str] = None) -> str:
     return f'<td data-v="{float(v)!r}">{esc(text if text is not None else _num(v, fmt))}</td>'
 
 
-def embed_png(path: str, alt: str, caption: str = "") -> str:
-    """A ``<figure>`` holding the PNG at ``path`` as a data URI."""
-    with open(path, "rb") as fh:
-        data = base64.b64encode(fh.read()).decode("ascii")
+def embed_png(path: str, alt: str, caption: str = "", png: Optional[bytes] = None) -> str:
+    """A ``<figure>`` holding the PNG at ``path`` (or the bytes ``png``, drawn in memory) as a data URI."""
+    if png is None:
+        with open(path, "rb") as fh:
+            png = fh.read()
+    data = base64.b64encode(png).decode("ascii")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
 
@@ -233,6 +237,11 @@ def _caption(path: str) -> str:
     return ""
 
 
+def _embed(figures: plots.FigureIndex, path: str) -> str:
+    """One figure of ``figures`` (a file, or bytes drawn in memory) embedded, with its caption."""
+    return embed_png(path, os.path.basename(path), _caption(path), figures.read(path))
+
+
 def _anchor(problem: str) -> str:
     return "p-" + plots.safe_name(problem)
 
@@ -264,24 +273,40 @@ def report_html(run: Run, figures: plots.FigureIndex, weights: WorkWeights = Wor
     body.append('<h2 id="provenance-h">Provenance</h2>' + provenance_html(meta))
     body.append('<h2 id="summary-h">Summary</h2>' + summary_html(run, stats, best, weights))
     body.append('<h2 id="profiles-h">Profiles</h2>')
-    body += [embed_png(p, os.path.basename(p), _caption(p)) for p in figures.profiles if p.endswith(".png")]
+    body += [_embed(figures, p) for p in figures.profiles if p.endswith(".png")]
     if not figures.profiles:
         body.append('<p class="muted">No finished cells: nothing to profile.</p>')
     for p in run.problems():
         body.append(f'<h2 id="{_anchor(p)}">{esc(p)}</h2>')
         body.append(problem_table_html(run, p, stats, best))
-        body += [embed_png(f, os.path.basename(f), _caption(f)) for f in figures.problems.get(p, []) if f.endswith(".png")]
+        body += [_embed(figures, f) for f in figures.problems.get(p, []) if f.endswith(".png")]
     return _page(f"optbench run {name}", body)
+
+
+def report_path(run: Run, out: Optional[str] = None) -> str:
+    """Where the report goes (default ``<run>/report.html``), its directory created and checked
+    writable: one line naming the directory otherwise, so a bad ``--out`` fails before drawing."""
+    path = out or os.path.join(run.path, REPORT_NAME)
+    d = os.path.dirname(path)
+    if d:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+            raise OptbenchError(f"{d}: cannot create the report's directory ({why})") from None
+    if not os.access(d or ".", os.W_OK | os.X_OK):
+        raise OptbenchError(f"{d or '.'}: cannot write the report there (permission denied)")
+    return path
 
 
 def write_report(run: Run, out: Optional[str] = None, figures: Optional[plots.FigureIndex] = None,
                  weights: WorkWeights = WorkWeights()) -> str:
-    """Write the run's report (default ``<run>/report.html``), drawing its PNGs first if not given."""
+    """Write the run's report (default ``<run>/report.html``). Without ``figures`` its PNGs are
+    drawn in memory: the report embeds them, so the run directory is not written (it may be
+    read-only) and its plots/ stay as they were."""
+    path = report_path(run, out)
     if figures is None:
-        figures = plots.plot_run_index(run, formats=("png",), weights=weights)
-    path = out or os.path.join(run.path, REPORT_NAME)
-    if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        figures = plots.plot_run_index(run, formats=("png",), weights=weights, out_dir=plots.FigureMemory())
     store.atomic_write_text(path, report_html(run, figures, weights))
     return path
 
@@ -367,8 +392,8 @@ def compare_html(runs: Sequence[Run], labels: Sequence[str], rows: List[Dict[str
     tab.append("</tbody></table>")
     body.append("".join(tab))
     body.append("<h2>Profiles</h2>")
-    body += [embed_png(p, os.path.basename(p), _caption(p)) for p in figures.profiles if p.endswith(".png")]
+    body += [_embed(figures, p) for p in figures.profiles if p.endswith(".png")]
     for p, paths in figures.problems.items():
         body.append(f'<h2 id="{_anchor(p)}">{esc(p)}</h2>')
-        body += [embed_png(f, os.path.basename(f), _caption(f)) for f in paths if f.endswith(".png")]
+        body += [_embed(figures, f) for f in paths if f.endswith(".png")]
     return _page("optbench compare", body)

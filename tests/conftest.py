@@ -52,3 +52,15 @@ def tiny_run(tmp_path_factory):
                "--repeats", "1", "--out", out, "--quiet", "--no-report"])
     assert rc == 0
     return out
+
+
+def dir_snapshot(path):
+    """Every file under ``path`` with its bytes: what "nothing already written is lost or
+    corrupted" compares before and after a command that must fail cleanly."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, path)] = fh.read()
+    return out

@@ -14,6 +14,7 @@ import pytest
 from bench import check, store
 from bench.cli import main
 from optbench_core import OptbenchError
+from conftest import dir_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +62,7 @@ def _setting(name, value):
     return edit
 
 
-def _snapshot(path):
-    """Every file under ``path`` with its bytes: what "nothing written is lost" compares."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, path)] = fh.read()
-    return out
+_snapshot = dir_snapshot
 
 
 # -- baseline values a run never produces ----------------------------------------------------------

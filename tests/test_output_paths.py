@@ -15,6 +15,7 @@ import pytest
 from bench import perf, plots, store
 from optbench_core import OptbenchError
 from bench.cli import main
+from conftest import dir_snapshot
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(AS_ROOT, reason="root writes into read-only directories")
@@ -26,15 +27,7 @@ def _copy(run_dir, tmp_path, name="run"):
     return dst
 
 
-def _snapshot(d):
-    """Every file under ``d`` with its bytes."""
-    out = {}
-    for root, _dirs, files in os.walk(d):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, d)] = fh.read()
-    return out
+_snapshot = dir_snapshot
 
 
 def _one_line_error(capsys, *needles):

@@ -29,8 +29,8 @@ def add_arguments(p):
     p.add_argument("--clock", default="wall", choices=sorted(perf.CLOCKS),
                    help="time runs by wall clock, or by this process's CPU time (steadier on a shared machine)")
     p.add_argument("--repeats", type=int,
-                   help="timed rounds per case, exactly (default: at least 5 — quick 2, large 3 — and more, up to "
-                        "41 — large 15 — until the case's rounds have taken 3 s — large 10 s)")
+                   help="timed rounds per case, exactly (default: at least 5 — large 3 — and more, up to "
+                        "41 — large 15 — until the case's rounds have taken 3 s — large 10 s; quick: exactly 2)")
     p.add_argument("--out", help="output directory (default results/perf/<UTC timestamp>)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--warm-cache", action="store_true",

@@ -26,6 +26,7 @@ Peers are optional (``pip install optbench[peers]``): a missing one is skipped, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -204,11 +205,12 @@ class _Timed:
 
 
 def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="float64", method=None,
-                       label=None, note="", pack=False, history=True) -> Contender:
+                       label=None, note="", pack=False, history=True, gnorm=None) -> Contender:
     """An optbench optimizer through :func:`bench.solve`; the time is ``Result.run_s`` (the
     compiled run, history recording included unless ``history=False``). With ``pack`` the
     compile column includes the packed loop's compile (on the first run, which reaches the
-    tail)."""
+    tail). ``gnorm(x)``: the case's closed-form ‖∇f‖ at the returned x, which judges ``solved``
+    for every contender alike (default: the solver's own final ‖∇f‖)."""
     if not isinstance(device, str):
         device = device.platform
 
@@ -219,7 +221,8 @@ def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="f
         def run():
             r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
                       history=history)
-            return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(r.grad_norm), gtol)
+            norms = r.grad_norm if gnorm is None else gnorm(r.x)
+            return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(norms), gtol)
         return res.compile_s, run
     return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
 
@@ -353,6 +356,8 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     those methods' rows and the floor; ``slim``: no ``pack=True`` rows)."""
     p = _problems.get("rosenbrock")
     pls = p if p.has_residuals else rosenbrock_ls_problem()
+    # every contender's ``solved`` by the same closed-form gradient at its returned x
+    oc = functools.partial(optbench_contender, gnorm=_rosen_grad_np)
     x0s = p.random_starts(n_starts, seed)
     names = set(_optimizers.names())
     xj = jnp.asarray(x0s)
@@ -364,10 +369,10 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     cs: List[Contender] = [
         jax_contender("floor: closed-form Newton (2×2)", "newton", "floor",
                       lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
-                      lambda out: Outcome(np.asarray(out[3]), np.asarray(out[2]), gtol), device,
+                      lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
                       note="same method as newton, derivatives by hand", xla_for=(2, 0)),
         # minimisation Newton: on a residual problem ``newton`` would otherwise solve r(x) = 0
-        optbench_contender(p, "newton:mode=minimize", x0s, gtol, max_iter, device, method="newton")]
+        oc(p, "newton:mode=minimize", x0s, gtol, max_iter, device, method="newton")]
     sub = x0s[:min(scipy_starts, n_starts)]
     scale = n_starts / len(sub)
     snote = f"{len(sub)} of {n_starts} starts, time ×{scale:g}" if scale != 1 else ""
@@ -389,13 +394,13 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     def packed(problem, spec, method, note=""):
         # the same method with solve(pack=True): the batch's tail stepped over its running tiles
         if packs:
-            cs.append(optbench_contender(problem, spec, x0s, gtol, max_iter, device, method=method, pack=True,
+            cs.append(oc(problem, spec, x0s, gtol, max_iter, device, method=method, pack=True,
                                          label=f"optbench {spec} (pack=True)", note=note))
 
     def unrecorded(problem, spec, method, note=""):
         # the same method with solve(history=False): like the floor and the peers, it records no
         # per-iteration history (the row above is optbench as it runs by default)
-        cs.append(optbench_contender(problem, spec, x0s, gtol, max_iter, device, method=method, history=False,
+        cs.append(oc(problem, spec, x0s, gtol, max_iter, device, method=method, history=False,
                                      label=f"optbench {spec} (history=False)",
                                      note=(note + "; " if note else "") + "no per-iteration history"))
 
@@ -404,7 +409,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy trust-exact", "newton", "trust-exact", hess=True))
     if "bfgs" in names:
-        cs.append(optbench_contender(p, "bfgs", x0s, gtol, max_iter, device))
+        cs.append(oc(p, "bfgs", x0s, gtol, max_iter, device))
         unrecorded(p, "bfgs", "bfgs")
         packed(p, "bfgs", "bfgs")
     if _have("optimistix"):
@@ -418,7 +423,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy BFGS", "bfgs", "BFGS"))
     if "lbfgs" in names:
-        cs.append(optbench_contender(p, "lbfgs", x0s, gtol, max_iter, device))
+        cs.append(oc(p, "lbfgs", x0s, gtol, max_iter, device))
         unrecorded(p, "lbfgs", "lbfgs")
         packed(p, "lbfgs", "lbfgs")
     if _have("optax"):
@@ -427,13 +432,13 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy L-BFGS-B", "lbfgs", "L-BFGS-B"))
     if "levenberg-marquardt" in names:
-        cs.append(optbench_contender(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
+        cs.append(oc(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
                                      note="residual form"))
         unrecorded(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         packed(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         # jaxopt's method, like for like: Madsen & Nielsen's gain-ratio damping update, no Jacobian
         # scaling, μ₀ = 1e-6·max diag JᵀJ (jaxopt's damping_parameter); the default is MINPACK's
-        cs.append(optbench_contender(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", x0s, gtol,
+        cs.append(oc(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", x0s, gtol,
                                      max_iter, device, method="levenberg-marquardt",
                                      note="jaxopt's damping rule and settings"))
         unrecorded(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", "levenberg-marquardt",
@@ -450,7 +455,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                                 _optimistix_lsq("LevenbergMarquardt", 1e-12, 1e-12, max_iter), (xj,),
                                 batch_outcome(), device, note="rtol=atol=1e-12"))
     if "gauss-newton" in names:
-        cs.append(optbench_contender(pls, "gauss-newton", x0s, gtol, max_iter, device, note="residual form"))
+        cs.append(oc(pls, "gauss-newton", x0s, gtol, max_iter, device, note="residual form"))
         unrecorded(pls, "gauss-newton", "gauss-newton", note="residual form")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix GaussNewton", "gauss-newton", "peer",
@@ -469,6 +474,8 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
     x0 = p.x0
     names = set(_optimizers.names())
     xj = jnp.asarray(x0)
+    # every contender's ``solved`` by the same closed-form gradient at its returned x
+    oc = functools.partial(optbench_contender, gnorm=_ext_rosen_gnorm_np)
 
     def single(xcol=0, ncol=1):
         return lambda out: Outcome(np.atleast_1d(np.asarray(out[ncol])), np.array([_ext_rosen_gnorm_np(out[xcol])]),
@@ -476,20 +483,21 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
 
     cs = [jax_contender("floor: Newton-CG, closed-form Hv", "newton-cg", "floor",
                         lambda x, g: kernels.ext_rosenbrock_newton_cg(x, g, max_iter=max_iter),
-                        (xj, jnp.asarray(gtol)), lambda out: Outcome(np.atleast_1d(out[3]), np.atleast_1d(out[2]), gtol),
+                        (xj, jnp.asarray(gtol)),
+                        lambda out: Outcome(np.atleast_1d(out[3]), np.array([_ext_rosen_gnorm_np(out[0])]), gtol),
                         device, note="N&W Alg. 7.1 + Armijo", xla_for=(n, 0))]
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
-            cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device))
+            cs.append(oc(p, spec, x0, gtol, max_iter, device))
             if not slim:   # like the floor and the peers: no per-iteration history
-                cs.append(optbench_contender(p, spec, x0, gtol, max_iter, device, history=False,
+                cs.append(oc(p, spec, x0, gtol, max_iter, device, history=False,
                                              label=f"optbench {spec} (history=False)",
                                              note="no per-iteration history"))
             if spec == "newton-cg" and not slim:
                 # the floor's own line search: the same iterations and CG steps as the floor, so
                 # its ms/iter against the floor's is the driver's overhead alone (the default,
                 # strong Wolfe, takes fewer and dearer iterations)
-                cs.append(optbench_contender(p, "newton-cg:linesearch=armijo", x0, gtol, max_iter, device,
+                cs.append(oc(p, "newton-cg:linesearch=armijo", x0, gtol, max_iter, device,
                                              note="Armijo, the floor's line search: same iterations"))
     vg = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
     hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(kernels.ext_rosenbrock), (x,), (v,))[1])

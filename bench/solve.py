@@ -619,6 +619,14 @@ def _backend_started() -> bool:
         return True
 
 
+def _default_cpu_threads() -> int:
+    """XLA's default pool size: the CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def cpu_threads() -> int:
     """The number of threads XLA's CPU client runs compiled programs on in this process: the
     value :func:`set_cpu_threads` (``--cpu-threads``) gave it, else the CPUs this process may
@@ -627,10 +635,7 @@ def cpu_threads() -> int:
         v = os.environ.get(name, "")
         if v.strip().isdigit() and int(v) > 0:
             return int(v)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return _default_cpu_threads()
 
 
 def set_cpu_threads(n) -> int:
@@ -656,8 +661,11 @@ def set_cpu_threads(n) -> int:
             # each thread reserves its stack: 10⁸ of them exhausted 24 GiB before XLA said anything
             raise OptbenchError(f"--cpu-threads must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, got {n!r}")
     if _backend_started():
-        if want is not None and want != cpu_threads():
-            raise OptbenchError(f"cannot set the CPU threads to {want}: JAX's CPU backend already runs on "
+        # None (not asked) leaves the running pool be; an explicit auto/0 asks for XLA's default
+        target = _default_cpu_threads() if want is None and n is not None else want
+        if target is not None and target != cpu_threads():
+            label = f"auto ({target})" if want is None else str(want)
+            raise OptbenchError(f"cannot set the CPU threads to {label}: JAX's CPU backend already runs on "
                                 f"{cpu_threads()} (set it before the first JAX computation)")
         return cpu_threads()
     for name in _XLA_THREADS_ENV:

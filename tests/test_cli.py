@@ -130,8 +130,12 @@ try:
     late = "accepted"
 except OptbenchError as e:
     late = str(e)
+try:
+    auto_late = bench.set_cpu_threads("auto")
+except OptbenchError as e:
+    auto_late = str(e)
 print(json.dumps({"n": n, "now": bench.cpu_threads(), "eigen": sum(c for k, c in names.items() if "XLAEigen" in k),
-                  "late": late, "same": bench.set_cpu_threads(n)}))
+                  "late": late, "same": bench.set_cpu_threads(n), "auto_late": auto_late}))
 """
 
 
@@ -152,6 +156,10 @@ def test_cpu_threads_sizes_xla_pool_and_is_recorded(tmp_path):
     assert got["1"]["n"] == got["1"]["now"] == got["1"]["same"] == 1 and got["1"]["eigen"] == 1
     assert got["auto"]["n"] == got["auto"]["eigen"] == len(os.sched_getaffinity(0))
     assert "already runs on 1" in got["1"]["late"]
+    # an explicit auto after the start is XLA's default or an error, never a silent no-op
+    assert got["auto"]["auto_late"] == got["auto"]["n"]
+    if len(os.sched_getaffinity(0)) > 1:
+        assert "cannot set the CPU threads to auto" in got["1"]["auto_late"] and "already runs on 1" in got["1"]["auto_late"]
     out = str(tmp_path / "r")
     p = subprocess.run([sys.executable, "-m", "bench", "--cpu-threads", "1", "run", "--problems", "himmelblau",
                         "--optimizers", "newton", "--starts", "2", "--out", out, "--quiet"],

@@ -13,6 +13,10 @@ import inspect
 from typing import Any, Callable, Dict, Iterable, Tuple
 
 
+#: the floating-point types a run can use (float64 by default)
+DTYPES = ("float64", "float32")
+
+
 class OptbenchError(Exception):
     """A user-facing error (bad name, bad parameter, bad file): printed as one line, exit code 2."""
 
@@ -178,9 +182,7 @@ class Registry:
         self._registration: Dict[str, int] = {}
 
     def add(self, name: str, factory: Callable, *, overwrite: bool = False) -> None:
-        self._check_name(name)
-        if not callable(factory):
-            raise OptbenchError(f"{self.kind} {name!r}: the factory must be callable, got {type(factory).__name__}")
+        self._check_entry(name, factory, f"{self.kind} {name!r}")
         if not overwrite and name in self._factories:
             raise OptbenchError(f"{self.kind} {name!r} is already registered")
         self._factories[name] = factory
@@ -188,16 +190,13 @@ class Registry:
 
     def add_family(self, prefix: str, factory: Callable) -> None:
         """Register ``prefix:<member>`` names; ``factory(member, **params)`` builds them."""
-        self._check_name(prefix)
-        if not callable(factory):
-            raise OptbenchError(f"{self.kind} family {prefix!r}: the factory must be callable, "
-                                f"got {type(factory).__name__}")
+        self._check_entry(prefix, factory, f"{self.kind} family {prefix!r}")
         self._prefixes[prefix] = factory
         self._registration[prefix + ":"] = next(_REGISTRATIONS)
 
-    def _check_name(self, name: str) -> None:
+    def _check_entry(self, name: str, factory: Callable, label: str) -> None:
         """A name must read back as itself from a spec string (no parameters, spaces or empty
-        segments), or nothing could ever select it."""
+        segments), or nothing could ever select it; the factory must be callable."""
         ok = isinstance(name, str) and name.strip() == name and bool(name)
         if ok:
             try:
@@ -207,6 +206,8 @@ class Registry:
         if not ok:
             raise OptbenchError(f"{self.kind} name must be a non-empty name a spec can select (no '=', "
                                 f"surrounding spaces or empty ':' segments), got {name!r}")
+        if not callable(factory):
+            raise OptbenchError(f"{label}: the factory must be callable, got {type(factory).__name__}")
 
     def snapshot(self):
         """What is registered now, for :meth:`restore` (a plug-in that fails halfway is undone)."""

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from optbench_core import OptbenchError, close_matches
+from optbench_core import DTYPES, OptbenchError, close_matches
 
 from . import store
 
@@ -210,10 +210,6 @@ def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str) -> Tuple[Dict[str, A
 def _statuses(arrays) -> Dict[str, int]:
     names, counts = np.unique(np.asarray(arrays["status"]).astype(str), return_counts=True)
     return {str(n): int(c) for n, c in zip(names, counts)}
-
-
-#: the dtypes a run can have (bench.suite.DTYPES; not imported, so check stays light)
-DTYPES = ("float64", "float32")
 
 
 def _is_int(v: Any) -> bool:

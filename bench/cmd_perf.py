@@ -67,14 +67,11 @@ def _prepare_out(path):
         while d and not os.path.lexists(d):
             created.append(d)
             d = os.path.dirname(d)
-        try:
-            os.makedirs(path)
-        except OSError as exc:
-            why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-            raise OptbenchError(f"{path}: cannot create the output directory ({why})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
+    try:
+        store.writable_dir(path, "perf's files")
+    except OptbenchError:
         _remove_empty(created)
-        raise OptbenchError(f"{path}: cannot write to the output directory (permission denied)")
+        raise
     return created
 
 

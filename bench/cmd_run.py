@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import optimizers
-from optbench_core import OptbenchError
+from optbench_core import DTYPES, OptbenchError
 
 from . import interrupt, plots, report, store
 from . import limits as _limits
@@ -44,7 +44,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, help="seed of the random starts (default 0)")
     p.add_argument("--max-iter", type=int, help="iteration budget per start (default 1000)")
     p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default 1e-8)")
-    p.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
+    p.add_argument("--dtype", choices=list(DTYPES), help="default float64")
     p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
     p.add_argument("--pack", action="store_true", default=None,

@@ -41,6 +41,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .metrics import WorkWeights, convergence_values  # noqa: E402,F401  (re-exported)
+from . import store  # noqa: E402
 from .store import Run  # noqa: E402
 
 #: plotted values are floored here so exact zeros stay on a log axis
@@ -217,14 +218,7 @@ class FigureMemory(dict):
 def prepare_dir(path: str) -> None:
     """Create ``path`` (and its parents) if needed and check that figures can be written there;
     one line naming the directory otherwise, before anything is drawn."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        # FileExistsError here means a file of that name (exist_ok covers a directory)
-        why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-        raise OptbenchError(f"{path}: cannot create the figure directory ({why})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OptbenchError(f"{path}: cannot write figures there (permission denied)")
+    store.writable_dir(path, "figures")
 
 
 def _write_bytes(path: str, data: bytes) -> None:

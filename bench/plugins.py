@@ -34,13 +34,16 @@ def _where_in_file(exc: BaseException, path: str) -> str:
     return f" (line {line})" if line else ""
 
 
-def _registries_snapshot():
+def snapshot_registries():
+    """What the problem and optimizer registries (and the problem catalogue) hold now, for
+    :func:`restore_registries`: a plug-in that fails halfway is undone this way."""
     from optimizers import registry as oreg
     from problems import registry as preg
     return (oreg._REGISTRY.snapshot(), preg._REGISTRY.snapshot(), dict(preg._META), dict(preg.FAMILY_DOCS))
 
 
-def _registries_restore(saved) -> None:
+def restore_registries(saved) -> None:
+    """Put the registries back as :func:`snapshot_registries` found them."""
     from optimizers import registry as oreg
     from problems import registry as preg
     opt, prob, meta, docs = saved
@@ -77,14 +80,14 @@ def load_plugin(path: str) -> ModuleType:
     folder = os.path.dirname(real)
     if folder not in sys.path:
         sys.path.append(folder)
-    saved = _registries_snapshot()
+    saved = snapshot_registries()
     try:
         try:
             spec.loader.exec_module(module)
         except BaseException:
             # undo what the file registered before it failed, so that loading it again (fixed)
             # reports its own error, not "already registered"
-            _registries_restore(saved)
+            restore_registries(saved)
             raise
     except OptbenchError as exc:
         sys.modules.pop(modname, None)

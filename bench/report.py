@@ -19,8 +19,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from optbench_core import OptbenchError
-
 from . import plots, store
 from .metrics import WorkWeights
 from .store import Run
@@ -287,15 +285,7 @@ def report_path(run: Run, out: Optional[str] = None) -> str:
     """Where the report goes (default ``<run>/report.html``), its directory created and checked
     writable: one line naming the directory otherwise, so a bad ``--out`` fails before drawing."""
     path = out or os.path.join(run.path, REPORT_NAME)
-    d = os.path.dirname(path)
-    if d:
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as exc:
-            why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-            raise OptbenchError(f"{d}: cannot create the report's directory ({why})") from None
-    if not os.access(d or ".", os.W_OK | os.X_OK):
-        raise OptbenchError(f"{d or '.'}: cannot write the report there (permission denied)")
+    store.writable_dir(os.path.dirname(path) or ".", "the report")
     return path
 
 

@@ -56,7 +56,7 @@ import numpy as np
 
 import optimizers as _optimizers
 import problems as _problems
-from optbench_core import OptbenchError, first_line, real_array
+from optbench_core import DTYPES, OptbenchError, first_line, real_array
 from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_LINESEARCH_FAILED, STATUS_MAX_ITER,
                              STATUS_NAMES, STATUS_RUNNING, STATUS_SINGULAR, STATUS_STALLED, Oracle, lane_axis,
                              running_first, where_state)
@@ -816,7 +816,11 @@ def _to_host(tree):
 
 def _state_change(name: str, s0, s1) -> Optional[str]:
     """Why ``s1`` (a step's result) cannot replace ``s0`` (its input) in the loop's carry, in one
-    line, or None: every field must keep its structure, and every leaf its shape and dtype."""
+    line, or None: it must be a State, every field must keep its structure, and every leaf its
+    shape and dtype."""
+    from optimizers.base import State
+    if not isinstance(s1, State):
+        return f"{name}: step must return an optimizers.State, got {type(s1).__name__}"
     for field in s0._fields:
         a, b = getattr(s0, field), getattr(s1, field)
         if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
@@ -836,14 +840,9 @@ def _checked_step(opt, oracle):
     """``opt.step`` on one start, with the loop's contract checked as it is traced (free at run
     time): over a batch the driver's per-start select would silently cast a state whose dtype the
     step changed (a float32 x in a float64 run) back, so the mismatch is refused here."""
-    from optimizers.base import State
-
     def step(s):
         new = opt.step(oracle, s)
-        name = f"optimizer {opt.spec or opt.name!r}"
-        if not isinstance(new, State):
-            raise OptbenchError(f"{name}: step must return an optimizers.State, got {type(new).__name__}")
-        fault = _state_change(name, s, new)
+        fault = _state_change(f"optimizer {opt.spec or opt.name!r}", s, new)
         if fault is not None:
             raise OptbenchError(fault)
         return new
@@ -868,10 +867,7 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
         s1 = jax.eval_shape(lambda s, d: optimizer.step(_oracle(problem, d), s), s0, data)
     except Exception as exc:   # noqa: BLE001
         return f"{name}: step fails: {type(exc).__name__}: {first_line(exc)}"
-    if not isinstance(s1, State):
-        return f"{name}: step must return an optimizers.State, got {type(s1).__name__}"
     return _state_change(name, s0, s1)
-    return None
 
 
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
@@ -1134,7 +1130,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     except (TypeError, ValueError):
         pass
-    if dtype not in ("float64", "float32"):
+    if dtype not in DTYPES:
         raise OptbenchError(f"dtype must be float64 or float32, got {dtype!r}")
     if optimizer.needs_residuals and not problem.has_residuals:
         raise OptbenchError(f"optimizer {optimizer.spec!r} needs a least-squares problem; {problem.spec!r} has no residuals")

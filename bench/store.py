@@ -623,6 +623,20 @@ def command_line() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
+def writable_dir(path: str, what: str = "files") -> None:
+    """Create the directory ``path`` (and its parents) if needed and check that ``what`` can be
+    written there: one line naming the directory otherwise, before anything is computed or drawn
+    for it (the commands' ``--out`` folders, a run's plots/)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        # FileExistsError here means a file of that name (exist_ok covers a directory)
+        why = "a file of that name exists" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        raise OptbenchError(f"{path}: cannot create the directory for {what} ({why})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OptbenchError(f"{path}: cannot write {what} there (permission denied)")
+
+
 def write_output_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically, creating a missing parent directory first.
 
@@ -631,10 +645,7 @@ def write_output_text(path: str, text: str) -> None:
     """
     d = os.path.dirname(path)
     if d:
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as exc:
-            raise OptbenchError(f"{d}: cannot create directory ({exc.strerror or exc})") from None
+        writable_dir(d)
     atomic_write_text(path, text)
 
 

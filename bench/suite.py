@@ -48,7 +48,7 @@ import numpy as np
 
 import optimizers as _optimizers
 import problems as _problems
-from optbench_core import OptbenchError, close_matches, parse_spec
+from optbench_core import DTYPES, OptbenchError, close_matches, parse_spec
 
 #: the settings a cell needs, with the values used when neither the suite nor the command line
 #: gives one
@@ -59,7 +59,6 @@ GROUP_KEYS = ("problems", "optimizers", "exclude", "dims", "starts", "seed", "se
               "repeats", "pack")
 #: keys only the top level may set
 TOP_KEYS = ("name", "description", "plugins", "device", "group")
-DTYPES = ("float64", "float32")
 #: the optimizer selector meaning "every registered optimizer" (families such as optax: excluded)
 ALL = "all"
 #: optimizer specs with this prefix run through scipy (``bench.scipy_runner``), not ``bench.solve``

@@ -276,9 +276,10 @@ def least_squares_model(jac, r):
     lx, ly = gx - hx, gy - hy                          # g − Pg, along μ−
     hi = m + rho
     # the small eigenvalue as det(JᵀJ)/μ+, the determinant through the column of larger norm,
-    # a·‖j₁ − (c/a)j₀‖² (or d·‖j₀ − (c/d)j₁‖²; det(J)² for two residuals): m − ρ cancels to eps·μ+ and, with a floor at that
-    # level, dropped the small direction once cond(J) passed ~5·10⁷ (Misra1a–c and MGH's Powell
-    # badly scaled stalled far from x*); this keeps it to cond(J) ≈ 1/(2ε), as the SVD path does
+    # a·‖j₁ − (c/a)j₀‖² (or d·‖j₀ − (c/d)j₁‖²; det(J)² for two residuals): m − ρ cancels to
+    # eps·μ+ and, with a floor at that level, dropped the small direction once cond(J) passed
+    # ~5·10⁷ (Misra1a–c and MGH's Powell badly scaled stalled far from x*); this keeps it to
+    # cond(J) ≈ 1/(2ε), as the SVD path does
     inv_hi = jnp.where(hi > 0, 1.0 / jnp.where(hi > 0, hi, 1.0), 0.0)
     if jac.shape[0] == 2:   # a square J: det(JᵀJ) = det(J)², elementwise (no second pass over J)
         det_j = jac[0, 0] * jac[1, 1] - jac[0, 1] * jac[1, 0]
@@ -287,6 +288,8 @@ def least_squares_model(jac, r):
         piv0 = a >= d
         pa = jnp.where(piv0, a, d)
         t = c / jnp.where(pa > 0, pa, 1.0)
+        # both sums, then the choice: with the choice inside the sum XLA's code (and its rounding)
+        # changed with the batch size, and pack=True runs of LM on Misra1a took other iterations
         e2 = jnp.where(piv0, jnp.sum((j1 - t * j0) ** 2), jnp.sum((j0 - t * j1) ** 2))
         lo = (pa * inv_hi) * e2         # pa ≤ μ+: no overflow before JᵀJ's own
     eps = jnp.finfo(jac.dtype).eps

@@ -64,3 +64,13 @@ def dir_snapshot(path):
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, path)] = fh.read()
     return out
+
+
+@pytest.fixture
+def registry_snapshot():
+    """Undo what a test (or a plug-in it loads) registers, so that later tests selecting "all"
+    problems or optimizers see the registries as they were."""
+    from bench import plugins
+    saved = plugins.snapshot_registries()
+    yield
+    plugins.restore_registries(saved)

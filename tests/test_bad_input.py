@@ -38,18 +38,6 @@ def _suite(tmp_path, text):
     return str(path)
 
 
-@pytest.fixture
-def registry_snapshot():
-    """Undo what a plug-in registers, so that later tests selecting "all" optimizers don't see it."""
-    from optimizers import registry as oreg
-    from problems import registry as preg
-    saved = [(r, dict(r._REGISTRY._factories)) for r in (oreg, preg)]
-    yield
-    for r, factories in saved:
-        r._REGISTRY._factories.clear()
-        r._REGISTRY._factories.update(factories)
-
-
 #: (id, argv builder taking tmp_path, text the one line must contain). ``OUT`` is replaced by the
 #: run directory that must not appear.
 CASES = [
@@ -193,14 +181,14 @@ def _quadratic():
 
 
 def _registered_factory_fails():
-    from problems import registry as preg
-    saved = preg._REGISTRY.snapshot()
+    from bench import plugins
+    saved = plugins.snapshot_registries()
     try:
         import problems
         problems.register("api-keyerror", lambda: {}["a"])
         return bench.solve("api-keyerror", "bfgs")
     finally:
-        preg._REGISTRY.restore(saved)
+        plugins.restore_registries(saved)
 
 
 API_CASES = [

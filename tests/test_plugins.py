@@ -21,20 +21,10 @@ EXAMPLE = os.path.join(ROOT, "examples", "my_plugin.py")
 def restore_registries():
     """Undo what this module's plug-ins register, so later tests that select "all" optimizers
     (the quick suite) see only the built-ins."""
-    from optimizers import registry as oreg
-    from problems import registry as preg
-    saved = [(r._REGISTRY, dict(r._REGISTRY._factories), dict(r._REGISTRY._prefixes)) for r in (oreg, preg)]
-    meta = dict(getattr(preg, "_META", {}))
+    saved = plugins.snapshot_registries()
     loaded = dict(plugins._LOADED)
     yield
-    for reg, factories, prefixes in saved:
-        reg._factories.clear()
-        reg._factories.update(factories)
-        reg._prefixes.clear()
-        reg._prefixes.update(prefixes)
-    if hasattr(preg, "_META"):
-        preg._META.clear()
-        preg._META.update(meta)
+    plugins.restore_registries(saved)
     plugins._LOADED.clear()
     plugins._LOADED.update(loaded)
 

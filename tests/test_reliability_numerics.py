@@ -6,7 +6,6 @@ import os
 import textwrap
 
 import numpy as np
-import pytest
 
 import bench
 import problems
@@ -79,16 +78,6 @@ def f(x):
 problems.register(problems.Problem(name="nan-wall", f=f, x0=np.zeros(2), f_star=0.0,
                                    x_star=np.full(2, 0.5), bounds=(-2.0 * np.ones(2), 2.0 * np.ones(2))))
 """
-
-
-@pytest.fixture
-def registry_snapshot():
-    """Undo what the plug-in registers, so later tests see the registries as they were."""
-    from problems import registry as preg
-    saved = dict(preg._REGISTRY._factories)
-    yield
-    preg._REGISTRY._factories.clear()
-    preg._REGISTRY._factories.update(saved)
 
 
 def test_run_with_failing_starts_finishes_and_counts_statuses(tmp_path, capsys, registry_snapshot):

@@ -260,9 +260,8 @@ def test_a_replaced_problem_or_optimizer_is_compiled_afresh_not_served_from_the_
     """The compile cache is keyed by spec for registered things: a name registered again with
     ``overwrite=True`` must run its new functions, and a user's Problem whose f is replaced after
     a solve must run the new f (both returned the old program's answer before)."""
-    from optimizers import registry as oreg
-    from problems import registry as preg
-    saved = (oreg._REGISTRY.snapshot(), preg._REGISTRY.snapshot())
+    from bench import plugins
+    saved = plugins.snapshot_registries()
     try:
         problems.register(problems.Problem(name="t-bowl", f=lambda x: jnp.sum((x - 1.0) ** 2), x0=np.zeros(2)))
         np.testing.assert_allclose(bench.solve("t-bowl", "newton", max_iter=20).x, [1.0, 1.0], atol=1e-12)
@@ -282,8 +281,7 @@ def test_a_replaced_problem_or_optimizer_is_compiled_afresh_not_served_from_the_
         optimizers.register("t-step", lambda: fixed_step(0.25), overwrite=True)
         np.testing.assert_allclose(bench.solve("t-bowl", "t-step", max_iter=1).x, [2.5, 2.5], atol=1e-12)
     finally:
-        oreg._REGISTRY.restore(saved[0])
-        preg._REGISTRY.restore(saved[1])
+        plugins.restore_registries(saved)
     mine = problems.Problem(name="t-mine", f=lambda x: jnp.sum((x - 1.0) ** 2), x0=np.zeros(2))
     np.testing.assert_allclose(bench.solve(mine, "newton", max_iter=20).x, [1.0, 1.0], atol=1e-12)
     mine.f = lambda x: jnp.sum((x + 2.0) ** 2)

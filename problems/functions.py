@@ -331,6 +331,7 @@ def quadratic(dim: int = 2, cond: float = 100.0, rotate: bool = True, seed: int 
     """
     _need(dim >= 1, f"quadratic needs dim >= 1, got {dim}")
     _need(cond >= 1.0, f"quadratic needs cond >= 1, got {cond}")
+    _need(seed >= 0, f"quadratic needs seed >= 0, got {seed}")
     lam = np.logspace(0.0, np.log10(cond), dim) if dim > 1 else np.array([1.0])
     if rotate and dim > 1:
         q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))

@@ -38,6 +38,17 @@ def _need(cond: bool, msg: str) -> None:
         raise OptbenchError(msg)
 
 
+#: most residual-Jacobian entries (m·n) a problem with a residual-count parameter may have: the
+#: limit linreg puts on its X (1.6 GB in float64); beyond it the residual vector and its
+#: Jacobian (and Chebyquad's m × n recurrence) cannot be held, and m itself allocates nothing here
+MAX_JACOBIAN_ENTRIES = 2e8
+
+
+def _need_size(name: str, m: int, n: int) -> None:
+    _need(m * n <= MAX_JACOBIAN_ENTRIES,
+          f"mgh:{name}: m = {m} residuals × n = {n} unknowns is too large to build (limit m·n <= 2e8)")
+
+
 def _ar(x, lo: int, hi: int):
     """The integers lo … hi−1 as floats in x's dtype."""
     return jnp.arange(lo, hi, dtype=x.dtype)
@@ -150,6 +161,7 @@ def jennrich_sampson(m: int = 10) -> Problem:
     minimiser lies). Other m: f* unknown here.
     """
     _need(m >= 2, f"mgh:jennrich-sampson needs m >= 2, got {m}")
+    _need_size("jennrich-sampson", m, 2)
 
     def r(x):
         i = _ar(x, 1, m + 1)
@@ -280,6 +292,7 @@ def box_3d(m: int = 10) -> Problem:
     Minimisers (1, 10, 1), (10, 1, −1) and the line x₁ = x₂, x₃ = 0; x0 = (0, 10, 20).
     """
     _need(m >= 3, f"mgh:box-3d needs m >= 3, got {m}")
+    _need_size("box-3d", m, 3)
 
     def r(x):
         t = _ar(x, 1, m + 1) / 10.0
@@ -350,6 +363,7 @@ def brown_dennis(m: int = 20) -> Problem:
     from GSL test_brown1.c (MGH quote 85822.2).
     """
     _need(m >= 4, f"mgh:brown-dennis needs m >= 4, got {m}")
+    _need_size("brown-dennis", m, 4)
 
     def r(x):
         t = _ar(x, 1, m + 1) / 5.0
@@ -399,6 +413,7 @@ def biggs_exp6(m: int = 13) -> Problem:
     x0 = (1, 2, 1, 1, 1, 1).
     """
     _need(m >= 6, f"mgh:biggs-exp6 needs m >= 6, got {m}")
+    _need_size("biggs-exp6", m, 6)
 
     def r(x):
         t = _ar(x, 1, m + 1) / 10.0
@@ -725,6 +740,7 @@ def linear_full_rank(n: int = 5, m: int = 10) -> Problem:
     x0 = (1, …, 1).
     """
     _need(n >= 1 and m >= n, f"mgh:linear-full-rank needs 1 <= n <= m, got n={n}, m={m}")
+    _need_size("linear-full-rank", m, n)
 
     def r(x):
         s = 2.0 / m * jnp.sum(x) + 1.0
@@ -742,6 +758,7 @@ def linear_rank1(n: int = 5, m: int = 10) -> Problem:
     x0 = (1, …, 1). The minimisers form a hyperplane; x* is the point on it with equal entries.
     """
     _need(n >= 1 and m >= n, f"mgh:linear-rank1 needs 1 <= n <= m, got n={n}, m={m}")
+    _need_size("linear-rank1", m, n)
 
     def r(x):
         s = jnp.sum(_ar(x, 1, n + 1) * x)
@@ -760,6 +777,7 @@ def linear_rank1_zero(n: int = 5, m: int = 10) -> Problem:
     f* = (m² + 3m − 6)/(2(2m − 3)) wherever Σ_{j=2}^{n−1} j xⱼ = 3/(2m − 3); x0 = (1, …, 1).
     """
     _need(n >= 3 and m >= n, f"mgh:linear-rank1-zero needs 3 <= n <= m, got n={n}, m={m}")
+    _need_size("linear-rank1-zero", m, n)
 
     def r(x):
         s = jnp.sum(_ar(x, 2, n) * x[1:-1])
@@ -797,6 +815,7 @@ def chebyquad(n: int = 8, m: int = 0) -> Problem:
     """
     m = n if m == 0 else m
     _need(n >= 1 and m >= n, f"mgh:chebyquad needs 1 <= n <= m, got n={n}, m={m}")
+    _need_size("chebyquad", m, n)
 
     def r(x):
         y = 2.0 * x - 1.0

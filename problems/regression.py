@@ -40,6 +40,7 @@ def _linear_data(name: str, n: int, d: int, cond: float, noise: float, seed: int
     _need(n >= d, f"{name} needs n >= d, got n={n}, d={d}")
     _need(cond >= 1.0, f"{name} needs cond >= 1, got {cond}")
     _need(noise >= 0.0, f"{name} needs noise >= 0, got {noise}")
+    _need(seed >= 0, f"{name} needs seed >= 0, got {seed}")
     _need(n * d <= 2e8, f"{name}: n·d = {n * d} is too large to build (limit 2e8)")
     u, s, v, rng = _design(n, d, cond, seed)
     x = (u * s) @ v.T
@@ -157,6 +158,7 @@ def logreg(n: int = 200, d: int = 5, separable: bool = False, lam: float = 0.0, 
     """
     _need(d >= 1 and n >= 2, f"logreg needs n >= 2 and d >= 1, got n={n}, d={d}")
     _need(lam >= 0.0, f"logreg needs lam >= 0, got {lam}")
+    _need(seed >= 0, f"logreg needs seed >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     w_true = rng.standard_normal(d)
@@ -191,6 +193,48 @@ def _gauss_model(p, c, ns):
     return p[0] * ns.exp(-0.5 * ((c - p[1]) / p[2]) ** 2)
 
 
+def _gauss_fit_derivatives(p, c, k):
+    """Residuals r = model − k, Jacobian J (bins × 3) and the residual-weighted second
+    derivatives Σᵢ rᵢ∇²rᵢ (3 × 3) of the Gaussian model at p = (h, μ, σ), u = (c − μ)/σ."""
+    h, s = p[0], p[2]
+    u = (c - p[1]) / s
+    e = np.exp(-0.5 * u * u)
+    r = h * e - k
+    jac = np.stack([e, h * e * u / s, h * e * u * u / s], 1)
+    w = r * e
+    hmm = np.sum(w * (u * u - 1.0)) * h / s ** 2
+    hms = np.sum(w * (u ** 3 - 2.0 * u)) * h / s ** 2
+    hss = np.sum(w * (u ** 4 - 3.0 * u * u)) * h / s ** 2
+    hhm, hhs = np.sum(w * u) / s, np.sum(w * u * u) / s
+    second = np.array([[0.0, hhm, hhs], [hhm, hmm, hms], [hhs, hms, hss]])
+    return r, jac, second
+
+
+def _gauss_fit_newton(p, c, k, iters: int = 50):
+    """Newton's method on Σ r² from p (exact Hessian 2(JᵀJ + Σ rᵢ∇²rᵢ)), halving a step that
+    does not decrease f; stops when a step no longer moves p."""
+    r, jac, second = _gauss_fit_derivatives(p, c, k)
+    f = r @ r
+    for _ in range(iters):
+        try:
+            step = np.linalg.solve(jac.T @ jac + second, -(jac.T @ r))
+        except np.linalg.LinAlgError:
+            break
+        t = 1.0
+        while t > 1e-6:
+            r_new, jac_new, second_new = _gauss_fit_derivatives(p + t * step, c, k)
+            if r_new @ r_new <= f:
+                break
+            t *= 0.5
+        else:
+            break
+        p = p + t * step
+        r, jac, second, f = r_new, jac_new, second_new, r_new @ r_new
+        if np.linalg.norm(t * step) <= 1e-15 * np.linalg.norm(p):
+            break
+    return p
+
+
 @register("gaussian-fit", family="regression", dims="3", tags=("regression", "least-squares", "nonconvex"))
 def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
     """Fit h·exp(−(c − μ)²/(2σ²)) to a histogram of n simulated heights (cm) by least squares.
@@ -198,9 +242,13 @@ def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
     The classic first nonlinear fit (Gauss's normal curve; e.g. Bevington & Robinson, "Data
     Reduction and Error Analysis for the Physical Sciences", on fitting arbitrary functions). Heights ~ N(170, 10²), binned on [130, 210]; the
     parameters are (h, μ, σ). x* and f* come from Gauss–Newton started at the sample moments,
-    run to convergence in float64 at construction; (h, μ, −σ) is the same fit. x0 = (max/2, 160, 20).
+    run to convergence in float64 at construction (finished by Newton's method where Gauss–Newton
+    converges only linearly); (h, μ, −σ) is the same fit. x0 = (max/2, 160, 20). A histogram
+    with no finite best fit (too few heights for the bins: the fit degenerates to an ever
+    narrower spike) is a one-line error, as is a fit that does not reach ∇f = 0.
     """
     _need(n >= 10 and bins >= 4, f"gaussian-fit needs n >= 10 and bins >= 4, got n={n}, bins={bins}")
+    _need(seed >= 0, f"gaussian-fit needs seed >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     heights = rng.normal(170.0, 10.0, n)
     counts, edges = np.histogram(heights, bins=bins, range=(130.0, 210.0))
@@ -208,6 +256,7 @@ def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
     centers = 0.5 * (edges[:-1] + edges[1:])
 
     p = np.array([counts.max(), heights.mean(), heights.std()])
+    converged = False
     for _ in range(100):
         e = np.exp(-0.5 * ((centers - p[1]) / p[2]) ** 2)
         r = p[0] * e - counts
@@ -215,7 +264,26 @@ def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
         dp = np.linalg.lstsq(jac, -r, rcond=None)[0]
         p = p + dp
         if np.linalg.norm(dp) <= 1e-15 * np.linalg.norm(p):
+            converged = True
             break
+    if not converged:
+        # Gauss–Newton converges only linearly where the residuals are large (few points, many
+        # bins): finish with Newton's method on f = Σ r², exact Hessian, quadratic convergence
+        p = _gauss_fit_newton(p, centers, counts)
+    r, jac, _ = _gauss_fit_derivatives(p, centers, counts)
+    sv = np.linalg.svd(jac * (1.0 / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)), compute_uv=False)
+    if not (np.all(np.isfinite(p)) and sv[-1] > 1e-9 * sv[0]):
+        # a histogram a narrowing, ever taller Gaussian fits better and better (e.g. two occupied
+        # bins): f approaches its infimum only as σ → 0, so there is no x* to record
+        raise OptbenchError(f"gaussian-fit: the {bins}-bin histogram of n={n} heights (seed {seed}) has no finite "
+                            "best fit (the fit degenerates to a spike); use more heights or fewer bins")
+    # first-order optimality: r ⟂ every Jacobian column, to 1e-10 relative (or to the rounding
+    # level of the data where the fit is exact and r is all rounding)
+    jn = np.linalg.norm(jac, axis=0)
+    if not np.all(np.abs(jac.T @ r) <= jn * (1e-10 * np.linalg.norm(r) + 1e-13 * np.linalg.norm(counts))):
+        cos = np.max(np.abs(jac.T @ r) / (jn * max(np.linalg.norm(r), 1e-300)))
+        raise OptbenchError(f"gaussian-fit: the least-squares fit for n={n}, bins={bins}, seed={seed} did not converge "
+                            f"(residual still at cos {cos:.1e} to the Jacobian); try other parameters")
     r = _gauss_model(p, centers, np) - counts
 
     def residuals(x, data):
@@ -250,6 +318,7 @@ def mlp(hidden: int = 8, n: int = 64, activation: str = "tanh", target: str = "t
     _need(hidden >= 1 and n >= 2, f"mlp needs hidden >= 1 and n >= 2, got hidden={hidden}, n={n}")
     _need(activation in ("tanh", "sigmoid"), f"mlp activation must be tanh or sigmoid, got {activation!r}")
     _need(target in ("teacher", "sine"), f"mlp target must be teacher or sine, got {target!r}")
+    _need(seed >= 0, f"mlp needs seed >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     x = np.linspace(-2.0, 2.0, n)
     teacher = np.concatenate([rng.uniform(-3.0, 3.0, hidden), rng.uniform(-2.0, 2.0, hidden),

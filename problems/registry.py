@@ -51,7 +51,11 @@ def register(problem_or_name: Union[Problem, str, None] = None, factory: Optiona
     """
     if isinstance(problem_or_name, Problem):
         p = problem_or_name
-        _REGISTRY.add(p.name, lambda: p, overwrite=overwrite)
+
+        def fixed():
+            return p
+        fixed.__doc__ = p.description or None   # what `optbench list problems` shows for it
+        _REGISTRY.add(p.name, fixed, overwrite=overwrite)
         _set_meta(p.name, family, dims or str(p.dim), dim_param, tags or p.tags, None)
         return p
     if isinstance(problem_or_name, str) and factory is not None:

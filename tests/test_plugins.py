@@ -123,6 +123,14 @@ def test_list_with_plugin(capsys):
     assert any(line.startswith("bb ") for line in out.splitlines()) and "Barzilai" in out
 
 
+def test_list_problems_with_plugin_shows_a_fixed_problems_description(capsys):
+    """A Problem registered as an instance is listed with its dimension and its description
+    (the listing read the docstring of the factory the registry made for it: empty)."""
+    assert main(["list", "problems", "--plugin", EXAMPLE]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.split()[:1] == ["decay-fit"])
+    assert line.split()[1] == "2" and "fitted to exact samples" in line
+
+
 def test_readme_shows_the_example_verbatim():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     assert open(EXAMPLE, encoding="utf-8").read().rstrip("\n") in readme

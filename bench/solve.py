@@ -1059,6 +1059,17 @@ def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float
                  history=history, _compile_only=True)
 
 
+def gtol_in(gtol: float, dtype) -> np.ndarray:
+    """``gtol`` in the run's dtype, rounded toward zero: the largest number of that dtype ≤ gtol,
+    so a start the loop calls ``converged`` has ‖∇f‖ ≤ gtol as given, not merely ≤ gtol rounded
+    to the nearest float32 (1e-3 rounds up, to 0.0010000000475: a float32 start with ‖∇f‖ equal
+    to that was reported converged at gtol = 1e-3)."""
+    t = np.asarray(gtol, dtype)
+    if float(t) > gtol:
+        t = np.nextafter(t, np.zeros((), dtype))
+    return t
+
+
 def success_tol(f_star: float, dtype: str = "float64") -> float:
     """How far above a known f* a start may end and count as solved: max(1e-6, τ·|f*|), τ = 1e-6
     in float64 (so 1e-6·max(1, |f*|)) and √ε ≈ 3.5e-4 in float32 (see :data:`SUCCESS_RTOL`)."""
@@ -1169,7 +1180,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     with jax.default_device(dev):
         xs = _put(x0p.astype(jdtype), lanes)
         data = _put(jax.tree_util.tree_map(np.asarray, _cast_data(problem.data, jdtype)), whole)
-        g = _put(np.asarray(gtol, jdtype), whole)
+        g = _put(gtol_in(gtol, jdtype), whole)
         mi = _put(np.asarray(max_iter, np.int32), whole)
         chunk = int(HISTORY_CHUNK)
         zero = _put(np.zeros(2 + (chunk if history else 0), np.int32), whole)

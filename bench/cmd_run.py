@@ -239,8 +239,11 @@ def _precompile_cells(cells, device_name, bar, jobs=None) -> None:
     bar.cell(0, f"compiling {len(todo)} cells, {jobs} at a time")
     bar.phase("compile")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optbench-compile")
+    futures = []
+    _COMPILES[:] = futures   # what an interrupt leaves running (see _wait_for_compiles)
     try:
-        futures = [pool.submit(c.precompile, device_name) for c in todo]
+        futures.extend(pool.submit(c.precompile, device_name) for c in todo)
+        _COMPILES[:] = futures
         for f in concurrent.futures.as_completed(futures):
             try:
                 f.result()
@@ -249,6 +252,51 @@ def _precompile_cells(cells, device_name, bar, jobs=None) -> None:
     finally:
         # on an interrupt, compiles not yet started are dropped; running ones finish in the background
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+#: the compile futures of the last _precompile_cells: an interrupt leaves the running ones going
+_COMPILES: list = []
+
+
+def _wait_for_compiles(exit_code: int) -> None:
+    """After an interrupt, wait for the compiles already under way (XLA cannot stop one midway, and
+    the interpreter would wait for their threads at exit anyway), saying so; a second SIGINT or
+    SIGTERM meanwhile ends the process at once with ``exit_code`` (the run directory is already
+    consistent and released) instead of a traceback from the interpreter's exit."""
+    import concurrent.futures
+    import signal
+    running = [f for f in _COMPILES if not f.done()]
+    _COMPILES.clear()
+    if not running:
+        return
+    print(f"optbench: waiting for {len(running)} compile(s) already under way to end "
+          f"(interrupt again to quit at once)", file=sys.stderr, flush=True)
+
+    def quit_now(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(exit_code)
+
+    old = {}
+    if _in_main_thread():
+        for s in interrupt.SIGNALS:
+            try:
+                old[s] = signal.signal(s, quit_now)
+            except (ValueError, OSError):  # pragma: no cover - restricted environments
+                pass
+    try:
+        concurrent.futures.wait(running)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 class _NoWriter:
@@ -367,8 +415,10 @@ def _run(args, out) -> int:
             with guard.critical():
                 writer.mark_interrupted(exc.signame)
             n = len(writer.done_cells())
+            writer.release()
             print(f"optbench: interrupted by {exc.signame}: {n} of {len(cells)} cells are kept in {path}; "
-                  f"finish with: optbench run --resume {path}", file=sys.stderr)
+                  f"finish with: optbench run --resume {path}", file=sys.stderr, flush=True)
+            _wait_for_compiles(exc.exit_code)
             return exc.exit_code
         except Exception:
             if writer is not None and not resume and not rank:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Optional
 
 #: the signals a run turns into an orderly stop
@@ -39,17 +40,30 @@ class Guard:
     :meth:`critical` sections. Outside the main thread (where Python cannot install handlers) it
     does nothing, and the previous handlers come back on exit."""
 
+    #: seconds after an Interrupted is raised during which further signals are ignored: the stop
+    #: is under way, and a second exception raised into the unwinding (a ``finally`` of threading's
+    #: locks, the writer's cleanup) would replace the first with an unrelated error and skip the
+    #: cleanup. A signal after that raises again, in case the first was swallowed somewhere.
+    GRACE_S = 3.0
+
     def __init__(self):
         self._old = {}
         self._depth = 0
         self.pending: Optional[int] = None
+        self._raised_at: Optional[float] = None
+
+    def _raise(self, signum):
+        self._raised_at = time.monotonic()
+        raise Interrupted(signum)
 
     def _handler(self, signum, frame):
+        if self._raised_at is not None and time.monotonic() - self._raised_at < self.GRACE_S:
+            return   # already stopping
         if self._depth > 0:
             if self.pending is None:
                 self.pending = signum
             return
-        raise Interrupted(signum)
+        self._raise(signum)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -76,4 +90,4 @@ class Guard:
             self._depth -= 1
         if self._depth == 0 and self.pending is not None:
             signum, self.pending = self.pending, None
-            raise Interrupted(signum)
+            self._raise(signum)

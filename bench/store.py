@@ -11,8 +11,8 @@ A run directory is the unit of record::
 
 Every file is written atomically (temporary file in the same directory, then ``os.replace``), cell by
 cell, so a run killed at any moment leaves a valid directory holding every finished cell; meta.json
-says ``"complete": false`` until the last cell is in. A lock file (created with O_EXCL) keeps two
-processes from writing into one directory. ``.npz`` files are read with ``allow_pickle=False``.
+says ``"complete": false`` until the last cell is in. A lock file (held with ``flock`` by its owner,
+who also writes its pid and host there) keeps two processes from writing into one directory. ``.npz`` files are read with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+try:  # POSIX: the lock's owner holds an flock on it for as long as it lives
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the pid in the file is all there is
+    fcntl = None
 
 from optbench_core import OptbenchError
 
@@ -209,6 +214,15 @@ def _lock_info(lock_path: str) -> Dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def _lock_unwritten(lock_path: str) -> bool:
+    """True for an empty lock file: its writer died before writing its pid, or is about to take
+    it (``_acquire_lock`` then settles who holds it)."""
+    try:
+        return os.path.getsize(lock_path) == 0
+    except OSError:
+        return False
+
+
 def _lock_is_stale(lock_path: str) -> bool:
     """True when the lock's owner was on this host and is gone (e.g. SIGKILLed): only then may it
     be broken. A lock from another host, or one we cannot read, is never judged stale."""
@@ -227,15 +241,40 @@ def _lock_is_stale(lock_path: str) -> bool:
     return False
 
 
+_TMP_RE = re.compile(r"\.tmp(\d+)$")
+
+
+def _stale_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary (``.<name>.tmp<pid>``) whose writer is gone: this process
+    (which writes none right now) or a dead one. A live process's is another command's write in
+    progress (``optbench report`` writes ``.report.html.tmp<pid>`` beside the run's files)."""
+    m = _TMP_RE.search(name)
+    if not (name.startswith(TMP_PREFIX) and m):
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OverflowError, ValueError):   # not a pid at all
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
+
+
 def _remove_stale_temporaries(path: str) -> None:
-    """Delete temporaries a killed writer left behind (``.<name>.tmp<pid>``); never a real file."""
+    """Delete temporaries a killed writer left behind (``.<name>.tmp<pid>``); never a real file,
+    nor the temporary of a process that is still writing it."""
     for d in (path, os.path.join(path, "traces")):
         try:
             names = os.listdir(d)
         except OSError:
             continue
         for name in names:
-            if name.startswith(TMP_PREFIX) and re.search(r"\.tmp\d+$", name):
+            if _stale_temporary(name):
                 try:
                     os.remove(os.path.join(d, name))
                 except OSError:
@@ -254,6 +293,7 @@ class RunWriter:
         self.path = path
         self._lock = os.path.join(path, LOCK_NAME)
         self._locked = False
+        self._fd: Optional[int] = None
         self._created = False
         if resume:
             load_meta(path)  # a one-line error if this is not a run, before touching the lock
@@ -270,8 +310,12 @@ class RunWriter:
             if os.path.exists(path) and not os.path.isdir(path):
                 raise OptbenchError(f"output path {path} exists and is not a directory; choose another --out")
             entries = set(os.listdir(path)) if os.path.isdir(path) else set()
-            if LOCK_NAME in entries and entries == {LOCK_NAME} and _lock_is_stale(self._lock):
-                entries = set()  # a writer killed between creating the lock and meta.json
+            if entries and LOCK_NAME in entries and (_lock_is_stale(self._lock) or _lock_unwritten(self._lock)) \
+                    and all(e == LOCK_NAME or _stale_temporary(e) for e in entries):
+                # a writer killed between creating the lock and committing meta.json (its
+                # temporary may be there): nothing was recorded, the directory counts as empty
+                _remove_stale_temporaries(path)
+                entries = set()
             if entries:
                 if LOCK_NAME in entries and not _lock_is_stale(self._lock):
                     raise OptbenchError(self._locked_message())
@@ -299,8 +343,55 @@ class RunWriter:
                 f"(if that process is gone, remove {os.path.join(self.path, LOCK_NAME)})")
 
     def _acquire_lock(self):
-        """Create the lock with O_EXCL (atomic: of two processes exactly one succeeds). A lock whose
-        owner died on this host is broken once; a live or foreign owner is refused."""
+        """Take the directory's lock: of two processes exactly one succeeds, a live owner or one on
+        another host is refused, and a lock whose owner died on this host is taken over.
+
+        On POSIX the owner holds an ``flock`` on the file for as long as it lives (the kernel drops
+        it when the process dies, however it dies), and a lock is taken over in place, never
+        removed and created again: two processes breaking one stale lock at once cannot both
+        end up holding it. Elsewhere the file is created with O_EXCL and judged by its pid."""
+        if fcntl is None:  # pragma: no cover - not POSIX
+            return self._acquire_lock_excl()
+        for _ in range(100):
+            try:
+                fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise OptbenchError(f"{self._lock}: cannot create the lock file ({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live optbench process (this one included)
+                os.close(fd)
+                raise OptbenchError(self._locked_message()) from None
+            try:
+                ours = os.path.samestat(os.fstat(fd), os.stat(self._lock))
+            except OSError:
+                ours = False
+            if not ours:  # its owner removed it on release meanwhile: take the next one
+                os.close(fd)
+                continue
+            try:
+                text = os.read(fd, 65536).decode("utf-8", "replace")
+            except OSError:
+                text = ""
+            if text.strip() and not _lock_is_stale(self._lock):
+                # written by an owner that holds no flock (on another host, an older optbench, or
+                # unreadable): never judged stale here
+                os.close(fd)
+                raise OptbenchError(self._locked_message())
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode(), 0)
+            except OSError as exc:
+                os.close(fd)
+                raise OptbenchError(f"{self._lock}: cannot write the lock file ({exc.strerror or exc})") from None
+            self._fd = fd
+            self._locked = True
+            return
+        raise OptbenchError(self._locked_message())
+
+    def _acquire_lock_excl(self):  # pragma: no cover - not POSIX
         for attempt in (0, 1):
             try:
                 fd = os.open(self._lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -320,17 +411,32 @@ class RunWriter:
             os.close(fd)
             self._locked = True
             return
+        raise OptbenchError(self._locked_message())
 
     def release(self):
         """Remove the lock file if this writer holds it (idempotent)."""
         if not self._locked:
             return
         try:
-            if _lock_info(self._lock).get("pid") in (None, os.getpid()):
-                os.remove(self._lock)
+            if self._fd is not None:
+                try:   # the file at the path is still the one this writer holds
+                    ours = os.path.samestat(os.fstat(self._fd), os.stat(self._lock))
+                except OSError:
+                    ours = False
+            else:
+                ours = _lock_info(self._lock).get("pid") in (None, os.getpid())
+            if ours:
+                os.remove(self._lock)   # removed before the flock goes, so nobody takes a dying lock
         except FileNotFoundError:
             pass
-        self._locked = False
+        finally:
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = None
+            self._locked = False
 
     def done_cells(self):
         return {(c[0], c[1]) for c in self.meta.get("cells_done", [])}

@@ -284,6 +284,10 @@ def parse(text: str, path: Optional[str] = None, name: Optional[str] = None) -> 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise OptbenchError(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a file nested thousands of
+        # levels deep exhausts Python's stack, which no suite comes near
+        raise OptbenchError(f"{where}: not valid TOML: arrays or tables nested too deeply to read") from None
     top = _check_table(where, data, GROUP_KEYS + TOP_KEYS)
     raw_groups = data.get("group", [])
     if not isinstance(raw_groups, list) or not all(isinstance(g, dict) for g in raw_groups):

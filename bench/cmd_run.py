@@ -23,7 +23,7 @@ from . import limits as _limits
 from . import plugins as _plugins
 from . import suite as _suite
 from .progress import Progress
-from .solve import resolve_device
+from .solve import resolve_device, resolve_devices
 
 NAME = "run"
 HELP = "run problems × optimizers and write a run directory (meta.json, CSVs, traces, plots)"
@@ -368,7 +368,7 @@ def _run(args, out) -> int:
         dtype = config["dtype"] if isinstance(config["dtype"], str) else "mixed"
         meta = {"command": store.command_line(), "argv": sys.argv[1:],
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "config": config, **store.provenance(dtype, plan.device)}
+                "config": config, **store.provenance(dtype, plan.device, resolve_devices(plan.device_name))}
     t0 = time.perf_counter()
     quiet = args.quiet or getattr(args, "json", False)
     # SIGINT/SIGTERM stop the run between files: finished cells kept, meta.json says incomplete,
@@ -384,7 +384,8 @@ def _run(args, out) -> int:
                 with guard.critical():
                     writer.note_resumed({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                          "command": store.command_line(), "cells_before": len(done),
-                                         **store.provenance(writer.meta.get("dtype", "float64"), plan.device)})
+                                         **store.provenance(writer.meta.get("dtype", "float64"), plan.device,
+                                                           resolve_devices(plan.device_name))})
             with Progress(len(todo), enabled=None if not quiet else False) as bar:
                 # compiled ahead in windows that the in-process program cache keeps
                 window = max(1, sys.modules["bench.solve"].COMPILED_MAX // 2)

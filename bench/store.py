@@ -119,8 +119,10 @@ def git_commit(path: Optional[str] = None) -> Optional[str]:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def provenance(dtype: str, device=None) -> Dict[str, Any]:
-    """Versions, backend, devices, host and commit: what a result needs to be reproduced."""
+def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
+    """Versions, backend, devices, host and commit: what a result needs to be reproduced.
+    ``devices``: the devices the run uses (``device_count``; default every device of ``device``'s
+    kind, which a run on one chosen device, ``cpu:1``, does not use)."""
     import jax
     import jaxlib
     import matplotlib
@@ -131,7 +133,7 @@ def provenance(dtype: str, device=None) -> Dict[str, Any]:
                      "optax": optax.__version__, "numpy": np.__version__, "matplotlib": matplotlib.__version__},
         "backend": dev.platform,
         "device_kind": getattr(dev, "device_kind", ""),
-        "device_count": len(jax.devices(dev.platform)),
+        "device_count": len(devices) if devices is not None else len(jax.devices(dev.platform)),
         "process_count": jax.process_count(),
         "dtype": dtype,
         "x64": bool(jax.config.jax_enable_x64),

@@ -231,12 +231,15 @@ def test_sharded_run_equals_single_device_bit_for_bit(tmp_path):
     _run_py(f"""
         import sys
         from bench import cli
-        sys.exit(cli.main({args + ['--out', str(four)]!r}))
+        assert cli.main({args + ['--out', str(four)]!r}) == 0
+        sys.exit(cli.main({args + ['--out', str(tmp_path / 'picked'), '--device', 'cpu:1']!r}))
     """, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "OPTBENCH_CACHE_DIR": "off"})
     one = tmp_path / "one"
     assert cli.main(args + ["--out", str(one)]) == 0
     r4, r1 = store.load_run(str(four)), store.load_run(str(one))
     assert r4.meta["device_count"] == 4 and r1.meta["device_count"] == 1
+    # one device picked out of four: the count says what the run used, not what was visible
+    assert store.load_run(str(tmp_path / "picked")).meta["device_count"] == 1
     assert (four / "starts.csv").read_text() == (one / "starts.csv").read_text()
     for row in r1.summary:
         c1, c4 = r1.cell(row["problem"], row["optimizer"]), r4.cell(row["problem"], row["optimizer"])

@@ -31,7 +31,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from optbench_core import OptbenchError
 
 import matplotlib
 matplotlib.use("Agg")
@@ -222,24 +221,10 @@ def prepare_dir(path: str) -> None:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: readers see the old figure or the new one.
-
-    On a failure (a full disk, a directory that went read-only) the half-written temporary is
-    removed here — the run directory's own clean-up only looks at its root and traces/ — and the
-    error is one line naming the file; the figure there before, if any, is intact.
-    """
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); "
-                            f"figures written before are intact") from None
+    """Write a figure atomically (:func:`bench.store.atomic_write_bytes`, without fsync: a figure
+    can be redrawn); a failure removes the temporary — the run directory's own clean-up only looks
+    at its root and traces/ — and is one line naming the file."""
+    store.atomic_write_bytes(path, data, durable=False, what="figures")
 
 
 _SVG_STRIP = [re.compile(r"<!DOCTYPE[^>]*>\s*", re.S), re.compile(r"\s*<metadata>.*?</metadata>", re.S)]

@@ -57,28 +57,32 @@ RUN_META_KEYS = ("schema_version", "complete", "cells_done")
 TMP_PREFIX = "."
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes, *, durable: bool = True, what: str = "files") -> None:
+    """Write ``data`` to ``path`` atomically (a temporary beside it, then ``os.replace``): readers
+    see the old file or the new one, never half. ``durable``: fsync before the rename (run files;
+    figures, which can be redrawn, skip it). On a failure (a full disk, a vanished or read-only
+    directory) the half-written temporary is removed, the old file stays as it was, and the error
+    is one line naming the file ("``what`` written before are intact")."""
     d = os.path.dirname(path) or "."
     tmp = os.path.join(d, f"{TMP_PREFIX}{os.path.basename(path)}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        # a full disk or a vanished directory: the old file stays as it was, the half-written
-        # temporary goes, and the user gets one line naming the file
         try:
             os.remove(tmp)
         except OSError:
             pass
-        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); files written before are intact") from None
+        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); {what} written before are intact") from None
 
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _csv_text(columns: List[str], rows: List[Dict[str, Any]]) -> str:
@@ -496,7 +500,7 @@ class RunWriter:
             arrays.update(extra)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        _atomic_write_bytes(os.path.join(self.path, "traces", fname), buf.getvalue())
+        atomic_write_bytes(os.path.join(self.path, "traces", fname), buf.getvalue())
         row, starts = summarize(res, problem_dim, os.path.join("traces", fname))
         self.summary = [r for r in self.summary if (r["problem"], r["optimizer"]) != (res.problem, res.optimizer)]
         self.starts = [r for r in self.starts if (r["problem"], r["optimizer"]) != (res.problem, res.optimizer)]

@@ -181,11 +181,19 @@ def test_disk_full_while_drawing_keeps_the_figures_and_no_temporary(tiny_run, tm
     copy = _copy(tiny_run, tmp_path)
     plots_dir = os.path.join(copy, "plots")
     before = _snapshot(plots_dir)
-    monkeypatch.setattr(plots, "open", _FullDisk, raising=False)
+    # figures are written through store's atomic write; reading the run still works
+    monkeypatch.setattr(store, "open", lambda path, mode="r", *a, **kw: (_FullDisk if "w" in mode else open)(
+        path, mode, *a, **kw), raising=False)
     assert main(["plot", copy, "--formats", "png"]) == 2
     _one_line_error(capsys, plots_dir, os.strerror(errno.ENOSPC))
     assert _snapshot(plots_dir) == before  # no temporary left, every figure intact
+    monkeypatch.undo()
     # the report draws in memory: a disk too full for figures still takes report.html
+
+    def no_figure_files(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(plots, "_write_bytes", no_figure_files)
     out = str(tmp_path / "r.html")
     assert main(["report", copy, "--out", out]) == 0
     assert _snapshot(plots_dir) == before

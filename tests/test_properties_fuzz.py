@@ -3,7 +3,6 @@ files. Whatever the input, the answer is a parsed value or one :class:`OptbenchE
 another exception, never a traceback."""
 import math
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

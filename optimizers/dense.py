@@ -327,7 +327,11 @@ def minpack_lmpar(mu, b, radius, par0, floor, max_iter=10):
     dxnorm = jnp.sqrt(p2)
     fp0 = dxnorm - radius
     full_rank = jnp.all(keep)
-    parl = jnp.where(full_rank & (w2 > 0), fp0 * dxnorm / jnp.where(w2 > 0, w2, 1.0), 0.0)
+    # Moré's lower bound from the Gauss-Newton step (MINPACK lmpar: parl = (fp/Δ)/‖w‖² with
+    # w = R⁻ᵀD²x/‖Dx‖, ‖w‖² = Σ bᵢ²/μᵢ³ / ‖q‖² in this basis): fp·‖q‖²/(Δ·w2). It read
+    # fp·‖q‖/w2, a bound lower by the factor Δ/‖q‖ < 1/1.1, so the λ iteration started further
+    # left of the root than MINPACK's
+    parl = jnp.where(full_rank & (w2 > 0), fp0 * p2 / (radius * jnp.where(w2 > 0, w2, 1.0)), 0.0)
     parl = jnp.maximum(parl, 0.0)
     gnorm = jnp.linalg.norm(b)  # ‖D⁻¹Jᵀr‖, the scaled gradient
     paru = jnp.where(gnorm > 0, gnorm / radius, tiny / jnp.minimum(radius, 0.1))

@@ -182,8 +182,15 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
         a_cub = jnp.where(jnp.isfinite(a_cub) & jnp.isfinite(f_hi), a_cub, 0.5 * (lo_ + hi_))
         a_zoom = jnp.clip(a_cub, lo_ + 0.01 * width, hi_ - 0.01 * width)
         a_next = jnp.where(bracketed, a_zoom, jnp.minimum(expand * a, alpha_max))
-        # a bracket shrunk to round-off, or an expansion stuck at alpha_max, cannot improve
-        stuck = jnp.where(bracketed, width <= 10.0 * eps * hi_, a >= alpha_max)
+        # a bracket shrunk to round-off, or an expansion stuck at alpha_max, cannot improve; nor
+        # can a next trial that no longer moves x (x + α·d == x: f(x) fails the test, and so
+        # does every later trial, which lies closer to 0): with a_lo = 0 the relative width test
+        # never fires there, and the search spent the rest of its budget evaluating f(x). Only
+        # a bracket from 0 can hold such a trial (an accepted a_lo > 0 moved x), so the O(n)
+        # test runs only then (a conditional on one start; under vmap a cheap select): run on
+        # every trial it cost newton-cg ≈ 10 % a step at n = 10⁶
+        frozen = jax.lax.cond(bracketed & (a_lo == 0), lambda: jnp.all(x + a_zoom * d == x), lambda: jnp.asarray(False))
+        stuck = jnp.where(bracketed, (width <= 10.0 * eps * hi_) | frozen, a >= alpha_max)
         return _Zoom(z.n + 1, accept | stuck, accept, a_next, a_lo, f_lo, d_lo, g_lo, a_hi, f_hi, d_hi)
 
     zero = jnp.zeros((), dtype)

@@ -498,33 +498,42 @@ class Tolerances:
     metric: Dict[str, float] = dataclasses.field(default_factory=dict)
     time: bool = False
     alpha: float = DEFAULT_ALPHA
+    #: any change of a convergence metric, better or worse, fails (``--exact``: for a change that
+    #: must move no result — a refactor, speed work — checked on the baseline's own software stack)
+    exact: bool = False
 
     def of(self, metric: str) -> float:
         return self.metric.get(metric, self.family[METRICS[metric][0]])
 
     def describe(self) -> str:
-        parts = [f"success rate: {'any drop' if self.family['success'] == 0 else 'drop > ' + _num(self.family['success'])}",
-                 f"iterations: +{self.family['nit']:.0%}", f"evaluations: +{self.family['evals']:.0%}",
-                 f"log10(f-f*): +{self.family['subopt']:g} decade(s)",
-                 (f"time: x{self.family['time']:g} and Mann-Whitney p <= {self.alpha:g}" if self.time else "time: off")]
+        if self.exact:
+            parts = ["convergence metrics: any change, better or worse (--exact)"]
+        else:
+            parts = [f"success rate: {'any drop' if self.family['success'] == 0 else 'drop > ' + _num(self.family['success'])}",
+                     f"iterations: +{self.family['nit']:.0%}", f"evaluations: +{self.family['evals']:.0%}",
+                     f"log10(f-f*): +{self.family['subopt']:g} decade(s)"]
+        parts.append(f"time: x{self.family['time']:g} and Mann-Whitney p <= {self.alpha:g}" if self.time else "time: off")
         parts += [f"{k}: {v:g}" for k, v in self.metric.items()]
         return "; ".join(parts)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"family": dict(self.family), "metric": dict(self.metric), "time": self.time, "alpha": self.alpha}
+        return {"family": dict(self.family), "metric": dict(self.metric), "time": self.time, "alpha": self.alpha,
+                "exact": self.exact}
 
 
 def _num(v: float) -> str:
     return f"{v:g}"
 
 
-def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DEFAULT_ALPHA) -> Tolerances:
+def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DEFAULT_ALPHA,
+                     exact: bool = False) -> Tolerances:
     """``["nit=0.2", "evals=15%,subopt=0.5", "nit_p90=0.3", "time=1.3"]`` → :class:`Tolerances`.
 
     Keys are the families (success, nit, evals, subopt, time) or single metric names. A time
-    tolerance also turns the time check on.
+    tolerance also turns the time check on. ``exact``: any change of a convergence metric fails
+    (only a time tolerance may be given with it).
     """
-    tol = Tolerances(time=bool(time), alpha=alpha)
+    tol = Tolerances(time=bool(time), alpha=alpha, exact=bool(exact))
     if not (0 < alpha < 1):
         raise OptbenchError(f"--alpha must be in (0, 1), got {alpha:g}")
     for item in items or []:
@@ -542,6 +551,9 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
             except ValueError:
                 raise OptbenchError(f"--tolerance: {key} needs a number, got {text!r}") from None
             fam = key if key in FAMILIES else METRICS[key][0]
+            if exact and fam != "time":
+                raise OptbenchError(f"--tolerance {key}: --exact allows no change in convergence metrics; "
+                                    f"give one or the other")
             if not math.isfinite(v) or v < 0:
                 raise OptbenchError(f"--tolerance: {key} must be a finite number >= 0, got {text}")
             if fam == "success" and v > 1:
@@ -640,6 +652,11 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
     t = tol.of(metric)
     if b is None or c is None or (isinstance(b, float) and math.isnan(b)) or (isinstance(c, float) and math.isnan(c)):
         return MetricRow(metric, b, c, "n/a")
+    if tol.exact and fam != "time":
+        row = _compare_metric(metric, b, c, Tolerances(family={k: 0.0 for k in FAMILIES}), (), ())
+        if b == c:
+            return row
+        return MetricRow(metric, b, c, "regression", row.change, "--exact: any change counts, better or worse")
     if fam == "success":
         d = c - b
         change = f"{d * 100:+.1f} pts"

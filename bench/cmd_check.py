@@ -27,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--time", action="store_true",
                    help="also check run time: a slowdown beyond the factor that a Mann-Whitney U test over the "
                         "repeats finds significant")
+    p.add_argument("--exact", action="store_true",
+                   help="any change of a convergence metric, better or worse, fails: for changes that must "
+                        "move no result (refactors, speed work), on the baseline's own machine and versions")
     p.add_argument("--alpha", type=float, default=check.DEFAULT_ALPHA,
                    help="significance level of the time test (default 0.05)")
     p.add_argument("--format", choices=sorted(check.FORMATTERS), default="text", help="report format (default text)")
@@ -44,7 +47,7 @@ def _check_out(args) -> None:
 
 
 def run(args) -> int:
-    tol = check.parse_tolerances(args.tolerance, time=args.time, alpha=args.alpha)
+    tol = check.parse_tolerances(args.tolerance, time=args.time, alpha=args.alpha, exact=args.exact)
     if args.out:
         _check_out(args)
     cmp = check.check(args.run_dir, args.baseline, tol)

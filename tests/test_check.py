@@ -323,6 +323,40 @@ def test_loose_tolerance_lets_the_weakened_run_pass(runs):
     assert main(["check", runs["weak"], "--baseline", runs["base"], "--tolerance", "nit=1,evals=1,subopt=3"]) == 0
 
 
+def test_exact_fails_on_any_change_better_or_worse():
+    """--exact: a change that must move no result fails on an improvement too; identical metrics
+    pass, and times stay unchecked unless asked for."""
+    tol = check.parse_tolerances([], exact=True)
+    same = check.compare(_doc(_cell(run_s=1.0)), _doc(_cell(run_s=3.0)), tol)
+    assert same.exit_code == 0 and not _verdicts(same)
+    better = check.compare(_doc(_cell(nfev_median=40.0)), _doc(_cell(nfev_median=39.0)), tol)
+    assert _verdicts(better) == {("p", "o", "nfev_median"): "regression"} and better.exit_code == 1
+    row = next(r for r in better.cells[0].rows if r.metric == "nfev_median")
+    assert row.change == "-2.5%" and "--exact" in row.detail
+    # the default rules call the same change an improvement and pass
+    assert check.compare(_doc(_cell(nfev_median=40.0)), _doc(_cell(nfev_median=39.0)), check.Tolerances()).exit_code == 0
+    assert "any change" in tol.describe()
+    assert check.parse_tolerances(["time=1.3"], exact=True).time
+    with pytest.raises(OptbenchError, match="--exact allows no change"):
+        check.parse_tolerances(["nit=0.2"], exact=True)
+
+
+def test_exact_on_real_runs(runs, capsys):
+    # a run checked against its own baseline: nothing changed
+    assert main(["check", runs["run"], "--baseline", runs["base"], "--exact"]) == 0
+    assert "any change, better or worse" in capsys.readouterr().out
+    # a baseline that took one iteration more somewhere: the run is "better", and --exact fails it
+    def one_more(doc):
+        doc["cells"][0]["metrics"]["nit_median"] += 1
+
+    path = _bad_baseline(runs, "one_more.json", one_more)
+    assert main(["check", runs["run"], "--baseline", path]) == 0
+    capsys.readouterr()
+    assert main(["check", runs["run"], "--baseline", path, "--exact"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "nit_median" in out
+
+
 def _bad_baseline(runs, name, edit):
     doc = json.load(open(runs["base"]))
     text = edit(doc)

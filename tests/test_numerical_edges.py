@@ -69,7 +69,7 @@ def test_bfgs_retries_along_the_gradient_after_a_failed_search():
     f = lambda x: (x[0] - 1.0) ** 2 + 10.0 * jnp.maximum(x[1], -x[1])   # ∇f(0, 0) = (−2, 0) in JAX
     oracle, opt = Oracle(f), optimizers.get("bfgs")
     s = opt.init(oracle, jnp.zeros(2))
-    s = s._replace(aux=(jnp.array([[1.0, 0.9], [0.9, 1.0]]), jnp.int32(3), s.f + 1.0))
+    s = s._replace(aux=(jnp.array([[1.0, 0.9], [0.9, 1.0]]), jnp.int32(3), s.f + 1.0) + s.aux[3:])
     s = opt.step(oracle, s)
     assert int(s.status) == optimizers.STATUS_RUNNING and np.array_equal(np.asarray(s.aux[0]), np.eye(2))
     s = opt.step(oracle, s)

@@ -51,3 +51,18 @@ def test_float32_status_counts_and_values_are_consistent():
             assert np.isfinite(r.fun[i]) and float(r.trace.grad_norm[i, n]) <= gtol
         assert np.float32(r.fun[i]) == r.trace.f[i, n] and r.nfev[i] == r.trace.nfev[i, -1]
         assert r.nfev[i] >= n + 1 and r.njev[i] >= n + 1
+
+
+def test_quasi_newton_at_the_round_off_floor_stops_instead_of_cycling():
+    """float32 linreg with an unreachable gtol: at f's round-off floor the approximate Wolfe test
+    accepts steps that raise f by an ulp, and bfgs/lbfgs cycled (−∇f step, quasi-Newton step, failed
+    search, memory reset) to max_iter — 2 of these 4 starts each, thousands of evaluations at f*.
+    A fresh start of the memory with f no lower than at the previous one now ends the start."""
+    p = problems.get("linreg")
+    x0s = np.random.default_rng(0).uniform(p.bounds[0], p.bounds[1], (4, p.dim))
+    for method in ("bfgs", "lbfgs"):
+        r = solve(p, method, x0s, max_iter=3000, gtol=1e-30, dtype="float32")
+        assert set(r.status) == {"linesearch_failed"}, (method, r.status)
+        assert r.nit.max() < 300 and r.nfev.max() < 600, (method, r.nit, r.nfev)
+        # stopped at the floor: f* to float32's precision
+        assert np.all(np.abs(r.fun - p.f_star) <= 1e-6 * abs(p.f_star)), (method, r.fun, p.f_star)

@@ -236,13 +236,19 @@ def _lock_is_stale(lock_path: str) -> bool:
     pid = info.get("pid")
     if not isinstance(pid, int) or info.get("host", socket.gethostname()) != socket.gethostname():
         return False
-    if pid == os.getpid():
-        return False
+    return pid != os.getpid() and _pid_gone(pid)
+
+
+def _pid_gone(pid: int) -> bool:
+    """True when no process of this host has ``pid`` (or it is no pid at all); a live process,
+    ours or another user's, is not gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError):
+    except (OverflowError, ValueError):   # not a pid at all
+        return True
+    except OSError:  # alive, owned by another user
         return False
     return False
 
@@ -258,17 +264,7 @@ def _stale_temporary(name: str) -> bool:
     if not (name.startswith(TMP_PREFIX) and m):
         return False
     pid = int(m.group(1))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (OverflowError, ValueError):   # not a pid at all
-        return True
-    except OSError:  # alive, owned by another user
-        return False
-    return False
+    return pid == os.getpid() or _pid_gone(pid)
 
 
 def _remove_stale_temporaries(path: str) -> None:

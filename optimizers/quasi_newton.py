@@ -24,9 +24,9 @@ def _curvature_ok(s, y):
     return sy > jnp.sqrt(jnp.finfo(s.dtype).eps) * jnp.linalg.norm(s) * jnp.linalg.norm(y), sy
 
 
-def _finish(s: State, res, reset, aux, f_reset) -> State:
-    """The State after a quasi-Newton step (``aux`` gets ``f_reset`` appended: f and x where the
-    curvature memory was last fresh).
+def _finish(s: State, res, reset, aux, fresh_at) -> State:
+    """The State after a quasi-Newton step; ``aux`` gets ``fresh_at`` appended, (f, x) where the
+    curvature memory was last fresh.
 
     The start ends with ``linesearch_failed`` when a search finds no decrease even along a fresh
     direction (−∇f, or the first step), and when the memory starts afresh back where it last did
@@ -40,23 +40,19 @@ def _finish(s: State, res, reset, aux, f_reset) -> State:
     46,771 → 30,176; bfgs NIST 49 → 51, 46,806 → 16,898, MGH 127 (16,268 → 16,014) — starts
     that sat at f* until max_iter now stop by themselves.
     """
-    f_reset, x_reset = f_reset
+    f_fresh, x_fresh = fresh_at
     tol = CYCLE_RTOL * jnp.finfo(s.x.dtype).eps
 
-    def at_reset(x_reset):
-        return jnp.all(jnp.abs(s.x - x_reset) <= tol * jnp.abs(s.x)), s.x
+    def at_reset(x_fresh):
+        return jnp.all(jnp.abs(s.x - x_fresh) <= tol * jnp.abs(s.x)), s.x
 
-    if s.x.shape[0] >= CYCLE_COND_MIN:
-        # two passes over n per iteration for a rare event: for one long start (unbatched) a
-        # conditional skips them (L-BFGS at n = 10⁶: ≈ 7 % an iteration done unconditionally)
-        near, x_reset = jax.lax.cond(reset, at_reset, lambda x_reset: (jnp.asarray(False), x_reset), x_reset)
-    else:
-        near, x_at = at_reset(x_reset)
-        x_reset = jnp.where(reset, x_at, x_reset)
-    cycling = reset & ~(s.f < f_reset) & near
+    # two passes over n for a rare event: on one start (unbatched) the conditional skips them
+    # (L-BFGS at n = 10⁶: ≈ 7 % an iteration done unconditionally); under vmap it is a select
+    near, x_fresh = jax.lax.cond(reset, at_reset, lambda x_fresh: (jnp.asarray(False), x_fresh), x_fresh)
+    cycling = reset & ~(s.f < f_fresh) & near
     give_up = (~res.moved & reset) | cycling
-    f_reset = jnp.where(reset, s.f, f_reset)
-    new = ls.apply(s, res, fail_status=False, aux=aux + ((f_reset, x_reset),))
+    f_fresh = jnp.where(reset, s.f, f_fresh)
+    new = ls.apply(s, res, fail_status=False, aux=aux + ((f_fresh, x_fresh),))
     return new._replace(status=jnp.where(give_up, STATUS_LINESEARCH_FAILED, s.status).astype(s.status.dtype))
 
 
@@ -64,11 +60,9 @@ def _finish(s: State, res, reset, aux, f_reset) -> State:
 #: CYCLE_RTOL·ε (relative) of where the previous fresh start was: on a plateau x still moves while
 #: f does not change (NIST BoxBOD from start 2, Roszman1 from start 1 went on to converge)
 CYCLE_RTOL = 1e3
-#: from this dimension on the cycle bookkeeping runs inside a conditional (see :func:`_finish`)
-CYCLE_COND_MIN = 4096
 
 
-def _no_reset_yet(x0):
+def _never_fresh(x0):
     return (jnp.asarray(jnp.inf, x0.dtype), jnp.full_like(x0, jnp.inf))
 
 
@@ -93,10 +87,10 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         n = x0.shape[0]
         # aux: inverse Hessian, number of updates so far, previous f
         return s._replace(aux=(jnp.eye(n, dtype=x0.dtype), jnp.int32(0), s.f + 0.5 * jnp.linalg.norm(s.g),
-                               _no_reset_yet(x0)))
+                               _never_fresh(x0)))
 
     def step(oracle, s: State) -> State:
-        h, k, f_prev, f_reset = s.aux
+        h, k, f_prev, fresh_at = s.aux
         d = -mv(h, s.g)
         slope = jnp.vdot(s.g, d)
         fresh = k == 0
@@ -123,7 +117,7 @@ def bfgs(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30, init_scale: boo
         # retry along −g next iteration; a failure along a fresh direction ends the start
         h = jnp.where(ok, h_new, jnp.where(res.moved, h, eye))
         k = jnp.where(ok, k + 1, jnp.where(res.moved, k, 0))
-        return _finish(s, res, reset, (h, k, s.f), f_reset)
+        return _finish(s, res, reset, (h, k, s.f), fresh_at)
 
     return Optimizer("bfgs", init, step, {"c1": c1, "c2": c2, "max_evals": max_evals, "init_scale": init_scale},
                      description="BFGS, inverse-Hessian update, strong-Wolfe line search")
@@ -262,16 +256,16 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         if small(x0):
             # aux: S, Y (rows oldest to newest, the newest pair in the last row), ρ, pairs stored, γ
             return s._replace(aux=(jnp.zeros((m, n), dt), jnp.zeros((m, n), dt), jnp.zeros((m,), dt), jnp.int32(0),
-                                   jnp.ones((), dt), _no_reset_yet(x0)))
+                                   jnp.ones((), dt), _never_fresh(x0)))
         zm, zmm = jnp.zeros((m,), dt), jnp.zeros((m, m), dt)
         # aux: S, Y, ρ, SᵀY, YᵀY, next slot, pairs stored, γ, and the deferred update of the newest
         # pair: pending?, its slot, its sᵀy and yᵀy, Sᵀg and Yᵀg from the step that added it
         return s._replace(aux=(jnp.zeros((m, n), dt), jnp.zeros((m, n), dt), zm, zmm, zmm, jnp.int32(0),
                                jnp.int32(0), jnp.ones((), dt), jnp.asarray(False), jnp.int32(0), jnp.ones((), dt),
-                               jnp.ones((), dt), zm, zm, _no_reset_yet(x0)))
+                               jnp.ones((), dt), zm, zm, _never_fresh(x0)))
 
     def step_small(oracle, s: State) -> State:
-        s_mem, y_mem, rho, count, gamma, f_reset = s.aux
+        s_mem, y_mem, rho, count, gamma, fresh_at = s.aux
         m = memory
         g = s.g
         gamma = jnp.where(count == 0, 1.0, gamma)  # an empty memory (start, or reset) means H = I
@@ -288,13 +282,13 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         rho = jnp.where(ok, jnp.concatenate([rho[1:], (1.0 / jnp.where(ok, sy, 1.0))[None]]), rho)
         gamma = jnp.where(ok, sy / jnp.where(yy > 0, yy, 1.0), gamma)
         count = jnp.where(ok, jnp.minimum(count + 1, m), jnp.where(res.moved, count, 0))
-        return _finish(s, res, reset, (s_mem, y_mem, rho, count, gamma), f_reset)
+        return _finish(s, res, reset, (s_mem, y_mem, rho, count, gamma), fresh_at)
 
     def step(oracle, s: State) -> State:
         if small(s.x):
             return step_small(oracle, s)
         (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, pending, slot_p, sy_p, yy_p, ps_p, py_p,
-         f_reset) = s.aux
+         fresh_at) = s.aux
         g = s.g
         ps, py = s_mem @ g, y_mem @ g
         # finish the products of the pair added last step: s_jᵀy_new and y_jᵀy_new for the others
@@ -320,7 +314,7 @@ def lbfgs(memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 
         head = jnp.where(ok, (head + 1) % memory, head)
         count = jnp.where(ok, jnp.minimum(count + 1, memory), jnp.where(res.moved, count, 0))
         return _finish(s, res, reset, (s_mem, y_mem, rho, sy_mat, yy_mat, head, count, gamma, ok, slot, sy, yy, ps, py),
-                       f_reset)
+                       fresh_at)
 
     return Optimizer("lbfgs", init, step, {"memory": memory, "c1": c1, "c2": c2, "max_evals": max_evals},
                      description="limited-memory BFGS, two-loop recursion, strong-Wolfe line search")

@@ -65,17 +65,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         threads = getattr(args, "cpu_threads", None)
         from .solve import CPU_THREADS_ENV, set_cpu_threads
-        from_env = threads is None
-        if from_env:
-            threads = os.environ.get(CPU_THREADS_ENV) or None
+        source = "--cpu-threads"
+        if threads is None:
+            threads, source = os.environ.get(CPU_THREADS_ENV) or None, f"${CPU_THREADS_ENV}"
         if threads is not None:
-            try:
-                set_cpu_threads(threads)
-            except OptbenchError as exc:
-                if not from_env:
-                    raise
-                # the bad value came from the environment: name the variable, not the flag
-                raise OptbenchError(str(exc).replace("--cpu-threads", f"${CPU_THREADS_ENV}", 1)) from None
+            set_cpu_threads(threads, source)
         return int(modules[args.command].run(args) or 0)
     except OptbenchError as exc:
         if debug:

@@ -638,7 +638,7 @@ def cpu_threads() -> int:
     return _default_cpu_threads()
 
 
-def set_cpu_threads(n) -> int:
+def set_cpu_threads(n, source: str = "--cpu-threads") -> int:
     """Run JAX's CPU programs on ``n`` threads (``None``, 0 or "auto": XLA's default, one per
     CPU). Must be called before JAX starts its CPU backend (the first array or device query);
     a one-line :class:`OptbenchError` otherwise, unless the backend already runs on ``n``.
@@ -648,18 +648,20 @@ def set_cpu_threads(n) -> int:
     benchmark loop that hand-off can cost more than it saves; on a 2-CPU VM, one thread ran
     2-D Newton on 10⁴ starts in 0.87× the time and the hand-written kernel in 0.69×, but bfgs,
     lbfgs and levenberg-marquardt in 1.03–1.12× (README, command-line notes). Measure both.
-    Returns the thread count now in effect."""
+    ``source`` names where ``n`` came from in an error (the command line passes the environment
+    variable's name when the value is ``$OPTBENCH_CPU_THREADS``'s). Returns the thread count now
+    in effect."""
     if n in (None, "", "auto", 0, "0"):
         want = None
     else:
         try:
             want = int(str(n).strip())
         except ValueError:
-            raise OptbenchError(f"--cpu-threads must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, "
+            raise OptbenchError(f"{source} must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, "
                                 f"got {n!r}") from None
         if want < 1 or want > CPU_THREADS_MAX:
             # each thread reserves its stack: 10⁸ of them exhausted 24 GiB before XLA said anything
-            raise OptbenchError(f"--cpu-threads must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, got {n!r}")
+            raise OptbenchError(f"{source} must be an integer from 1 to {CPU_THREADS_MAX}, or 0/auto, got {n!r}")
     if _backend_started():
         # None (not asked) leaves the running pool be; an explicit auto/0 asks for XLA's default
         target = _default_cpu_threads() if want is None and n is not None else want

@@ -281,7 +281,7 @@ def _wait_for_compiles(exit_code: int) -> None:
         os._exit(exit_code)
 
     old = {}
-    if _in_main_thread():
+    if interrupt.in_main_thread():
         for s in interrupt.SIGNALS:
             try:
                 old[s] = signal.signal(s, quit_now)
@@ -292,11 +292,6 @@ def _wait_for_compiles(exit_code: int) -> None:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def _in_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 class _NoWriter:

@@ -35,6 +35,11 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def in_main_thread() -> bool:
+    """Whether this is the main thread, the only one Python lets install signal handlers."""
+    return threading.current_thread() is threading.main_thread()
+
+
 class Guard:
     """Context manager: while active, SIGINT/SIGTERM raise :class:`Interrupted`, deferred out of
     :meth:`critical` sections. Outside the main thread (where Python cannot install handlers) it
@@ -66,7 +71,7 @@ class Guard:
         self._raise(signum)
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if in_main_thread():
             for s in SIGNALS:
                 try:
                     self._old[s] = signal.signal(s, self._handler)

@@ -253,6 +253,14 @@ def _pid_gone(pid: int) -> bool:
     return False
 
 
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, nor replaced by another)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
 _TMP_RE = re.compile(r"\.tmp(\d+)$")
 
 
@@ -364,11 +372,7 @@ class RunWriter:
             except OSError:  # held by a live optbench process (this one included)
                 os.close(fd)
                 raise OptbenchError(self._locked_message()) from None
-            try:
-                ours = os.path.samestat(os.fstat(fd), os.stat(self._lock))
-            except OSError:
-                ours = False
-            if not ours:  # its owner removed it on release meanwhile: take the next one
+            if not _same_file(fd, self._lock):  # its owner removed it on release meanwhile: take the next one
                 os.close(fd)
                 continue
             try:
@@ -420,11 +424,8 @@ class RunWriter:
         if not self._locked:
             return
         try:
-            if self._fd is not None:
-                try:   # the file at the path is still the one this writer holds
-                    ours = os.path.samestat(os.fstat(self._fd), os.stat(self._lock))
-                except OSError:
-                    ours = False
+            if self._fd is not None:   # the file at the path is still the one this writer holds
+                ours = _same_file(self._fd, self._lock)
             else:
                 ours = _lock_info(self._lock).get("pid") in (None, os.getpid())
             if ours:

@@ -107,11 +107,10 @@ def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, Any]) -> Any:
-    """Call ``factory(**params)`` after checking names and coercing types against its signature.
-
-    Unknown keys give a one-line :class:`OptbenchError` naming the close matches.
-    """
+def coerce_params(kind: str, name: str, factory: Callable, params: Dict[str, Any]) -> Dict[str, Any]:
+    """``params`` checked against ``factory``'s signature and coerced to the types of its
+    defaults (``maxiter=1000.0`` → ``1000``); unknown keys give a one-line :class:`OptbenchError`
+    naming the close matches."""
     sig = inspect.signature(factory)
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     known = {k: p for k, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -126,6 +125,15 @@ def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, 
                 f"unknown parameter {key!r} for {kind} {name!r}{close_matches(key, known)}; allowed: {allowed}")
         default = known[key].default
         kwargs[key] = _coerce(kind, key, value, None if default is inspect.Parameter.empty else default)
+    return kwargs
+
+
+def call_with_params(kind: str, name: str, factory: Callable, params: Dict[str, Any]) -> Any:
+    """Call ``factory(**params)`` after checking names and coercing types against its signature.
+
+    Unknown keys give a one-line :class:`OptbenchError` naming the close matches.
+    """
+    kwargs = coerce_params(kind, name, factory, params)
     try:
         return factory(**kwargs)
     except OptbenchError:
@@ -250,14 +258,28 @@ class Registry:
         return {"name": name, "params": params, "doc": doc[0] if doc else ""}
 
     def build(self, spec: str):
+        """``(object, name, params, identity)`` for a spec string: ``params`` as given (integers
+        given as ``10.0`` made ``10``), ``identity`` the name
+        with every parameter, defaults filled in — two spellings of one setting (``gd`` and
+        ``gd:lr=0.001``) share it."""
         name, params = parse_spec(spec)
         if name in self._factories:
-            return call_with_params(self.kind, name, self._factories[name], params), name, params
-        head, _, member = name.partition(":")
-        if member and head in self._prefixes:
-            return call_with_params(self.kind, name, _bind_first(self._prefixes[head], member), params), name, params
-        choices = list(self._factories) + [p + ":" for p in self._prefixes]
-        raise OptbenchError(f"unknown {self.kind} {name!r}{close_matches(name, choices)}")
+            fac = self._factories[name]
+        else:
+            head, _, member = name.partition(":")
+            if not (member and head in self._prefixes):
+                choices = list(self._factories) + [p + ":" for p in self._prefixes]
+                raise OptbenchError(f"unknown {self.kind} {name!r}{close_matches(name, choices)}")
+            fac = _bind_first(self._prefixes[head], member)
+        kwargs = coerce_params(self.kind, name, fac, params)
+        full = factory_params(fac)
+        full.update(kwargs)
+        identity = (name, tuple(sorted((k, repr(v)) for k, v in full.items())))
+        # an integer parameter given as 10.0 is written back as 10; other values as they were given
+        # (a float parameter given as 1000 keeps its spelling, which stored cells carry)
+        params = {k: kwargs[k] if type(kwargs[k]) is int and isinstance(v, float) else v
+                  for k, v in params.items()}
+        return call_with_params(self.kind, name, fac, kwargs), name, params, identity
 
 
 def _bind_first(fam: Callable, member: str) -> Callable:

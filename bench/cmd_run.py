@@ -191,6 +191,21 @@ def resume_plan(args) -> Plan:
     return Plan(suite, cells, device, device_name)
 
 
+def _note_stale_outputs(path: str, plots_stale: bool, report_stale: bool) -> None:
+    """After a resume that added cells without redrawing: say which figures or report predate it
+    (they are left in place, not deleted) and how to bring them up to date."""
+    stale = []
+    if plots_stale and os.path.isdir(os.path.join(path, "plots")) and os.listdir(os.path.join(path, "plots")):
+        stale.append("plots/")
+    if report_stale and os.path.isfile(os.path.join(path, report.REPORT_NAME)):
+        stale.append(report.REPORT_NAME)
+    if stale:
+        print(f"optbench: {' and '.join(stale)} in {path} predate the cells this resume added; "
+              f"redraw with: optbench plot {path}" + (f" and optbench report {path}"
+                                                     if report.REPORT_NAME in stale else ""),
+              file=sys.stderr)
+
+
 def _json_safe(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -405,6 +420,8 @@ def _run(args, out) -> int:
             report_path = None
             if figures is not None and not getattr(args, "no_report", False):
                 report_path = report.write_report(store.load_run(path), figures=figures)
+            if resume and todo:
+                _note_stale_outputs(path, figures is None, report_path is None)
         except interrupt.Interrupted as exc:
             if writer is None or writer.meta.get("complete"):  # nothing to keep, or every cell is in
                 raise

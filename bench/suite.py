@@ -529,7 +529,8 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
                 if getattr(o, "needs_residuals", False) and not p.has_residuals:
                     continue
                 fits += 1
-                key = (p.spec, o.spec)
+                # the same setting spelled twice (gd, gd:lr=0.001) is one cell, under its first spelling
+                key = (getattr(p, "_identity", p.spec), getattr(o, "_identity", o.spec))
                 if key in seen:
                     continue
                 seen.add(key)

@@ -33,12 +33,13 @@ def get(spec: Union[str, Optimizer]) -> Optimizer:
     """Build an optimizer from a spec string ``name[:key=value]...`` (or pass one through)."""
     if isinstance(spec, Optimizer):
         return spec
-    opt, name, params = _REGISTRY.build(spec)
+    opt, name, params, identity = _REGISTRY.build(spec)
     if not isinstance(opt, Optimizer):
         raise OptbenchError(f"optimizer factory {name!r} did not return an Optimizer")
     opt = dataclasses.replace(opt, name=name, spec=format_spec(name, params) if params else name)
     object.__setattr__(opt, "_from_registry", True)  # same spec ⇒ same functions: compile cache may share
     object.__setattr__(opt, "_registration", _REGISTRY.registration(name))  # ... unless registered anew
+    object.__setattr__(opt, "_identity", identity)  # one setting however spelled (suite cells dedupe on it)
     return opt
 
 

@@ -85,12 +85,13 @@ def get(spec: Union[str, Problem]) -> Problem:
     """Build a problem from a spec string ``name[:key=value]...`` (or pass a Problem through)."""
     if isinstance(spec, Problem):
         return spec
-    problem, name, params = _REGISTRY.build(spec)
+    problem, name, params, identity = _REGISTRY.build(spec)
     if not isinstance(problem, Problem):
         raise OptbenchError(f"problem factory {name!r} did not return a Problem")
     problem.spec = format_spec(name, params) if params else name
     problem._from_registry = True  # same spec ⇒ same functions: the compile cache may share
     problem._registration = _REGISTRY.registration(name)  # ... unless registered anew
+    problem._identity = identity  # one setting however spelled (suite cells dedupe on it)
     return problem
 
 

@@ -219,6 +219,32 @@ def test_resume_accepts_repeated_settings(tmp_path, uninterrupted, capsys):
     assert_same_convergence(uninterrupted, d)
 
 
+def test_resume_without_plots_says_which_figures_are_stale(tmp_path, uninterrupted, capsys):
+    """Figures and a report drawn from a partial run are kept, and a resume that adds cells
+    without redrawing them says they predate it (they used to stay silently stale)."""
+    d = str(tmp_path / "copy")
+    shutil.copytree(uninterrupted, d)
+    meta = _meta(d)
+    meta["cells_done"] = meta["cells_done"][:5]
+    meta["complete"] = False
+    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    os.makedirs(os.path.join(d, "plots"))
+    for name in ("plots/old.png", "report.html"):
+        with open(os.path.join(d, name), "w") as fh:
+            fh.write("drawn from 5 cells")
+    capsys.readouterr()
+    assert main(["run", "--resume", d, "--quiet", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"plots/ and report.html in {d} predate the cells this resume added" in err
+    assert f"optbench plot {d} and optbench report {d}" in err
+    for name in ("plots/old.png", "report.html"):  # kept, not deleted
+        with open(os.path.join(d, name)) as fh:
+            assert fh.read() == "drawn from 5 cells"
+    # nothing to add: nothing is said
+    assert main(["run", "--resume", d, "--quiet", "--no-plots"]) == 0
+    assert "predate" not in capsys.readouterr().err
+
+
 # -- the lock ------------------------------------------------------------------------------------
 
 def _dead_pid():

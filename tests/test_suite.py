@@ -101,6 +101,21 @@ def test_grid_expansion():
     assert [c.optimizer.params.get("lr") for c in cells[:3]] == [1e-3, 1e-2, 1e-1]
 
 
+def test_one_setting_spelled_twice_is_one_cell():
+    """``gd`` and ``gd:lr=0.001`` (its default) are the same method, and ``rosenbrock`` and
+    ``rosenbrock:dim=2`` the same problem: one cell each, under the first spelling; an integer
+    given as ``10.0`` is written back as ``10``."""
+    lr = optimizers.describe("gd")["params"]["lr"]
+    dim = problems.describe("rosenbrock")["params"]["dim"]
+    s = suite.parse(f'problems = ["rosenbrock", "rosenbrock:dim={dim}", "himmelblau"]\n'
+                    f'optimizers = ["gd", "gd:lr={lr}", "gd:lr={lr * 10}", "lbfgs:memory=10.0", "lbfgs"]\n',
+                    path="d.toml")
+    keys = [c.key for c in suite.expand(s)]
+    assert keys == [(p, o) for p in ("rosenbrock", "himmelblau")
+                    for o in ("gd", f"gd:lr={lr * 10}", "lbfgs:memory=10")]
+    assert optimizers.get("lbfgs:memory=10.0").spec == "lbfgs:memory=10"
+
+
 def test_dims_seeds_groups_and_overrides():
     text = """
 name = "t"

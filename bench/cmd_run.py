@@ -119,14 +119,17 @@ def build_plan(args) -> Plan:
 _CELL_KEYS = ("problem", "optimizer", "starts", "seeds", "max_iter", "gtol", "dtype", "repeats")
 
 
-def _canonical_specs(kind: str, specs) -> list:
-    """Spec strings as the registry writes them (``gd:lr=1e-3`` → ``gd:lr=0.001``)."""
+def _identities(kind: str, specs) -> set:
+    """The settings spec strings select, however spelled (``gd``, ``gd:lr=1e-3`` and
+    ``gd:lr=0.001`` are one: the registry's name with every parameter, defaults filled in)."""
     if kind == "optimizers":
         out = []
         for s in specs:
             out.extend(_suite.all_optimizers() if s == _suite.ALL else [s])
-        return [_suite._get_optimizer(s, "--optimizers").spec for s in out]
-    return [_suite._get_problem(s, "--problems").spec for s in specs]
+        built = [_suite._get_optimizer(s, "--optimizers") for s in out]
+    else:
+        built = [_suite._get_problem(s, "--problems") for s in specs]
+    return {getattr(b, "_identity", b.spec) for b in built}
 
 
 def _check_resume_args(args, cfg: dict, mpath: str) -> None:
@@ -143,12 +146,15 @@ def _check_resume_args(args, cfg: dict, mpath: str) -> None:
         if name != cfg.get("suite"):
             conflict("suite", args.suite, f"suite {cfg.get('suite')!r}")
     if getattr(args, "device", None) and args.device != cfg.get("device", "cpu"):
-        conflict("--device", args.device, f"device {cfg.get('device', 'cpu')!r}")
+        # cpu:0 names the same device as cpu where there is one; cpu on a host of four does not
+        same = [d.id for d in resolve_devices(args.device)] == [d.id for d in resolve_devices(cfg.get("device", "cpu"))]
+        if not same:
+            conflict("--device", args.device, f"device {cfg.get('device', 'cpu')!r}")
     for key, value in cli_overrides(args).items():
         option = "--seed" if key == "seeds" else "--" + key.replace("_", "-")
         given = value[0] if key == "seeds" else value
         if key in ("problems", "optimizers"):
-            if sorted(_canonical_specs(key, value)) != sorted(cfg.get(key) or []):
+            if _identities(key, value) != _identities(key, cfg.get(key) or []):
                 conflict(option, ",".join(value), f"{key} {','.join(cfg.get(key) or [])}")
         elif key == "seeds":
             if list(value) != cfg.get("seeds"):

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import optimizers
 from bench import store
 from bench.cli import main
 from optbench_core import OptbenchError
@@ -243,6 +244,36 @@ def test_resume_without_plots_says_which_figures_are_stale(tmp_path, uninterrupt
     # nothing to add: nothing is said
     assert main(["run", "--resume", d, "--quiet", "--no-plots"]) == 0
     assert "predate" not in capsys.readouterr().err
+
+
+def test_resume_takes_respellings_of_the_stored_device_and_methods(tmp_path, uninterrupted, capsys, monkeypatch):
+    """``--device cpu:0`` names the stored ``cpu`` on a one-device host, and ``newton`` spelled
+    with its default parameter is the stored ``newton``; on a host of four CPU devices ``cpu:0``
+    is not ``cpu`` (one device, not four) and is refused."""
+    from bench import cmd_run
+    d = str(tmp_path / "copy")
+    shutil.copytree(uninterrupted, d)
+    meta = _meta(d)
+    meta["cells_done"] = meta["cells_done"][:5]
+    meta["complete"] = False
+    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    saved = json.dumps(meta)
+
+    class Dev:
+        def __init__(self, i):
+            self.id = i
+    real = cmd_run.resolve_devices
+    monkeypatch.setattr(cmd_run, "resolve_devices",
+                        lambda name: [Dev(0)] if name == "cpu:0" else [Dev(i) for i in range(4)])
+    assert main(["run", "--resume", d, "--device", "cpu:0", "--quiet", "--no-plots"]) == 2
+    assert "--device cpu:0 conflicts with the stored device 'cpu'" in capsys.readouterr().err
+    assert json.dumps(_meta(d)) == saved
+    monkeypatch.setattr(cmd_run, "resolve_devices", real)
+    tol = optimizers.describe("newton")["params"]
+    key, default = next((k, v) for k, v in tol.items() if isinstance(v, float))
+    assert main(["run", "--resume", d, "--device", "cpu:0", "--quiet", "--no-plots",
+                 "--optimizers", f"gd-linesearch,bfgs,newton:{key}={default}"]) == 0
+    assert_same_convergence(uninterrupted, d)
 
 
 # -- the lock ------------------------------------------------------------------------------------

@@ -76,6 +76,8 @@ class WorkWeights:
             key, val = key.strip(), val.strip()
             if not sep or key not in ("g", "h", "hvp"):
                 raise OptbenchError(f"bad work weight {part.strip()!r}: use g=…, h=… (or h=…n) and hvp=…")
+            if not val:  # "h=" is a slip, not a weight: it must not quietly become 1
+                raise OptbenchError(f"bad work weight {part.strip()!r}: {key} needs a number")
             per_dim = key == "h" and val.endswith("n")
             num = val[:-1] if per_dim else val
             try:
@@ -278,6 +280,10 @@ def data_profile(costs: np.ndarray, dims: np.ndarray, kappas: Sequence[float]) -
 
     ``costs`` (P, S) are evaluations (here: weighted work) to pass the data-profile test, +inf on
     failure; ``dims`` (P,) the instances' dimensions n_p; κ counts simplex gradients.
+
+    The test is evaluated as t / (n_p + 1) ≤ κ, the same division that puts an instance on the κ
+    axis: κ·(n_p + 1) can round below t (61/7·7 < 61 in floating point), and a profile drawn on
+    the instances' own κ values would then miss the step at each of them.
     """
     t = np.asarray(costs, dtype=np.float64)
     t = np.where(np.isfinite(t), t, np.inf)
@@ -285,7 +291,7 @@ def data_profile(costs: np.ndarray, dims: np.ndarray, kappas: Sequence[float]) -
     k = np.asarray(kappas, dtype=np.float64)
     if t.shape[0] == 0:
         return np.zeros((len(k), t.shape[1]))
-    return (t[None, :, :] <= k[:, None, None] * n1[None, :, :]).mean(axis=1)
+    return ((t / n1)[None, :, :] <= k[:, None, None]).mean(axis=1)
 
 
 # -- runtime ECDF (COCO) -------------------------------------------------------------------------

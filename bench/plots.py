@@ -66,6 +66,9 @@ RHO_CLIP = (-1.0, 2.0)
 #: colours after tab10's ten: Dark2's teal, orange, violet, magenta, gold, then darker tones
 _EXTRA_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#e6ab02", "#000000", "#000080", "#8b4513",
                  "#2f4f4f", "#b22222")
+#: the least time a solve can cost in the performance profile on time: one tick of a nanosecond
+#: clock (time.perf_counter's resolution), for cells whose recorded run time is 0
+TIME_FLOOR_S = 1e-9
 #: line styles that tell compared runs apart
 RUN_LINESTYLES = ("-", "--", ":", "-.")
 
@@ -331,7 +334,11 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     cap, capped = diverged_cap([v[:, 0] for v, _ in values]), False
     for s, (vals, ylabel) in zip(series, values):
         last = s.last
-        vals = np.where(np.isfinite(vals), vals, np.nan)[:, : last + 1]
+        # a start that diverged to f = +inf (the driver stops it there and repeats that value) is
+        # above every cap: it is drawn at the cap like any other diverging value, not dropped from
+        # the median (dropping it would draw the remaining starts' values as if all converged);
+        # NaN and −inf have no place on the axis and are left out
+        vals = np.where(np.isnan(vals) | np.isneginf(vals), np.nan, vals)[:, : last + 1]
         capped |= bool(np.any(vals > cap))
         vals = np.clip(vals, LOG_FLOOR, cap)
         starts = max(starts, vals.shape[0])
@@ -622,7 +629,13 @@ class ProfileData:
             for s in series:
                 c = metrics.success_costs(s.cell, m, s.dim, self.weights, s.run_s)
                 # one unit is the least a solve can cost, so ratios stay finite when a start is solved at x0
-                unit = s.time_per_iteration if m == "time" else 1.0
+                # (for time, one iteration's; a recorded run time of 0, below the clock's
+                # resolution, counts as one tick, TIME_FLOOR_S, since a zero cost has no ratio;
+                # an unknown time, NaN, stays unknown)
+                unit = 1.0
+                if m == "time":
+                    tpi = s.time_per_iteration
+                    unit = TIME_FLOOR_S if tpi < TIME_FLOOR_S else tpi
                 block[: len(c), col[s.key]] = np.maximum(c, unit)
             self.perf[m].append(block)
         f_low = metrics.best_values([s.cell["trace_f"] for s in series], [s.nit for s in series])

@@ -11,7 +11,10 @@ Two kinds of metric, two rules:
 * **Convergence metrics** (success, iterations, evaluations, f − f*) are deterministic in float64
   on a CPU: the same code, inputs and software stack give the same bits. They are compared with
   tight tolerances — by default any drop in success rate and any rise of more than 10 % in an
-  iteration or evaluation count is a regression.
+  iteration or evaluation count is a regression. So is any rise in the number of starts that end
+  ``max_iter`` or ``diverged`` (the ``failed_starts`` row, from the cell's status counts): a start
+  that stopped by itself short of f* and now runs out of iterations or blows up moves neither the
+  success rate nor, often, any median.
 * **Time** is noisy, so it is off by default. When asked for, a slowdown is a regression only if
   the ratio of medians exceeds a factor *and* the per-repeat times are consistently slower: a
   one-sided Mann–Whitney U test (Mann & Whitney 1947, *Ann. Math. Stat.* 18:50–60) at level
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+from fractions import Fraction
 import json
 import math
 import os
@@ -64,7 +68,12 @@ FAMILIES: Dict[str, Tuple[float, str]] = {
     "evals": (0.10, "relative rise in evaluation counts allowed"),
     "subopt": (1.0, "rise in log10(f − f*) allowed, in decades"),
     "time": (1.5, "slowdown factor (ratio of median run times) beyond which a significant change counts"),
+    "failed": (0.0, "rise in the number of starts ending max_iter or diverged allowed"),
 }
+#: statuses of a start that did not finish: ran out of iterations or blew up
+FAILED_STATUSES = ("max_iter", "diverged")
+#: the row comparing how the starts ended (a cell's status counts), beside the METRICS rows
+STATUS_ROW = "failed_starts"
 DEFAULT_ALPHA = 0.05
 
 
@@ -179,31 +188,81 @@ def subopt_floor(dtype: str, f_star: float) -> float:
     return SUBOPT_FLOOR_EPS * float(np.finfo(np.dtype(dtype)).eps) * max(1.0, abs(f_star))
 
 
-def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str) -> Tuple[Dict[str, Any], List[float]]:
+#: the per-start arrays of a cell's .npz the metrics are computed from
+PER_START_ARRAYS = ("success", "status") + COUNTS
+
+
+def _cell_arrays(arrays: Dict[str, np.ndarray], where: str, starts: Optional[int] = None) -> int:
+    """Check the arrays a cell's metrics come from; return the number of starts.
+
+    A trace file is written by optbench, but may be damaged or edited by hand: a missing array
+    would raise KeyError deep inside, an empty one make every median NaN (which compare() takes as
+    "not comparable" and passes), a NaN iteration count likewise. Each is a one-line error
+    naming the file instead (bad input, exit 2), never a check that passes over it.
+    """
+    need = list(PER_START_ARRAYS)
+    f_star = arrays.get("f_star", None)
+    if f_star is not None and np.asarray(f_star).size == 1 and np.isfinite(np.asarray(f_star, dtype=np.float64)):
+        need.append("fun")
+    lacking = [k for k in need if k not in arrays]
+    if lacking:
+        raise OptbenchError(f"{where}: lacks the array(s) {', '.join(lacking)}")
+    sizes = {k: np.shape(arrays[k]) for k in need}
+    n = sizes[need[0]]
+    if len(n) != 1 or any(v != n for v in sizes.values()):
+        raise OptbenchError(f"{where}: per-start arrays must be 1-D and of one length, got shapes "
+                            + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    n = n[0]
+    if n == 0:
+        raise OptbenchError(f"{where}: the cell has no starts")
+    if starts is not None and _is_int(starts) and starts != n:
+        raise OptbenchError(f"{where}: holds {n} starts, summary.csv says {starts} (file swapped or edited)")
+    ok = np.asarray(arrays["success"])
+    if not (ok.dtype.kind == "b" or (ok.dtype.kind in "iu" and np.all((ok == 0) | (ok == 1)))):
+        raise OptbenchError(f"{where}: 'success' must hold booleans (or 0/1), got {_short(ok.tolist())}")
+    for c in COUNTS:
+        a = np.asarray(arrays[c])
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise OptbenchError(f"{where}: '{c}' must hold finite counts >= 0")
+    if "run_s_all" in arrays:
+        t = np.asarray(arrays["run_s_all"])
+        if t.dtype.kind not in "iuf" or not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise OptbenchError(f"{where}: 'run_s_all' must hold finite times >= 0")
+    return n
+
+
+def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str, where: str = "cell",
+                 starts: Optional[int] = None) -> Tuple[Dict[str, Any], List[float]]:
     """Per-cell metrics from a cell's stored arrays (see :mod:`bench.store`), and the per-repeat
-    run times they were timed over.
+    run times they were timed over. Arrays that cannot be a run's are a one-line OptbenchError
+    naming ``where`` (see :func:`_cell_arrays`).
 
     ``log10_subopt_median`` is the median over starts of log10(max(f − f*, floor)), a
     non-finite final f counting as +inf; it is None when f* is unknown.
     """
+    _cell_arrays(arrays, where, starts)
     out: Dict[str, Any] = {}
     success = np.asarray(arrays["success"]).astype(bool)
-    out["success_rate"] = float(np.mean(success)) if success.size else float("nan")
+    out["success_rate"] = float(np.mean(success))
     for c in COUNTS:
         a = np.asarray(arrays[c], dtype=np.float64)
         out[f"{c}_median"] = float(np.median(a))
         out[f"{c}_p90"] = _p90(a)
-    f_star = float(np.asarray(arrays.get("f_star", np.nan)))
+    f_star = float(np.asarray(arrays.get("f_star", np.nan), dtype=np.float64).ravel()[0]) \
+        if np.asarray(arrays.get("f_star", np.nan)).size == 1 else float("nan")
     if math.isfinite(f_star):
         fun = np.asarray(arrays["fun"], dtype=np.float64)
         sub = np.where(np.isfinite(fun), fun - f_star, np.inf)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(np.maximum(sub, subopt_floor(dtype, f_star)))
         out["log10_subopt_median"] = float(np.median(logs))
     else:
         out["log10_subopt_median"] = None
     times = [float(t) for t in np.asarray(arrays.get("run_s_all", []), dtype=np.float64).ravel()]
     out["run_s"] = float(np.median(times)) if times else None
+    # the same ranges a baseline's metrics must have (a NaN here would pass any check)
+    for k in METRICS:
+        out[k] = _check_metric(k, out[k], where)
     return out, times
 
 
@@ -214,6 +273,15 @@ def _statuses(arrays) -> Dict[str, int]:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    """math.isfinite, but False for a JSON integer too large for a float (10**400), where
+    math.isfinite and float() raise OverflowError."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _norm_setting(key: str, v: Any, where: str) -> Any:
@@ -233,7 +301,7 @@ def _norm_setting(key: str, v: Any, where: str) -> Any:
         else:
             return [int(s) for s in seeds]
     elif key == "gtol":
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v) or v < 0:
             bad = "a finite number >= 0"
         else:
             return float(v)
@@ -306,7 +374,7 @@ def _check_source(src: Dict[str, Any], where: str) -> None:
 def _provenance(run: store.Run) -> Dict[str, Any]:
     m = run.meta
     keys = ("created", "git_commit", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind",
-            "device_count", "x64", "versions")
+            "device_count", "x64", "versions", "xla_options")
     _check_source(m, os.path.join(run.path, "meta.json"))
     out = {k: m.get(k) for k in keys}
     out["command"] = _portable_command(m.get("command"))
@@ -339,7 +407,8 @@ def run_metrics(path: str) -> Dict[str, Any]:
         if missing:
             raise OptbenchError(f"{path}: meta.json does not record the setting(s) {', '.join(missing)} "
                                 f"of cell {key[0]} × {key[1]}")
-        metrics, times = cell_metrics(arrays, dtype)
+        metrics, times = cell_metrics(arrays, dtype, os.path.join(path, str(row.get("trace_file"))),
+                                      row.get("starts"))
         cells.append({"problem": key[0], "optimizer": key[1], "dim": row.get("dim"), "starts_run": row.get("starts"),
                       "settings": settings, "metrics": metrics, "run_s_all": times, "statuses": _statuses(arrays)})
     return {"schema_version": BASELINE_SCHEMA_VERSION, "kind": BASELINE_KIND,
@@ -387,6 +456,9 @@ def _decode_number(v: Any, where: str) -> Optional[float]:
         return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise OptbenchError(f"{where}: expected a number, got {_short(v)}")
+    if not _finite(v):
+        if isinstance(v, int):   # a JSON integer beyond float's range: float() would raise OverflowError
+            raise OptbenchError(f"{where}: number too large, got {_short(v)}")
     return float(v)
 
 
@@ -423,10 +495,33 @@ def _fmt_raw(v: Optional[float]) -> str:
     return "null" if v is None else repr(v)
 
 
+def existing_baseline(out: str, option: str = "--out") -> Optional[Dict[str, Any]]:
+    """What ``out`` holds now, for a command about to write a baseline there: None if nothing (or
+    an empty file), the old baseline's ``source`` (its provenance) if a baseline, which may be
+    replaced; any other file — a suite, a report, source code, a file that is not JSON — is a
+    one-line error, never silently replaced."""
+    if os.path.isdir(out):
+        raise OptbenchError(f"{option} {out}: is a directory; give the baseline file's path")
+    if not os.path.exists(out) or os.path.getsize(out) == 0:
+        return None
+    try:
+        doc = store.read_json(out, "file")
+    except OptbenchError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("kind") != BASELINE_KIND:
+        raise OptbenchError(f"{option} {out}: exists and is not an optbench baseline; refusing to replace it "
+                            "(remove it or choose another path)")
+    src = doc.get("source")
+    return src if isinstance(src, dict) else {}
+
+
 def write_baseline(run_dir: str, out: str) -> Dict[str, Any]:
-    """Compute the baseline of a run directory and write it to ``out`` (JSON); ``out`` may not be
-    one of the run's own files."""
+    """Compute the baseline of a run directory and write it to ``out`` (JSON), atomically.
+
+    ``out`` may not be one of the run's own files, nor an existing file other than a baseline
+    (see :func:`existing_baseline`); an existing baseline is replaced."""
     store.refuse_run_output(out, run_dir)
+    existing_baseline(out)
     doc = run_metrics(run_dir)
     store.write_json(out, _encode(doc))
     return doc
@@ -485,6 +580,10 @@ def load_baseline(path: str) -> Dict[str, Any]:
         c["run_s_all"] = [_decode_number(t, f"{where}: run_s_all") for t in times]
         if any(t is None or not math.isfinite(t) or t < 0 for t in c["run_s_all"]):
             raise OptbenchError(f"{where}: run_s_all must hold finite times >= 0")
+        st = c.get("statuses")
+        if st is not None and not (isinstance(st, dict) and all(isinstance(k, str) and _is_int(v) and v >= 0
+                                                                 for k, v in st.items())):
+            raise OptbenchError(f"{where}: 'statuses' must be an object of status -> count >= 0, got {_short(st)}")
     return doc
 
 
@@ -511,7 +610,9 @@ class Tolerances:
         else:
             parts = [f"success rate: {'any drop' if self.family['success'] == 0 else 'drop > ' + _num(self.family['success'])}",
                      f"iterations: +{self.family['nit']:.0%}", f"evaluations: +{self.family['evals']:.0%}",
-                     f"log10(f-f*): +{self.family['subopt']:g} decade(s)"]
+                     f"log10(f-f*): +{self.family['subopt']:g} decade(s)",
+                     f"starts ending {'/'.join(FAILED_STATUSES)}: "
+                     + ("any rise" if self.family["failed"] == 0 else f"rise > {self.family['failed']:g}")]
         parts.append(f"time: x{self.family['time']:g} and Mann-Whitney p <= {self.alpha:g}" if self.time else "time: off")
         parts += [f"{k}: {v:g}" for k, v in self.metric.items()]
         return "; ".join(parts)
@@ -540,10 +641,12 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
         for part in [p.strip() for p in item.split(",") if p.strip()]:
             key, eq, val = part.partition("=")
             key = key.strip()
+            if key == STATUS_ROW:
+                key = "failed"
             if not eq or not val.strip():
                 raise OptbenchError(f"--tolerance: expected KEY=VALUE, got {part!r}")
             if key not in FAMILIES and key not in METRICS:
-                raise OptbenchError(f"--tolerance: unknown key {key!r}{close_matches(key, list(FAMILIES) + list(METRICS))}; "
+                raise OptbenchError(f"--tolerance: unknown key {key!r}{close_matches(key, list(FAMILIES) + list(METRICS) + [STATUS_ROW])}; "
                                     f"use one of {', '.join(FAMILIES)} or a metric name")
             text = val.strip()
             try:
@@ -643,7 +746,15 @@ def _fmt_value(metric: str, v: Optional[float]) -> str:
         return f"{v * 1e3:.3g} ms"
     if metric == "log10_subopt_median":
         return "inf" if v == math.inf else f"{v:.2f}"
+    if metric == STATUS_ROW:
+        return f"{int(v)}"
     return f"{v:g}"
+
+
+def _decimal(t: float) -> Fraction:
+    """A tolerance as the decimal the user wrote (``0.15`` from "0.15" or "15%"), exactly: the
+    shortest repr of the float, which reads back as it."""
+    return Fraction(repr(float(t)))
 
 
 def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: Tolerances,
@@ -651,6 +762,10 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
     fam, _ = METRICS[metric]
     t = tol.of(metric)
     if b is None or c is None or (isinstance(b, float) and math.isnan(b)) or (isinstance(c, float) and math.isnan(c)):
+        if tol.exact and fam != "time" and (b is None) != (c is None):
+            # f* known on one side only: the result moved (log10(f − f*) appeared or vanished)
+            return MetricRow(metric, b, c, "regression", "known" if b is None else "unknown",
+                             "--exact: any change counts, better or worse")
         return MetricRow(metric, b, c, "n/a")
     if tol.exact and fam != "time":
         row = _compare_metric(metric, b, c, Tolerances(family={k: 0.0 for k in FAMILIES}), (), ())
@@ -668,9 +783,12 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
         return MetricRow(metric, b, c, "same", change)
     if fam in ("nit", "evals"):
         change = f"{(c - b) / b:+.1%}" if b > 0 else (f"{c - b:+g}" if c != b else "+0")
-        if c > b * (1.0 + t) and c > b:
+        # in exact rationals: b·(1 + t) in floats can round below the true bound (100 × 1.15 =
+        # 114.99999999999999), failing a rise of exactly the tolerance, which is allowed
+        fb, fc, ft = Fraction(b), Fraction(c), _decimal(t)
+        if fc > fb * (1 + ft):
             return MetricRow(metric, b, c, "regression", change, f"tolerance: +{t:.0%}")
-        if c * (1.0 + t) < b:
+        if fc * (1 + ft) < fb:
             return MetricRow(metric, b, c, "improvement", change)
         return MetricRow(metric, b, c, "same", change)
     if fam == "subopt":
@@ -703,6 +821,40 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
     if floor > tol.alpha:
         detail += f"; these repeat counts cannot reach p <= {tol.alpha:g} (best {floor:.3g}): use more --repeats"
     return MetricRow(metric, b, c, "inconclusive", change, detail)
+
+
+def _failed(statuses: Dict[str, int]) -> int:
+    return sum(int(statuses.get(k, 0)) for k in FAILED_STATUSES)
+
+
+def _statuses_text(statuses: Dict[str, int]) -> str:
+    return ";".join(f"{k}={v}" for k, v in sorted(statuses.items()) if v) or "none"
+
+
+def _compare_statuses(b: Optional[Dict[str, int]], c: Optional[Dict[str, int]], tol: Tolerances) -> MetricRow:
+    """How the starts ended: the number ending max_iter or diverged may not rise (a start that
+    stopped by itself at a local minimum and now runs out of iterations or blows up leaves the
+    success rate, and often every median, as it was); under --exact the status counts may not
+    change at all (a start converged before, stalled now)."""
+    if b is None or c is None:
+        return MetricRow(STATUS_ROW, None, None, "n/a", "", "status counts not recorded")
+    fb, fc = _failed(b), _failed(c)
+    d = fc - fb
+    change = f"{d:+d} start(s)"
+    moved = f"{_statuses_text(b)} -> {_statuses_text(c)}"
+    if tol.exact:
+        same = {k: v for k, v in b.items() if v} == {k: v for k, v in c.items() if v}
+        if same:
+            return MetricRow(STATUS_ROW, float(fb), float(fc), "same", change)
+        return MetricRow(STATUS_ROW, float(fb), float(fc), "regression", change,
+                         f"--exact: any change counts, better or worse; statuses {moved}")
+    t = tol.family["failed"]
+    if d > t:
+        return MetricRow(STATUS_ROW, float(fb), float(fc), "regression", change,
+                         f"starts ending {' or '.join(FAILED_STATUSES)}, tolerance: +{t:g}; statuses {moved}")
+    if d < -t:
+        return MetricRow(STATUS_ROW, float(fb), float(fc), "improvement", change, f"statuses {moved}")
+    return MetricRow(STATUS_ROW, float(fb), float(fc), "same", change)
 
 
 def _noise(doc: Dict[str, Any]) -> Dict[str, Any]:
@@ -763,6 +915,14 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
     if bjax != cjax:
         notes.append(f"jax {bjax} in the baseline, {cjax} "
                      "in the run: compiled code may differ, regenerate the baseline after an upgrade")
+    blib, clib = (bsrc.get("versions") or {}).get("jaxlib"), (csrc.get("versions") or {}).get("jaxlib")
+    if blib is not None and clib is not None and blib != clib:
+        notes.append(f"jaxlib {blib} in the baseline, {clib} in the run: compiled code may differ, regenerate the "
+                     "baseline after an upgrade")
+    bxla, cxla = bsrc.get("xla_options"), csrc.get("xla_options")
+    if bxla is not None and cxla is not None and bxla != cxla:
+        notes.append("the baseline and the run were compiled with different XLA options (OPTBENCH_XLA_OPTIONS, "
+                     "OPTBENCH_XLA_DEFAULTS): convergence metrics may differ in the last bits")
     bcells = {(c["problem"], c["optimizer"]): c for c in baseline["cells"]}
     ccells = {(c["problem"], c["optimizer"]): c for c in current["cells"]}
     results = []
@@ -773,6 +933,7 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
             continue
         rows = [_compare_metric(m, b["metrics"].get(m), c["metrics"].get(m), tol, b.get("run_s_all") or [],
                                 c.get("run_s_all") or []) for m in METRICS]
+        rows.append(_compare_statuses(b.get("statuses"), c.get("statuses"), tol))
         status = "regression" if any(r.verdict == "regression" for r in rows) else "ok"
         results.append(CellResult(key[0], key[1], status, rows, run_s=c["metrics"].get("run_s")))
     for key in bcells:
@@ -849,7 +1010,7 @@ def format_text(cmp: Comparison) -> str:
     lines.append("")
     if not rows:
         lines.append(f"no metric changed beyond its tolerance ({sum(c.status == 'ok' for c in cmp.cells)} cells × "
-                     f"{len(METRICS)} metrics compared)")
+                     f"{len(METRICS) + 1} metrics compared)")
     else:
         table = [_HEAD] + rows
         w = [max(len(r[i]) for r in table) for i in range(len(_HEAD))]

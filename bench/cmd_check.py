@@ -22,13 +22,15 @@ def add_arguments(p):
     p.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
                    help="override a tolerance (repeatable, or comma-separated): success=0 (drop in success rate), "
                         "nit=0.1 or 10%% (rise in iterations), evals=0.1 (rise in evaluation counts), "
-                        "subopt=1 (decades of f-f*), time=1.5 (slowdown factor; turns the time check on), "
+                        "subopt=1 (decades of f-f*), failed=0 (rise in starts ending max_iter or diverged), "
+                        "time=1.5 (slowdown factor; turns the time check on), "
                         "or a single metric such as nit_p90=0.2")
     p.add_argument("--time", action="store_true",
                    help="also check run time: a slowdown beyond the factor that a Mann-Whitney U test over the "
                         "repeats finds significant")
     p.add_argument("--exact", action="store_true",
-                   help="any change of a convergence metric, better or worse, fails: for changes that must "
+                   help="any change of a convergence metric or of the status counts, better or worse, fails: "
+                        "for changes that must "
                         "move no result (refactors, speed work), on the baseline's own machine and versions")
     p.add_argument("--alpha", type=float, default=check.DEFAULT_ALPHA,
                    help="significance level of the time test (default 0.05)")
@@ -44,6 +46,15 @@ def _check_out(args) -> None:
     if os.path.realpath(args.out) == os.path.realpath(args.baseline):
         raise OptbenchError(f"--out {args.out}: is the baseline file itself; writing the report there would destroy "
                             "the baseline, choose another path")
+    if os.path.isfile(args.out):
+        try:
+            doc = store.read_json(args.out, "file")
+            is_baseline = isinstance(doc, dict) and doc.get("kind") == check.BASELINE_KIND
+        except OptbenchError:
+            is_baseline = False
+        if is_baseline:
+            raise OptbenchError(f"--out {args.out}: is an optbench baseline; writing the report there would destroy "
+                                "it, choose another path")
 
 
 def run(args) -> int:

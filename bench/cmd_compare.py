@@ -42,6 +42,9 @@ def run(args) -> int:
         raise OptbenchError("compare needs at least two run directories")
     formats = parse_formats(args.formats)
     weights = WorkWeights.parse(args.work_weights)
+    if args.out:
+        for d in args.run_dirs:   # figures and compare.html never go into a run's data (its traces/)
+            store.refuse_run_output(args.out, d)
     runs = [store.load_run(d) for d in args.run_dirs]
     for d, r in zip(args.run_dirs, runs):
         if not r.summary:

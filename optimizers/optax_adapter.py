@@ -35,6 +35,14 @@ def _members(optax):
     return sorted(n for n in dir(optax) if not n.startswith("_") and n.islower() and callable(getattr(optax, n)))
 
 
+def _takes_text(annotation) -> bool:
+    """Whether a parameter's annotation admits a string (a dtype name, a mode, or untyped)."""
+    if annotation is inspect.Parameter.empty:
+        return True
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return any(word in text for word in ("str", "Any", "Literal"))
+
+
 def optax_family(name: str, **params) -> Optimizer:
     """An optax optimizer by factory name with its keyword arguments (``optax:<name>:key=value``)."""
     optax = _optax()
@@ -53,10 +61,23 @@ def optax_family(name: str, **params) -> Optimizer:
         # a random transformation (noisy_sgd, add_noise) gets a fixed seed, so that a run repeats
         # itself exactly; optax would otherwise warn that a key will be required
         params = dict(params, key=0)
+    for key, value in params.items():
+        par = sig.parameters.get(key)
+        if par is None:
+            continue   # an unknown name: call_with_params names the allowed ones
+        # a parameter without a typed default is passed to optax as parsed, so text (a typo such
+        # as momentum=abc) or NaN would only fail, or poison x, inside the compiled step
+        if isinstance(value, str) and not isinstance(par.default, str) and not _takes_text(par.annotation):
+            numeric = any(word in repr(par.annotation) for word in ("float", "int", "number"))
+            raise OptbenchError(f"optax:{name}: {key} must be a number, got {value!r}" if numeric else
+                                f"optax:{name}: {key} cannot be given in a spec string, got {value!r}")
+        if isinstance(value, float) and value != value:
+            raise OptbenchError(f"optax:{name}: {key} must be a number, got nan")
     rate = params.get("learning_rate")
-    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and not 0 < rate < float("inf"):
+    if isinstance(rate, bool) or (isinstance(rate, (int, float)) and not 0 < rate < float("inf")):
         # a zero, negative or non-finite rate is ascent, a standstill or NaN from the first step:
-        # never a minimiser (a schedule, passed from Python, is optax's to check)
+        # never a minimiser, and true/false is no rate at all (a schedule, passed from Python, is
+        # optax's to check)
         raise OptbenchError(f"optax:{name}: learning_rate must be a positive finite number, got {rate}")
     tx = call_with_params("optimizer", f"optax:{name}", fac, params)
     if not isinstance(tx, optax.GradientTransformation):

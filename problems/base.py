@@ -101,6 +101,10 @@ class Problem:
                 self.f_star = float("nan")
             if not np.isfinite(self.f_star):
                 raise OptbenchError(f"problem {self.name!r}: f_star must be a finite number or None (unknown)")
+        if self.f_star is None and "root" in self.tags and self.residuals is not None:
+            # F(x) = 0 is the goal: Σ r² = 0 at a root, and a start that ends at a stationary
+            # point of Σ r² that is no root (J singular, F ≠ 0: x² + 1 from x = 0) is no success
+            self.f_star = 0.0
         if not self.spec:
             self.spec = self.name
 

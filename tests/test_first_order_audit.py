@@ -250,11 +250,22 @@ def test_root_problems_known_roots():
         assert p.f_star == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="newton.py/solve.py: in root mode ‖2JᵀF‖ ≤ gtol reads as converged "
-                                       "where J is singular and F ≠ 0 (reported to the lead, not fixed here)")
 def test_no_real_root_is_not_reported_solved():
-    """x² + 1 = 0 has no real root; at x0 = 0 the Jacobian is singular (r' = 0) and r = 1."""
+    """x² + 1 = 0 has no real root; at x0 = 0 the Jacobian is singular (r' = 0) and r = 1, a
+    stationary point of Σ r² (the status may say so: ‖∇Σr²‖ ≤ gtol), but no root: a problem
+    tagged "root" has f* = 0, and the start is no success. The same for an inconsistent linear
+    system, (x + y, x + y − 1), whose Jacobian is singular everywhere."""
     p = problems.Problem(name="audit-no-root", residuals=lambda x: x ** 2 + 1.0, x0=np.array([0.0]),
                          tags=("root",))
-    res = bench.solve(p, optimizers.get("newton-raphson"), np.array([0.0]), max_iter=20, gtol=1e-10)
-    assert res.status != "converged" and not res.success
+    assert p.f_star == 0.0
+    for method in ("newton-raphson", "newton"):
+        res = bench.solve(p, optimizers.get(method), np.array([[0.0], [0.5]]), max_iter=20, gtol=1e-10)
+        assert not np.any(res.success), (method, res.status)
+        assert np.all(res.fun >= 1.0)
+    q = problems.Problem(name="audit-inconsistent", residuals=lambda x: jnp.stack([x[0] + x[1], x[0] + x[1] - 1.0]),
+                         x0=np.array([0.0, 0.0]), tags=("root",))
+    res = bench.solve(q, optimizers.get("newton"), q.x0, max_iter=20, gtol=1e-10)
+    assert not res.success and res.fun == pytest.approx(0.5)
+    # a tagged problem's own f* is kept, and an untagged one's unknown f* stays unknown
+    assert problems.Problem(name="t", residuals=lambda x: x - 1.0, x0=np.zeros(1), tags=("root",), f_star=2.0).f_star == 2.0
+    assert problems.Problem(name="u", residuals=lambda x: x - 1.0, x0=np.zeros(1)).f_star is None

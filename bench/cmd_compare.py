@@ -60,6 +60,8 @@ def run(args) -> int:
     store.atomic_write_text(html_path, report.compare_html(runs, labels, rows, figures))
     print(f"baseline: {labels[0]} ({args.run_dirs[0]})")
     print(format_differences(rows))
+    if figures.profiles_note:
+        print(f"no performance or data profiles: the runs' starts differ ({figures.profiles_note})")
     print()
     print(f"figures and compare.html: {out}")
     return 0

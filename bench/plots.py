@@ -793,6 +793,8 @@ class FigureIndex:
     problems: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
     #: the figures' bytes by name when they were drawn into a :class:`FigureMemory`, not files
     memory: Optional[FigureMemory] = None
+    #: why there are no profiles, when they were left out on purpose (compared runs' starts differ)
+    profiles_note: str = ""
 
     def all(self) -> List[str]:
         return self.profiles + [p for v in self.problems.values() for p in v]
@@ -873,6 +875,34 @@ def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FOR
         paths += plot_taylor(p, series, styles, out_dir, formats)
         idx.problems[p] = paths
         pd.add_problem(series)
-    if problems_all:
+    idx.profiles_note = starts_mismatch(runs, labels)
+    if problems_all and not idx.profiles_note:
         idx.profiles = plot_profiles(pd, styles, out_dir, formats)
     return idx
+
+
+def starts_mismatch(runs: Sequence[Run], labels: Sequence[str]) -> str:
+    """Why the runs' profiles cannot be compared ("" when they can): a profile's instance is a
+    (problem, start) pair, so every run must hold every problem from the same starts — the same
+    number, at the same points (to float32 rounding: a float32 run stores its starts rounded).
+    Runs made with other seeds or start counts would otherwise be scored instance by instance
+    against unrelated points, and a run lacking a problem as failing it."""
+    first: Dict[str, Tuple[str, np.ndarray]] = {}
+    for run, lab in zip(runs, labels):
+        for p in run.problems():
+            row = next(r for r in run.summary if r["problem"] == p)
+            x0 = np.asarray(run.cell(p, row["optimizer"]).get("x0", np.empty((0, 0))), dtype=np.float64)
+            if p not in first:
+                first[p] = (lab, x0)
+                continue
+            lab0, x00 = first[p]
+            if x0.shape != x00.shape:
+                return (f"{p}: {lab} has {x0.shape[0] if x0.ndim else 0} start(s), {lab0} "
+                        f"{x00.shape[0] if x00.ndim else 0}")
+            if not np.allclose(x0, x00, rtol=2.0 ** -22, atol=1e-30):
+                return f"{p}: {lab} ran from other starts than {lab0} (another seed?)"
+    for run, lab in zip(runs, labels):
+        lacking = [p for p in first if p not in run.problems()]
+        if lacking:
+            return f"{lab} lacks problem(s) {', '.join(lacking)}"
+    return ""

@@ -4,10 +4,10 @@ The file opens from disk with no network: figures are embedded as base64 PNG, th
 the few lines of script that sort the summary table are inline, and no URL appears anywhere
 (text that happens to contain ``://``, say in a command line, is written with an escaped slash).
 
-Layout: provenance (meta.json), the summary table (click a header to sort), who won each problem,
+Layout: who won each problem, provenance (meta.json), the summary table (click a header to sort),
 the run-wide profiles, then a section per problem with its figures and a per-optimizer table of
 the cost to success (iterations, weighted work, time = iterations × the batch's time per
-iteration).
+iteration). ``--out`` replaces an existing file only if it is an earlier report (or empty).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from optbench_core import OptbenchError
 
 from . import plots, store
 from .metrics import WorkWeights
@@ -75,6 +77,8 @@ def esc(value: Any) -> str:
 def _num(v, fmt="{:g}") -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "–" if v is None or np.isnan(v) else ("∞" if v > 0 else "−∞")
+    if fmt == "{:g}" and float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))   # a count in full: {:g} showed 1234567 evaluations as 1.23457e+06
     return fmt.format(v)
 
 
@@ -119,8 +123,24 @@ def cell_stats(run: Run, weights: WorkWeights = WorkWeights()) -> Dict[tuple, Di
         tpi = (run_s / max(nit.max(), 1.0)) if (run_s is not None and nit.size) else float("nan")
         med = lambda a: float(np.median(a)) if a.size else float("nan")  # noqa: E731
         out[key] = {"time_per_iter": tpi, "work_median": med(w), "ok_nit": med(nit[ok]), "ok_work": med(w[ok]),
-                    "ok_time": med(nit[ok] * tpi), "solved": int(ok.sum()), "starts": len(starts)}
+                    "ok_time": med(nit[ok] * tpi), "solved": int(ok.sum()), "starts": len(starts),
+                    # how many starts the medians of f, f − f* and ‖∇f‖ in summary.csv are over
+                    # (those where the value is finite: a diverged start's is NaN or ±inf)
+                    "finite": {col: _finite_count(starts, col) for col in _FINITE_COLUMNS.values()}}
     return out
+
+
+#: summary.csv's medians over finite values → the per-start column they are taken from
+_FINITE_COLUMNS = {"f_final_median": "f_final", "subopt_median": "subopt", "grad_norm_median": "grad_norm_final"}
+
+
+def _finite_count(starts: List[dict], col: str) -> int:
+    n = 0
+    for s in starts:
+        v = s.get(col)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            n += 1
+    return n
 
 
 def winners(run: Run, stats: Dict[tuple, Dict[str, float]]) -> Dict[str, Optional[str]]:
@@ -166,7 +186,7 @@ def summary_html(run: Run, stats: Dict[tuple, Dict[str, float]], best: Dict[str,
                  weights: WorkWeights) -> str:
     """The sortable summary table: one row per problem × optimizer."""
     head = ["problem", "optimizer", "dim", "starts", "solved", "nit", "nfev", "njev", "nhev", "nhvp", "work",
-            "f − f*", "‖∇f‖", "statuses", "compile s", "run ms", "ms / iter"]
+            "f", "f − f*", "‖∇f‖", "statuses", "compile s", "run ms", "ms / iter"]
     left = {"problem", "optimizer", "statuses"}
     out = ['<table class="sortable" id="summary"><thead><tr>']
     out += [f'<th class="{"t" if h in left else ""}">{esc(h)}</th>' for h in head]
@@ -180,7 +200,8 @@ def summary_html(run: Run, stats: Dict[tuple, Dict[str, float]], best: Dict[str,
         for k in ("nit_median", "nfev_median", "njev_median", "nhev_median", "nhvp_median"):
             out.append(_td(r.get(k)))
         out.append(_td(st["work_median"]))
-        out.append(_td(r.get("subopt_median"), "{:.2e}") + _td(r.get("grad_norm_median"), "{:.2e}"))
+        for col in ("f_final_median", "subopt_median", "grad_norm_median"):
+            out.append(_finite_td(r, col, st))
         out.append(f'<td class="t">{esc(r.get("statuses", ""))}</td>')
         out.append(_td(r.get("compile_s"), "{:.2f}"))
         rs = r.get("run_s")
@@ -189,10 +210,26 @@ def summary_html(run: Run, stats: Dict[tuple, Dict[str, float]], best: Dict[str,
         out.append(_td(None if not np.isfinite(tpi) else 1e3 * tpi, "{:.3g}"))
         out.append("</tr>")
     out.append("</tbody></table>")
-    out.append(f'<p class="muted">Medians over starts. work = {esc(weights.label())}. ms / iter = run time / '
+    out.append(f'<p class="muted">Medians over starts; those of f, f − f* and ‖∇f‖ over the starts where the value '
+               "is finite, with (k of n) where some start's is not (a diverged start's f is NaN or ±∞: the "
+               "statuses column says why); “none finite” where no start's is, – where f* is unknown. "
+               f'work = {esc(weights.label())}. ms / iter = run time / '
                "iterations the batch ran (every start of a batch runs to the slowest one). ★: the problem's "
                "winner (most starts solved, then least median work to success). Click a header to sort.</p>")
     return "".join(out)
+
+
+def _finite_td(row: Dict[str, Any], col: str, st: Dict[str, Any]) -> str:
+    """A summary median of values that may be non-finite: its cell says over how many starts."""
+    v, n, k = row.get(col), st["starts"], st["finite"][_FINITE_COLUMNS[col]]
+    if v is None:   # f* unknown: no f − f* at all
+        return _td(None)
+    if k == 0 and n > 0:
+        return '<td data-v="Infinity">none finite</td>'
+    cell = _td(v, "{:.2e}")
+    if k < n:
+        cell = cell.replace("</td>", f" ({k} of {n})</td>")
+    return cell
 
 
 def problem_table_html(run: Run, problem: str, stats, best) -> str:
@@ -240,8 +277,19 @@ def _embed(figures: plots.FigureIndex, path: str) -> str:
     return embed_png(path, os.path.basename(path), _caption(path), figures.read(path))
 
 
-def _anchor(problem: str) -> str:
-    return "p-" + plots.safe_name(problem)
+def _anchors(problems: Sequence[str]) -> Dict[str, str]:
+    """A distinct in-page anchor per problem: ``p-<file-safe name>``, numbered where two specs
+    share a file-safe name (``bowl:tag=a+b`` and ``bowl:tag=a*b`` are both ``bowl_tag_a_b``)."""
+    out: Dict[str, str] = {}
+    used = set()
+    for p in problems:
+        base = "p-" + plots.safe_name(p)
+        a, i = base, 2
+        while a in used:
+            a, i = f"{base}-{i}", i + 1
+        used.add(a)
+        out[p] = a
+    return out
 
 
 def _page(title: str, body: List[str]) -> str:
@@ -261,11 +309,12 @@ def report_html(run: Run, figures: plots.FigureIndex, weights: WorkWeights = Wor
             f'{esc(meta.get("device_kind", ""))} · {esc(meta.get("dtype", ""))} · '
             f'{len(run.problems())} problems × {len(run.optimizers())} optimizers'
             f'{"" if meta.get("complete") else " · INCOMPLETE run (interrupted?)"}</p>']
+    anchor = _anchors(run.problems())
     nav = ['<a href="#provenance-h">provenance</a>', '<a href="#summary-h">summary</a>',
-           '<a href="#profiles-h">profiles</a>'] + [f'<a href="#{_anchor(p)}">{esc(p)}</a>' for p in run.problems()]
+           '<a href="#profiles-h">profiles</a>'] + [f'<a href="#{anchor[p]}">{esc(p)}</a>' for p in run.problems()]
     body.append("<nav>" + "".join(nav) + "</nav>")
     if best:
-        items = "".join(f'<li><a href="#{_anchor(p)}">{esc(p)}</a>: {esc(o) if o else "no optimizer solved a start"}</li>'
+        items = "".join(f'<li><a href="#{anchor[p]}">{esc(p)}</a>: {esc(o) if o else "no optimizer solved a start"}</li>'
                         for p, o in best.items())
         body.append(f"<h2>Winners</h2><ul>{items}</ul>")
     body.append('<h2 id="provenance-h">Provenance</h2>' + provenance_html(meta))
@@ -275,16 +324,38 @@ def report_html(run: Run, figures: plots.FigureIndex, weights: WorkWeights = Wor
     if not figures.profiles:
         body.append('<p class="muted">No finished cells: nothing to profile.</p>')
     for p in run.problems():
-        body.append(f'<h2 id="{_anchor(p)}">{esc(p)}</h2>')
+        body.append(f'<h2 id="{anchor[p]}">{esc(p)}</h2>')
         body.append(problem_table_html(run, p, stats, best))
         body += [_embed(figures, f) for f in figures.problems.get(p, []) if f.endswith(".png")]
     return _page(f"optbench run {name}", body)
 
 
+_REPORT_HEAD = "<!DOCTYPE html>\n<html"
+_REPORT_TITLE = "<title>optbench run "
+
+
+def is_report_file(path: str) -> bool:
+    """Whether the existing file ``path`` may be replaced by a report: it is empty or an earlier
+    run report (its head names the page ``optbench run …``), not some other file of the user's."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return head == "" or (head.startswith(_REPORT_HEAD) and _REPORT_TITLE in head)
+
+
 def report_path(run: Run, out: Optional[str] = None) -> str:
     """Where the report goes (default ``<run>/report.html``), its directory created and checked
-    writable: one line naming the directory otherwise, so a bad ``--out`` fails before drawing."""
+    writable: one line naming the directory otherwise, so a bad ``--out`` fails before drawing.
+    An existing file at an ``out`` given is replaced only if it is an earlier report: ``--out
+    notes.txt`` or ``--out RUN/plots/ecdf.png`` is one line, the file kept (the default path is the
+    run's own report, rewritten as ever)."""
     path = out or os.path.join(run.path, REPORT_NAME)
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):   # checked before any directory is made
+        raise OptbenchError(f"{path} names a directory, not a file; give a file name such as {REPORT_NAME}")
+    if out and os.path.lexists(path) and not is_report_file(path):
+        raise OptbenchError(f"{path} exists and is not an optbench report; remove it or choose another file name")
     store.writable_dir(os.path.dirname(path) or ".", "the report")
     return path
 
@@ -383,7 +454,11 @@ def compare_html(runs: Sequence[Run], labels: Sequence[str], rows: List[Dict[str
     body.append("".join(tab))
     body.append("<h2>Profiles</h2>")
     body += [_embed(figures, p) for p in figures.profiles if p.endswith(".png")]
+    if figures.profiles_note:
+        body.append(f'<p class="muted">No performance or data profiles: the runs\' starts differ '
+                    f'({esc(figures.profiles_note)}); a profile scores (problem, start) instances.</p>')
+    anchor = _anchors(list(figures.problems))
     for p, paths in figures.problems.items():
-        body.append(f'<h2 id="{_anchor(p)}">{esc(p)}</h2>')
+        body.append(f'<h2 id="{anchor[p]}">{esc(p)}</h2>')
         body += [_embed(figures, f) for f in paths if f.endswith(".png")]
     return _page("optbench compare", body)

@@ -36,6 +36,8 @@ def test_profiles_left_out_when_starts_differ(runs, tmp_path, capsys, other, not
     printed = capsys.readouterr().out
     assert "no performance or data profiles: the runs' starts differ" in printed and note in printed
     assert _profiles(out) == []
+    with open(os.path.join(out, "compare.html"), encoding="utf-8") as fh:
+        assert "No performance or data profiles: the runs' starts differ" in fh.read()
     assert os.path.isfile(os.path.join(out, "convergence_himmelblau.png"))
 
 

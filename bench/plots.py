@@ -195,13 +195,17 @@ SAFE_NAME_MAX = 160
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe form of a problem spec, at most :data:`SAFE_NAME_MAX` characters.
+    """A file-name-safe form of a problem spec, at most :data:`SAFE_NAME_MAX` characters, distinct
+    for distinct specs.
 
-    A longer spec (a plug-in's long parameter value) is cut and given a short hash of the whole
-    spec, so the name fits the file system and distinct long specs keep distinct names.
+    The spec's separators ``:`` and ``=`` become ``_`` (``rosenbrock:dim=10`` →
+    ``rosenbrock_dim_10``); a spec with other characters a file name cannot hold gets ``_`` for
+    each run of them and a short hash of the whole spec, so that specs differing only there
+    (``bowl:tag=a+b`` and ``bowl:tag=a*b``) do not write one file, and a long spec (a plug-in's
+    long parameter value) is cut to fit the file system.
     """
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-    if len(name) <= SAFE_NAME_MAX:
+    if re.fullmatch(r"[A-Za-z0-9._:=-]*", text) and len(name) <= SAFE_NAME_MAX:
         return name
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     return f"{name[: SAFE_NAME_MAX - len(digest) - 1]}-{digest}"

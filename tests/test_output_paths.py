@@ -149,6 +149,10 @@ def test_long_problem_names_make_short_distinct_file_names(tiny_run, tmp_path):
     assert na != nb and max(len(na), len(nb)) <= 200  # with "trajectories_" and ".png.tmp<pid>": < 255
     assert na.startswith("quadratic_seed_999")
     assert plots.safe_name("rosenbrock:dim=10") == "rosenbrock_dim_10"  # short names as before
+    # specs that differ only in characters a file name cannot hold get distinct names (they
+    # used to share bowl_tag_a_b, and the second problem's figures replaced the first's)
+    names = {plots.safe_name(s) for s in ("bowl:tag=a+b", "bowl:tag=a*b", "bowl:tag=a b", "bowl:tag=a_b")}
+    assert len(names) == 4 and all(n.startswith("bowl_tag_a") for n in names)
     # a figure of such a problem is written (name, temporary and all within the file-name limit)
     run = store.load_run(tiny_run)
     series = plots.run_series(run, "himmelblau")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import math
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -53,7 +54,7 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _RUN_CLOCK = {"fn": time.perf_counter}
 
 TABLE_COLUMNS = ["case", "method", "contender", "kind", "compile_s", "median_ms", "ms_per_iter", "nit_median",
-                 "nit_max", "solved", "x_floor", "speedup", "growth", "note"]
+                 "nit_max", "solved", "x_floor", "speedup", "growth", "note", "flagged"]
 
 
 @dataclasses.dataclass
@@ -156,6 +157,16 @@ def peer_versions() -> Dict[str, Optional[str]]:
     return out
 
 
+#: the module each peer's rows need (a peer whose module does not import is skipped)
+PEER_MODULES = {"scipy": "scipy.optimize", "optimistix": "optimistix", "optax": "optax", "jaxopt": "jaxopt"}
+
+
+def missing_peers() -> List[str]:
+    """The peers whose rows are skipped because their module is not installed (or fails to
+    import): the table says so under itself instead of leaving them out silently."""
+    return [name for name, module in PEER_MODULES.items() if not _have(module)]
+
+
 def rows_csv(rows) -> str:
     """The rows as CSV (``TABLE_COLUMNS`` plus family and size)."""
     import csv
@@ -165,7 +176,8 @@ def rows_csv(rows) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+        w.writerow({k: ("" if r.get(k) is None else ";".join(r[k]) if isinstance(r.get(k), list) else r.get(k))
+                    for k in cols})
     return buf.getvalue()
 
 
@@ -327,8 +339,14 @@ def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None, bl
     import scipy.optimize as so
 
     def run():
+        # the timer runs inside the BLAS-threads context: entering it (threadpoolctl scans the
+        # loaded libraries, ~1.5 ms) is set-up, not scipy's solve, and the subset's time is
+        # scaled to the whole batch, which would multiply that set-up too
         with (_blas_threads(blas_threads) if blas_threads else contextlib.nullcontext()):
-            return _loop()
+            clock = _RUN_CLOCK["fn"]
+            t0 = clock()
+            _, xs, nit = _loop()
+            return clock() - t0, xs, nit
 
     def _loop():
         nit, xs = [], []
@@ -384,8 +402,8 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                               blas_threads=1)
 
             def runner():
-                _, xs, nit = run()
-                return None, Outcome(nit, _rosen_grad_np(np.asarray(xs)), gtol)
+                sec, xs, nit = run()
+                return sec, Outcome(nit, _rosen_grad_np(np.asarray(xs)), gtol)
             return 0.0, runner
         return host_contender(label, method, "peer", prep, note=snote, scale=scale)
 
@@ -499,22 +517,27 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
                 # strong Wolfe, takes fewer and dearer iterations)
                 cs.append(oc(p, "newton-cg:linesearch=armijo", x0, gtol, max_iter, device,
                                              note="Armijo, the floor's line search: same iterations"))
-    vg = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
-    hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(kernels.ext_rosenbrock), (x,), (v,))[1])
 
     def scipy_peer(label, method, smethod):
         def prep():
+            # each scipy peer jits its own f, ∇f (and Hv where its method uses one), as a user of
+            # that method would: its compile column is its own compile, not 0 for the peers after
+            # the first because they shared the first one's jitted functions
+            vg = jax.jit(jax.value_and_grad(kernels.ext_rosenbrock))
+            hvp = (jax.jit(lambda x, v: jax.jvp(jax.grad(kernels.ext_rosenbrock), (x,), (v,))[1])
+                   if smethod != "L-BFGS-B" else None)
             t0 = time.perf_counter()
             jax.block_until_ready(vg(xj))
-            jax.block_until_ready(hvp(xj, xj))
+            if hvp is not None:
+                jax.block_until_ready(hvp(xj, xj))
             cs_ = time.perf_counter() - t0
             fun = lambda x: tuple(np.asarray(a, dtype=np.float64) for a in vg(x))  # noqa: E731
-            hp = (lambda x, v: np.asarray(hvp(x, v), dtype=np.float64)) if smethod != "L-BFGS-B" else None  # noqa: E731
+            hp = (lambda x, v: np.asarray(hvp(x, v), dtype=np.float64)) if hvp is not None else None  # noqa: E731
             run = _scipy_loop(smethod, [x0], gtol, max_iter, fun, True, hessp=hp)
 
             def runner():
-                _, xs, nit = run()
-                return None, Outcome(nit, np.array([_ext_rosen_gnorm_np(xs[0])]), gtol)
+                sec, xs, nit = run()
+                return sec, Outcome(nit, np.array([_ext_rosen_gnorm_np(xs[0])]), gtol)
             return cs_, runner
         return host_contender(label, method, "peer", prep, note="same jitted f, ∇f, Hv")
 
@@ -657,7 +680,16 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
     return rows
 
 
+def _all_solved(r) -> bool:
+    """Whether the row reached gtol on every start (rows without a tolerance count as solved)."""
+    s = r.get("solved") if r is not None else None
+    return s is None or s >= 1.0
+
+
 def _add_ratios(rows, on="median_ms"):
+    """``x_floor``, ``speedup`` (see the module's docstring) and ``flagged``: the ratio columns
+    that compare a run which did not reach gtol on every start (this row's or the row it is
+    compared with) — a time that is not like for like, marked in the table, not hidden."""
     floor = next((r for r in rows if r["kind"] == "floor"), None)
     ob = {}
     for r in rows:   # a peer compares with the first optbench row of its method
@@ -670,10 +702,15 @@ def _add_ratios(rows, on="median_ms"):
     for r in rows:
         r["x_floor"] = r[on] / floor[on] if floor and floor[on] else None
         m = ob.get(r["method"])
-        r["speedup"] = (r[on] / m[on]) if (r["kind"] == "peer" and m and m[on]) else None
+        r["speedup"], partner = None, None
+        if r["kind"] == "peer" and m and m[on]:
+            r["speedup"], partner = r[on] / m[on], m
         q = peer.get(r["method"])
         if r["kind"] == "optbench" and r is not m and q and r[on]:
-            r["speedup"] = q[on] / r[on]
+            r["speedup"], partner = q[on] / r[on], q
+        own = _all_solved(r)
+        r["flagged"] = ([] if r["x_floor"] is None or (own and _all_solved(floor)) else ["x_floor"]) + \
+                       ([] if r["speedup"] is None or (own and _all_solved(partner)) else ["speedup"])
         r.setdefault("growth", None)
 
 
@@ -692,8 +729,12 @@ def add_growth(rows: List[Dict[str, Any]]) -> None:
 def _fmt(v, kind):
     if v is None:
         return "-"
-    if kind == "pct":
-        return f"{100 * v:.0f}%"
+    if kind == "pct":   # never rounded up to 100% (999 of 1000 starts is not all of them)
+        if v >= 1 or v <= 0:
+            return f"{100 * v:.0f}%"
+        if v < 1e-3:
+            return "<0.1%"
+        return f"{math.floor(1000 * v) / 10:g}%"
     if kind == "x":
         return f"{v:.2f}×" if v < 100 else f"{v:.0f}×"
     if kind == "ms":
@@ -705,6 +746,12 @@ def _fmt(v, kind):
     return str(v)
 
 
+#: marks a ratio cell that compares a run which did not solve every start (see ``_add_ratios``)
+FLAG_MARK = "*"
+FLAG_NOTE = (f"{FLAG_MARK} compares a contender that did not reach gtol on every start (its `solved`, or that of "
+             "the row it is compared with, is below 100%): not a like-for-like time.")
+
+
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """A Markdown table of the rows (readable as plain text too)."""
     cols = [("case", "case", ""), ("method", "method", ""), ("contender", "contender", ""),
@@ -712,15 +759,21 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
             ("iters med/max", None, ""), ("solved", "solved", "pct"), ("× floor", "x_floor", "x"),
             ("peer/optbench", "speedup", "x"), ("growth", "growth", "x"), ("note", "note", "")]
     out = ["| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    any_flag = False
     for r in rows:
         cells = []
         for _, key, kind in cols:
             if key is None:
                 cells.append(f"{_fmt(r['nit_median'], 'i')}/{r['nit_max']}")
             else:
-                cells.append(_fmt(r.get(key), kind) if key not in ("case", "method", "contender", "note")
-                             else (r.get(key) or ""))
+                cell = (_fmt(r.get(key), kind) if key not in ("case", "method", "contender", "note")
+                        else (r.get(key) or ""))
+                if key in (r.get("flagged") or ()):
+                    cell, any_flag = cell + FLAG_MARK, True
+                cells.append(cell)
         out.append("| " + " | ".join(cells) + " |")
+    if any_flag:
+        out += ["", FLAG_NOTE]
     return "\n".join(out)
 
 

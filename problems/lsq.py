@@ -70,7 +70,7 @@ def sse_value_and_grad_blocked(w, xt, y, block_rows=None):
     handled as one short block. The accumulation order differs from a plain Xᵀr: results agree
     to rounding, not bit for bit."""
     nb, block, (xtail, ytail) = _blocks(xt, y, block_rows)
-    dt = jnp.result_type(w, xtail)
+    dt = jnp.result_type(w, xtail, ytail)   # the loop carries f and g in the type r has
 
     def body(i, c):
         f, g = c
@@ -100,7 +100,7 @@ def sse_blocked(w, xt, y, block_rows=None):
         return f + jnp.dot(r, r)
 
     rt = w @ xtail - ytail
-    return jax.lax.fori_loop(0, nb, body, jnp.dot(rt, rt).astype(jnp.result_type(w, xtail)))
+    return jax.lax.fori_loop(0, nb, body, jnp.dot(rt, rt).astype(jnp.result_type(w, xtail, ytail)))
 
 
 @sse_blocked.defjvp

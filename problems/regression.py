@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from optbench_core import OptbenchError
@@ -24,6 +25,15 @@ from .registry import register
 def _need(cond: bool, msg: str) -> None:
     if not cond:
         raise OptbenchError(msg)
+
+
+MAX_ENTRIES = 2e8
+"""Most numbers one array of a problem's data (or its residual Jacobian) may hold: 1.6 GB in
+float64. Beyond it a factory refuses in one line instead of filling the machine's memory."""
+
+MAX_LOGREG_D = 5000
+"""Most features ``logreg`` takes: its x* comes from Newton's method at construction, with a dense
+d × d Hessian (and its eigenvalues) and n·d² work per step."""
 
 
 def _design(n: int, d: int, cond: float, seed: int):
@@ -41,7 +51,7 @@ def _linear_data(name: str, n: int, d: int, cond: float, noise: float, seed: int
     _need(cond >= 1.0, f"{name} needs cond >= 1, got {cond}")
     _need(noise >= 0.0, f"{name} needs noise >= 0, got {noise}")
     _need(seed >= 0, f"{name} needs seed >= 0, got {seed}")
-    _need(n * d <= 2e8, f"{name}: n·d = {n * d} is too large to build (limit 2e8)")
+    _need(n * d <= MAX_ENTRIES, f"{name}: n·d = {n * d} is too large to build (limit 2e8)")
     u, s, v, rng = _design(n, d, cond, seed)
     x = (u * s) @ v.T
     beta = rng.standard_normal(d)
@@ -59,6 +69,10 @@ def linreg(n: int = 100, d: int = 5, cond: float = 100.0, noise: float = 0.1, se
     X = U diag(s) Vᵀ (random orthonormal U, V; s log-spaced over [√n/cond, √n]); y = Xβ + e⊥
     with e⊥ the part of Gaussian noise orthogonal to range(X), so the normal equations hold
     exactly at b = β and f* = ‖e⊥‖² (Golub & Van Loan, Matrix Computations, §5.3). x0 = 0.
+    "Exactly" up to the rounding of the stored X and y: f(β) = f* to rounding at any cond, but
+    the minimiser of the stored data moves off β by about κ²·ε·‖e⊥‖/‖X‖ (relative 1e-7 at
+    κ = 10⁶, 1e-3 at 10⁸, order one beyond 10¹⁰), where x itself is no longer determined in
+    float64. With d = 1, X is one column and κ = 1 whatever cond says.
     """
     x, y, _, _, _, beta, e_perp = _linear_data("linreg", n, d, cond, noise, seed)
 
@@ -108,40 +122,70 @@ def _logistic_loss(w, x, y, lam, ns):
     return ns.mean(ns.logaddexp(0.0, -m)) + 0.5 * lam * (w @ w)
 
 
-def _newton_logistic(x, y, lam, iters: int = 100):
+def _newton_logistic(x, y, lam, iters=None):
     """Minimise the mean logistic loss + ½λ‖w‖² by damped Newton (Armijo backtracking), float64.
 
     Returns (w, f, ‖∇f‖, finite): ``finite`` is False when the iterates ran off to infinity, as
     they do on separable data with λ = 0 — there f → 0 and ∇f → 0 along a ray, but the Hessian
-    vanishes too, so a minimiser is told apart by a Hessian that stays positive definite.
+    vanishes too, so a minimiser is told apart by a Hessian that stays positive definite. With
+    λ > 0 the loss is strongly convex and a minimiser always exists; ``finite`` then says that
+    Newton's method got to it. (A tiny λ on separable data puts w* far out, ‖w*‖ ~ log(1/λ) over
+    the margin, with f* and ∇f tiny all the way there: convergence is judged by the Newton
+    decrement ∇fᵀH⁻¹∇f ≈ 2(f − f*) relative to f and by the step relative to w, never by an
+    absolute ‖∇f‖, which is already small far from w*; the iteration itself runs until the Newton
+    step is at the rounding level of w.)
+
+    σ(−m) and σ(m)σ(−m) are computed as exp(−log(1 + eᵐ)) and exp(−log(1 + eᵐ) − log(1 + e⁻ᵐ)),
+    to full relative accuracy at any margin m (½(1 − tanh(m/2)) is 0 beyond m ≈ 37, where that
+    w* lies). Near the minimiser the decrease a Newton step predicts falls below the rounding of f
+    itself and the Armijo test can no longer see it; a step is then also taken when f stays level
+    to rounding and ‖∇f‖ falls (the Newton direction is a descent direction for ‖∇f‖² too:
+    d/dt ‖∇f(w + ts)‖² = −2‖∇f‖² at t = 0), so the iteration is not stopped short of ∇f = 0.
     """
     n, d = x.shape
     w = np.zeros(d)
+    if iters is None:   # λ = 0: 100 steps tell a minimiser from a run to infinity; λ > 0: about
+        iters = 100 if lam == 0.0 else 1000   # one step per unit of log(1/λ) on separable data
 
-    def grad_hess(w):
+    def grad(w):
         m = y * (x @ w)
-        p = 0.5 * (1.0 - np.tanh(0.5 * m))          # σ(−m), computed without overflow
-        g = -(x.T @ (y * p)) / n + lam * w
-        h = (x.T * (p * (1.0 - p))) @ x / n + lam * np.eye(d)
-        return g, h
+        la, lb = np.logaddexp(0.0, m), np.logaddexp(0.0, -m)
+        return -(x.T @ (y * np.exp(-la))) / n + lam * w, np.exp(-la - lb)   # σ(−m), σ(m)σ(−m)
+
+    def newton(w):
+        g, q = grad(w)
+        h = (x.T * q) @ x / n + lam * np.eye(d)
+        try:
+            step = np.linalg.solve(h, -g)
+        except np.linalg.LinAlgError:              # a Hessian that underflowed to singular
+            step = np.full(d, np.nan)
+        return g, h, step
 
     f = _logistic_loss(w, x, y, lam, np)
     for _ in range(iters):
-        g, h = grad_hess(w)
-        if np.linalg.norm(g) <= 1e-15 * max(1.0, f):
+        g, _, step = newton(w)
+        gn = np.linalg.norm(g)
+        if not np.linalg.norm(step) > 1e-14 * max(1.0, np.linalg.norm(w)):   # at rounding (or no step)
             break
-        step = np.linalg.solve(h, -g)
-        t = 1.0
+        t, accepted = 1.0, False
         while t > 1e-12:
-            f_new = _logistic_loss(w + t * step, x, y, lam, np)
-            if f_new <= f + 1e-4 * t * (g @ step):
+            w_new = w + t * step
+            f_new = _logistic_loss(w_new, x, y, lam, np)
+            if f_new <= f + 1e-4 * t * (g @ step) or (
+                    f_new - f <= 1e-14 * f and np.linalg.norm(grad(w_new)[0]) < gn):
+                accepted = True
                 break
             t *= 0.5
-        w, f = w + t * step, f_new
-    g, h = grad_hess(w)
-    curvature = np.linalg.eigvalsh(h)[0] / max(np.linalg.eigvalsh(x.T @ x / n)[-1], 1e-300)
-    finite = np.linalg.norm(g) <= 1e-10 and curvature >= 1e-8
-    return w, float(_logistic_loss(w, x, y, lam, np)), float(np.linalg.norm(g)), bool(finite)
+        if not accepted:                           # neither f nor ‖∇f‖ falls: as far as it goes
+            break
+        w, f = w_new, f_new
+    g, h, step = newton(w)
+    gn = float(np.linalg.norm(g))
+    finite = bool(-(g @ step) <= 1e-14 * f and np.linalg.norm(step) <= 1e-8 * max(1.0, np.linalg.norm(w)))
+    if lam == 0.0:
+        curvature = np.linalg.eigvalsh(h)[0] / max(np.linalg.eigvalsh(x.T @ x / n)[-1], 1e-300)
+        finite = finite and gn <= 1e-10 and curvature >= 1e-8
+    return w, float(_logistic_loss(w, x, y, lam, np)), gn, finite
 
 
 @register("logreg", family="regression", dims="d (default 5)", dim_param="d",
@@ -150,13 +194,19 @@ def logreg(n: int = 200, d: int = 5, separable: bool = False, lam: float = 0.0, 
     """Logistic regression: mean log(1 + exp(−yᵢ xᵢ·w)) + ½λ‖w‖², synthetic labels yᵢ = ±1.
 
     Features are standard normal. Non-separable (default): labels drawn from the logistic model
-    with a random w_true, so a finite minimiser exists; x* and f* come from Newton's method in
-    float64 at construction (the optimality system ∇f = 0 solved to rounding level). Separable:
-    yᵢ = sign(xᵢ·w_true); with λ = 0 the infimum f* = 0 is approached only as ‖w‖ → ∞ (no x*),
-    the classic case where gradient descent's iterates diverge in norm while f → 0 (Soudry et
-    al. 2018, "The implicit bias of gradient descent on separable data"). x0 = 0.
+    with a random w_true, so a finite minimiser exists unless the draw happens to be separable
+    anyway (few points per feature: then, with λ = 0, a one-line error); x* and f* come from
+    Newton's method in float64 at construction (the optimality system ∇f = 0 solved to rounding
+    level). Separable: yᵢ = sign(xᵢ·w_true); with λ = 0 the infimum f* = 0 is approached only as
+    ‖w‖ → ∞ (no x*), the classic case where gradient descent's iterates diverge in norm while
+    f → 0 (Soudry et al. 2018, "The implicit bias of gradient descent on separable data"). Any
+    λ > 0 makes f strongly convex, with a minimiser for any labels. x0 = 0. Sizes: n·d ≤ 2·10⁸,
+    and d ≤ 5000 where x* is computed.
     """
     _need(d >= 1 and n >= 2, f"logreg needs n >= 2 and d >= 1, got n={n}, d={d}")
+    _need(n * d <= MAX_ENTRIES, f"logreg: n·d = {n * d} is too large to build (limit 2e8)")
+    _need(d <= MAX_LOGREG_D or (separable and lam == 0.0),
+          f"logreg: d = {d} is too large to build (limit {MAX_LOGREG_D}: x* needs a dense d×d Newton solve)")
     _need(lam >= 0.0, f"logreg needs lam >= 0, got {lam}")
     _need(seed >= 0, f"logreg needs seed >= 0, got {seed}")
     rng = np.random.default_rng(seed)
@@ -178,7 +228,11 @@ def logreg(n: int = 200, d: int = 5, separable: bool = False, lam: float = 0.0, 
         fs = 0.0
         tags += ("no-minimizer",)
     else:
-        xs, fs, _, finite = _newton_logistic(x, y, lam)
+        xs, fs, gn, finite = _newton_logistic(x, y, lam)
+        if not finite and lam > 0.0:
+            # strongly convex, so a minimiser exists; Newton's method did not get to it
+            raise OptbenchError(f"logreg: Newton's method did not reach the minimiser for lam={lam:g} "
+                                f"(‖∇f‖ = {gn:.1e}; the labels of seed {seed} are nearly separable); use a larger lam")
         if not finite:
             raise OptbenchError(f"logreg: these labels are separable (seed {seed}); no finite minimiser, "
                                 "use separable=true or lam > 0")
@@ -248,6 +302,8 @@ def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
     narrower spike) is a one-line error, as is a fit that does not reach ∇f = 0.
     """
     _need(n >= 10 and bins >= 4, f"gaussian-fit needs n >= 10 and bins >= 4, got n={n}, bins={bins}")
+    _need(n <= MAX_ENTRIES, f"gaussian-fit: n = {n} heights is too large to build (limit 2e8)")
+    _need(3 * bins <= MAX_ENTRIES, f"gaussian-fit: bins = {bins} is too large to build (limit 3·bins <= 2e8)")
     _need(seed >= 0, f"gaussian-fit needs seed >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     heights = rng.normal(170.0, 10.0, n)
@@ -300,8 +356,28 @@ def gaussian_fit(n: int = 1000, bins: int = 30, seed: int = 0) -> Problem:
 def _mlp_forward(w, x, hidden: int, activation: str, ns):
     w1, b1, w2, b2 = w[:hidden], w[hidden:2 * hidden], w[2 * hidden:3 * hidden], w[3 * hidden]
     z = x[:, None] * w1[None, :] + b1[None, :]
-    a = ns.tanh(z) if activation == "tanh" else 1.0 / (1.0 + ns.exp(-z))
+    if activation == "tanh":
+        a = ns.tanh(z)
+    elif ns is np:   # the teacher's curve: |z| ≤ 8 there, no overflow
+        a = 1.0 / (1.0 + np.exp(-z))
+    else:
+        a = _sigmoid(z)
     return a @ w2 + b2
+
+
+@jax.custom_jvp
+def _sigmoid(z):
+    """σ(z) = 1/(1 + e⁻ᶻ) with derivative σ(z)σ(−z), accurate at every z. Differentiating
+    1/(1 + e⁻ᶻ) as written gives 0·∞ = NaN once e⁻ᶻ overflows (z < −88 in float32, −709 in
+    float64), and σ(1 − σ) loses σ' where σ rounds to 1 (z > 37 in float64)."""
+    return jax.nn.sigmoid(z)
+
+
+@_sigmoid.defjvp
+def _sigmoid_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    s = jax.nn.sigmoid(z)
+    return s, s * jax.nn.sigmoid(-z) * dz
 
 
 @register("mlp", family="regression", dims="3·hidden + 1 (default 25)", dim_param="hidden",
@@ -316,6 +392,8 @@ def mlp(hidden: int = 8, n: int = 64, activation: str = "tanh", target: str = "t
     ``target=sine``: g(x) = sin(πx), f* unknown. x0: Glorot-uniform weights, zero biases (seeded).
     """
     _need(hidden >= 1 and n >= 2, f"mlp needs hidden >= 1 and n >= 2, got hidden={hidden}, n={n}")
+    _need(n * (3 * hidden + 1) <= MAX_ENTRIES,
+          f"mlp: n·(3·hidden + 1) = {n * (3 * hidden + 1)} Jacobian entries is too large to build (limit 2e8)")
     _need(activation in ("tanh", "sigmoid"), f"mlp activation must be tanh or sigmoid, got {activation!r}")
     _need(target in ("teacher", "sine"), f"mlp target must be teacher or sine, got {target!r}")
     _need(seed >= 0, f"mlp needs seed >= 0, got {seed}")

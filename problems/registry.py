@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
-from optbench_core import OptbenchError, Registry, close_matches, format_spec
+from optbench_core import OptbenchError, Registry, close_matches, format_spec, parse_spec
 
 from .base import Problem
 
@@ -81,10 +81,28 @@ def register_family(prefix: str, factory: Callable, *, members: Optional[Callabl
     _set_meta(prefix + ":", family or prefix, dims, None, tags, members)
 
 
+#: the largest value a problem's dimension parameter (``dim``, ``n``, ``hidden``) may take: its
+#: factory builds x0, x* and the box before anything else could refuse it, four vectors of
+#: 0.8 GB each in float64 at the limit (``rosenbrock:dim=2147483647`` filled the machine's memory)
+MAX_DIM = 10 ** 8
+
+
+def _check_dim(spec) -> None:
+    """A dimension parameter beyond :data:`MAX_DIM` is a one-line error before the factory runs."""
+    if not isinstance(spec, str):
+        return
+    name, params = parse_spec(spec)
+    key = (_META.get(name) or {}).get("dim_param")
+    v = params.get(key) if key else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v > MAX_DIM:
+        raise OptbenchError(f"problem {name!r}: {key}={v} is too large to build (limit {MAX_DIM:.0e})")
+
+
 def get(spec: Union[str, Problem]) -> Problem:
     """Build a problem from a spec string ``name[:key=value]...`` (or pass a Problem through)."""
     if isinstance(spec, Problem):
         return spec
+    _check_dim(spec)
     problem, name, params, identity = _REGISTRY.build(spec)
     if not isinstance(problem, Problem):
         raise OptbenchError(f"problem factory {name!r} did not return a Problem")

@@ -341,3 +341,18 @@ def test_distributed_settings_that_are_not_an_address_or_a_number(monkeypatch):
         init_distributed("garbage", 1, 0)
     with pytest.raises(OptbenchError, match="OPTBENCH_PROCESS_ID must be a non-negative integer"):
         init_distributed("localhost:1234", 1, "first")
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("rosenbrock:dim=2147483647", "dim=2147483647 is too large to build"),
+    ("sphere:dim=1e9", "dim=1000000000.0 is too large to build"),
+    ("mgh:extended-rosenbrock:n=200000000", "n=200000000 is too large to build"),
+])
+def test_huge_dimension_is_refused_before_the_factory_allocates(tmp_path, capsys, spec, needle):
+    """rosenbrock:dim=2147483647 used to build a 16 GB x0 (and more) and fill the machine's memory
+    before any check; the dimension parameter is now checked first, in one line, nothing written."""
+    out = str(tmp_path / "run")
+    assert main(["run", "--problems", spec, "--optimizers", "gd", "--starts", "1", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    assert not os.path.exists(out)

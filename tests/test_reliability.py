@@ -90,6 +90,17 @@ def assert_same_convergence(a, b):
             np.testing.assert_array_equal(ca[key], cb[key])
 
 
+def _incomplete_copy(src, d, keep):
+    """A copy of the run ``src`` in ``d`` whose meta.json lists only its first ``keep`` cells as
+    done (as an interrupted run's does); returns that meta."""
+    shutil.copytree(src, d)
+    meta = _meta(d)
+    meta["cells_done"] = meta["cells_done"][:keep]
+    meta["complete"] = False
+    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    return meta
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("clean") / "run")
@@ -209,11 +220,7 @@ def test_resume_refuses_conflicting_settings(tmp_path, uninterrupted, capsys, op
 
 def test_resume_accepts_repeated_settings(tmp_path, uninterrupted, capsys):
     d = str(tmp_path / "copy")
-    shutil.copytree(uninterrupted, d)
-    meta = _meta(d)
-    meta["cells_done"] = meta["cells_done"][:5]
-    meta["complete"] = False
-    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    _incomplete_copy(uninterrupted, d, keep=5)
     # the same settings spelled out again (a grid-free respelling of the optimizers included)
     assert main(["run", "--resume", d, "--starts", "4", "--seed", "1", "--optimizers", "bfgs,newton,gd-linesearch",
                  "--out", d, "--quiet", "--no-plots"]) == 0
@@ -224,11 +231,7 @@ def test_resume_without_plots_says_which_figures_are_stale(tmp_path, uninterrupt
     """Figures and a report drawn from a partial run are kept, and a resume that adds cells
     without redrawing them says they predate it (they used to stay silently stale)."""
     d = str(tmp_path / "copy")
-    shutil.copytree(uninterrupted, d)
-    meta = _meta(d)
-    meta["cells_done"] = meta["cells_done"][:5]
-    meta["complete"] = False
-    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    _incomplete_copy(uninterrupted, d, keep=5)
     os.makedirs(os.path.join(d, "plots"))
     for name in ("plots/old.png", "report.html"):
         with open(os.path.join(d, name), "w") as fh:
@@ -252,11 +255,7 @@ def test_resume_takes_respellings_of_the_stored_device_and_methods(tmp_path, uni
     is not ``cpu`` (one device, not four) and is refused."""
     from bench import cmd_run
     d = str(tmp_path / "copy")
-    shutil.copytree(uninterrupted, d)
-    meta = _meta(d)
-    meta["cells_done"] = meta["cells_done"][:5]
-    meta["complete"] = False
-    store.atomic_write_text(os.path.join(d, "meta.json"), json.dumps(meta))
+    meta = _incomplete_copy(uninterrupted, d, keep=5)
     saved = json.dumps(meta)
 
     class Dev:

@@ -16,10 +16,16 @@ convention as optbench's optimizers.
 Termination uses optbench's test, not scipy's: a callback stops a start once ‖∇f‖₂ ≤ gtol or
 after ``max_iter`` iterations, and scipy's own tolerances default to near machine precision so
 that they do not stop it first (what a user after a tight answer would set; any of them can be
-overridden in the spec). The status is then classified as the driver does: ``converged``,
-``max_iter``, ``diverged``; where scipy stopped on its own criterion first, ``linesearch_failed``
-for a failed line search (BFGS/CG "precision loss") and ``stalled`` otherwise — scipy's message is
-kept in the cell's trace file (``scipy_message``).
+overridden in the spec). A start where the test already holds at x0 (or f, ∇f are not finite
+there) stops at iteration 0 without calling scipy, as the driver does. TNC, whose callback cannot
+stop it, and least squares (tested at each Jacobian, i.e. each accepted iterate) are stopped by
+an exception of optbench's; ``least_squares:method=lm`` (MINPACK, no callback) is stopped by
+``max_iter`` and divergence but runs on past gtol to its own tolerances. The status is then
+classified as the driver does: ``converged``, ``max_iter`` (also where scipy's own evaluation or
+iteration budget stopped it), ``diverged``; where scipy stopped on its own criterion first,
+``linesearch_failed`` for a failed line search (BFGS, CG, Newton-CG "precision loss", L-BFGS-B
+"ABNORMAL", TNC "Linear search failed") and ``stalled`` otherwise — scipy's message is kept in the
+cell's trace file (``scipy_message``).
 
 The history has the driver's shape: row 0 is x0 and row k the iterate after k iterations (the
 callback's); f and ‖∇f‖ there, cumulative counts, x when n ≤ 3; ``step`` and ``rho`` are NaN (scipy
@@ -56,7 +62,8 @@ _USES_GRAD = {"CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC", "SLSQP", "trust-cons
               "trust-exact", "trust-krylov"}
 _USES_HESS = {"dogleg", "trust-exact", "trust-constr"}
 _USES_HESSP = {"Newton-CG", "trust-ncg", "trust-krylov"}
-#: methods whose callback cannot take ``intermediate_result`` nor stop the run
+#: methods whose callback cannot take ``intermediate_result`` and ignores StopIteration (stopped by
+#: an exception of optbench's own instead)
 _LEGACY_CALLBACK = {"TNC"}
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -87,14 +94,57 @@ class ScipyMethod:
     description: str = ""
 
 
+#: the function scipy.optimize.minimize dispatches each method to (private names: looked up with
+#: a fallback to the documentation when a scipy version spells them otherwise)
+_IMPLEMENTATION = {"Nelder-Mead": "_minimize_neldermead", "Powell": "_minimize_powell", "CG": "_minimize_cg",
+                   "BFGS": "_minimize_bfgs", "Newton-CG": "_minimize_newtoncg", "L-BFGS-B": "_minimize_lbfgsb",
+                   "TNC": "_minimize_tnc", "COBYLA": "_minimize_cobyla", "COBYQA": "_minimize_cobyqa",
+                   "SLSQP": "_minimize_slsqp", "trust-constr": "_minimize_trustregion_constr",
+                   "dogleg": "_minimize_dogleg", "trust-ncg": "_minimize_trust_ncg",
+                   "trust-krylov": "_minimize_trust_krylov", "trust-exact": "_minimize_trustregion_exact"}
+#: parameters of those functions that minimize itself fills (the problem, its derivatives, a box
+#: or constraints optbench never has, the callback): not options a spec may set
+_NOT_OPTIONS = {"fun", "func", "x0", "args", "jac", "grad", "hess", "hessp", "bounds", "constraints", "callback",
+                "subproblem"}
+
+
+def _keyword_names(fn):
+    import inspect
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    passes_on = any(p.kind == p.VAR_KEYWORD and p.name != "unknown_options" for p in params)
+    return names - _NOT_OPTIONS, passes_on
+
+
 def _option_names(so, method: str):
-    """The options scipy documents for ``minimize(method=...)`` (empty set: unknown, skip checks)."""
+    """The options ``minimize(method=...)`` takes (empty set: unknown, skip checks): the keyword
+    parameters of the function scipy runs for the method (the trust-region methods pass theirs on
+    to a common driver: its parameters too); failing that, the names scipy's documentation lists
+    under "Options" (``maxiter, maxfev : int`` names two)."""
+    try:
+        from scipy.optimize import _minimize
+        names, passes_on = _keyword_names(getattr(_minimize, _IMPLEMENTATION[method]))
+        if passes_on:
+            from scipy.optimize._trustregion import _minimize_trust_region
+            names |= _keyword_names(_minimize_trust_region)[0]
+        if names:
+            return names
+    except Exception:  # noqa: BLE001 — another scipy's private layout: read the documentation
+        pass
     try:
         doc = so.show_options(solver="minimize", method=method, disp=False) or ""
     except Exception:  # noqa: BLE001 — an older/newer scipy without this method's docs
         return set()
-    body = doc.split("Options\n-------", 1)[-1]
-    return set(re.findall(r"^(\w+) :", body, flags=re.M))
+    if "Options\n-------" not in doc:
+        return set()
+    body = doc.split("Options\n-------", 1)[1]
+    body = re.split(r"\n\s*\w[\w ]*\n\s*-{3,}", body, maxsplit=1)[0]   # up to the next section
+    names = set()
+    for head in re.findall(r"^([\w, ]+) :", body, flags=re.M):
+        names.update(h.strip() for h in head.split(",") if h.strip())
+    if not set(_default_options(method, 1.0, 1, 1)) <= names:
+        return set()   # documentation that omits options the method takes: no check rather than a wrong one
+    return names - _NOT_OPTIONS
 
 
 def get(spec: str) -> ScipyMethod:
@@ -158,7 +208,9 @@ def _default_options(method: str, gtol: float, max_iter: int, n: int) -> Dict[st
         "L-BFGS-B": {"gtol": gtol / math.sqrt(n), "ftol": tiny, "maxiter": max_iter, "maxfun": 10 * max_iter + 100},
         "Newton-CG": {"xtol": tiny, "maxiter": max_iter},
         "TNC": {"gtol": gtol / math.sqrt(n), "ftol": 0.0, "xtol": 0.0, "maxfun": big},
-        "Nelder-Mead": {"xatol": tiny, "fatol": tiny, "maxiter": max_iter, "maxfev": big},
+        # scipy counts the initial simplex as Nelder-Mead's first iteration: max_iter + 1 lets it
+        # take max_iter steps (and call back max_iter times), as the other methods do
+        "Nelder-Mead": {"xatol": tiny, "fatol": tiny, "maxiter": max_iter + 1, "maxfev": big},
         "Powell": {"xtol": tiny, "ftol": tiny, "maxiter": max_iter, "maxfev": big},
         "COBYLA": {"tol": tiny, "maxiter": big},
         "COBYQA": {"maxiter": max_iter, "maxfev": big},
@@ -222,6 +274,7 @@ class _Start:
         self._rc: Dict[bytes, np.ndarray] = {}  # x → r (least squares)
         self.rows = []                          # (f, ‖g‖, nfev, njev, nhev, nhvp, x)
         self.stop_reason = None
+        self.stop_at_gtol = True                # False: least_squares' lm (see jac)
 
     @staticmethod
     def _key(x) -> bytes:
@@ -270,7 +323,20 @@ class _Start:
             r = self.fns("res", x)  # not counted: scipy did not ask for it
         if self.rows and np.array_equal(self.rows[-1][6], x):
             self.rows.pop()   # the same point again (a wrapper's shape check): one row per iterate
-        self._record(x, float(r @ r), float(np.linalg.norm(2.0 * jm.T @ r)))
+        f, gn = float(r @ r), float(np.linalg.norm(2.0 * jm.T @ r))
+        self._record(x, f, gn)
+        # optbench's test at each iterate, x0 included; here rather than in a callback, which
+        # method="lm" (MINPACK) does not take. lm is stopped by max_iter and divergence only,
+        # not by gtol: it runs on to its own tolerances (near eps), as scipy's lm called with them
+        # would (without this it ran past max_iter too: rows capped, nit = max_iter, the x and
+        # counts of a longer run)
+        try:
+            self._maybe_stop(f, gn)
+        except StopIteration:
+            if self.stop_reason == "converged" and not self.stop_at_gtol:
+                self.stop_reason = None
+                return jm
+            raise _Halt from None
         return jm
 
     # -- history ------------------------------------------------------------------------------
@@ -307,10 +373,6 @@ class _Start:
         self._record(x, f, gn)
         self._maybe_stop(f, gn)
 
-    def callback_least_squares(self, intermediate_result):
-        f, gn = self.rows[-1][0], self.rows[-1][1]
-        self._maybe_stop(f, gn)
-
     def _maybe_stop(self, f, gn):
         if not (math.isfinite(f) and math.isfinite(gn)):
             self.stop_reason = "diverged"
@@ -333,17 +395,19 @@ def _run_start(so, method: ScipyMethod, fns: _Functions, x0: np.ndarray, max_ite
         warnings.simplefilter("ignore")
         try:
             if lsq:
-                # ftol/xtol off (None), scipy's gtol (on a scaled max-norm) near eps: optbench's
-                # callback test decides
-                kw = {"method": "trf", "ftol": None, "xtol": None, "gtol": 10 * _EPS, "max_nfev": 100 * max_iter + 1000}
+                # ftol off (None), xtol and scipy's gtol (on a scaled max-norm) near eps: optbench's
+                # test decides (in st.jac). xtol is not off: once no step changes x in floating
+                # point, trf and dogbox would otherwise go on shrinking a zero step until
+                # max_nfev (gaussian-fit: 2,846 residuals for 12 iterations at max_iter=20)
+                kw = {"method": "trf", "ftol": None, "xtol": 10 * _EPS, "gtol": 10 * _EPS,
+                      "max_nfev": 100 * max_iter + 1000}
                 kw.update(method.params)
                 if kw["method"] == "lm":
-                    # MINPACK refuses disabled tolerances and takes no callback
+                    st.stop_at_gtol = False
+                    # MINPACK refuses disabled tolerances
                     for t in ("ftol", "xtol", "gtol"):
                         if kw[t] is None:
                             kw[t] = 10 * _EPS
-                else:
-                    kw["callback"] = st.callback_least_squares
                 out = so.least_squares(st.residuals, x0, jac=st.jac, **kw)
                 message, status = out.message, int(out.status)
             else:
@@ -356,14 +420,28 @@ def _run_start(so, method: ScipyMethod, fns: _Functions, x0: np.ndarray, max_ite
                     kw["hess"] = st.hess
                 if method.method in _USES_HESSP:
                     kw["hessp"] = st.hessp
-                st.start_row(x0, method.method in _USES_GRAD)
+                uses_grad = method.method in _USES_GRAD
+                st.start_row(x0, uses_grad)
+                f0, gn0 = st.rows[0][0], st.rows[0][1]
+                if not (math.isfinite(f0) and math.isfinite(gn0)) or gn0 <= gtol:
+                    # optbench's test holds at x0 (the driver stops at iteration 0): scipy is not
+                    # started, where most methods would take a step (or many evaluations) first;
+                    # the counts are row 0's, the evaluation at x0
+                    st.stop_reason = "converged" if gn0 <= gtol else "diverged"
+                    st.counts.update(nfev=1, njev=int(uses_grad))
+                    return st, x0, f"optbench: stopped at x0 ({st.stop_reason}); scipy was not called", 0
                 if method.method in _LEGACY_CALLBACK:
-                    kw["callback"] = _swallow_stop(st)
+                    kw["callback"] = _halting_callback(st)
                 else:
                     kw["callback"] = st.callback_minimize
                 out = so.minimize(st.f, x0, **kw)
                 message, status = str(out.message), int(out.status)
             x = np.asarray(out.x, dtype=np.float64)
+        except _Halt:
+            # optbench's test stopped a method that takes no StopIteration (TNC; least squares
+            # in st.jac) at the iterate just recorded
+            x = st.rows[-1][6]
+            message, status = f"optbench: stopped ({st.stop_reason})", -2
         except Exception as exc:  # noqa: BLE001 — e.g. scipy's linear algebra on non-finite numbers:
             # one start's failure is a result, as in the driver, not a crash of the run; but an
             # error before the first evaluation is a bad configuration (an option's value)
@@ -388,22 +466,44 @@ class _XOnly:
         self.x = x
 
 
-def _swallow_stop(st: _Start):
-    """TNC's callback(xk): record the iterate; TNC cannot be stopped, so a stop request is only noted."""
+class _Halt(Exception):
+    """optbench's test stopping a scipy method that does not honour StopIteration: raised through
+    scipy (TNC's C loop and MINPACK pass a Python exception on) and caught in :func:`_run_start`."""
+
+
+def _halting_callback(st: _Start):
+    """TNC's callback(xk): record the iterate and stop TNC there when optbench's test says so
+    (ignoring a StopIteration, TNC would run on to its own tolerances: max_iter=5 on Rosenbrock
+    reported 'converged' at nit 5 after 21 iterations)."""
     def cb(xk):
         try:
             st.callback_minimize(_XOnly(xk))
         except StopIteration:
-            pass
+            raise _Halt from None
     return cb
 
 
 #: scipy's words for "stopped by my iteration or evaluation budget" across its methods
 #: (Nelder-Mead and Powell: "Maximum number of iterations has been exceeded"; L-BFGS-B: "STOP:
 #: TOTAL NO. OF ITERATIONS REACHED LIMIT"; SLSQP: "Iteration limit reached"; least_squares:
-#: "The maximum number of function evaluations is exceeded"; COBYQA: "... has been reached")
-_BUDGET_MESSAGE = re.compile(r"maximum number of|iteration limit|reached limit|limit reached|"
-                             r"max(imum)?[ _-]?(iter|fun|eval)", re.IGNORECASE)
+#: "The maximum number of function evaluations is exceeded"; COBYQA: "... has been reached";
+#: L-BFGS-B's maxfun: "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"; TNC's maxfun: "Max.
+#: number of function evaluations reached"; COBYLA: "... evaluated MAXFUN times")
+_BUDGET_MESSAGE = re.compile(r"maximum number of|max\. number of|iteration limit|reached limit|limit reached|"
+                             r"exceeds limit|max(imum)?[ _-]?(iter|fun|eval)", re.IGNORECASE)
+
+
+def _line_search_failed(method: str, status: int, message: str) -> bool:
+    """scipy's report that its line search found no acceptable step: BFGS, CG and Newton-CG status 2
+    ("Desired error not necessarily achieved due to precision loss", raised by the line search),
+    L-BFGS-B's "ABNORMAL" (ABNORMAL_TERMINATION_IN_LNSRCH), TNC status 4 ("Linear search failed")."""
+    if method in ("BFGS", "CG", "Newton-CG"):
+        return status == 2
+    if method == "L-BFGS-B":
+        return message.strip().upper().startswith("ABNORMAL")
+    if method == "TNC":
+        return status == 4
+    return False
 
 
 def _classify(st: _Start, method: ScipyMethod, status: int, gtol: float, max_iter: int, message: str = "") -> int:
@@ -416,7 +516,7 @@ def _classify(st: _Start, method: ScipyMethod, status: int, gtol: float, max_ite
     # max_iter − 1 times): a start cut off by a budget is never "stopped by itself"
     if len(st.rows) - 1 >= max_iter or st.stop_reason == "max_iter" or _BUDGET_MESSAGE.search(message or ""):
         return STATUS_MAX_ITER
-    if method.method in ("BFGS", "CG") and status == 2:  # "Desired error not necessarily achieved due to precision loss"
+    if _line_search_failed(method.method, status, message or ""):
         return STATUS_LINESEARCH_FAILED
     return STATUS_STALLED
 

@@ -17,12 +17,56 @@ def add_arguments(p):
                    help="import a file that registers problems/optimizers first (repeatable)")
 
 
+def _first_sentence(text: str) -> str:
+    """The first sentence of a docstring's first paragraph, its lines joined: a period outside
+    brackets followed by a capital (or the paragraph's end) ends it, so ``(… Math. Prog. 45:503;
+    N&W Alg. 7.5)`` does not."""
+    para = " ".join(text.strip().split("\n\n")[0].split())
+    depth = 0
+    for i, ch in enumerate(para):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "." and depth <= 0 and (i + 1 == len(para) or (para[i + 1] == " " and i + 2 < len(para)
+                                                                 and para[i + 2].isupper())):
+            return _shorten(para[:i + 1])
+    return _shorten(para)
+
+
+#: a description longer than this is cut at a clause (or word) boundary, marked with "…"
+DOC_MAX = 120
+
+
+def _shorten(s: str, limit: int = DOC_MAX) -> str:
+    if len(s) <= limit and not s.endswith(":"):
+        return s
+    head = s[:limit]
+    depth, cut = 0, -1
+    for i, ch in enumerate(head):
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth <= 0 and ch in ";:," and i > limit // 3:
+            cut = i
+    if cut < 0:
+        cut = head.rfind(" ") if " " in head else limit
+    return s[:cut].rstrip(" ;:,") + " …"
+
+
+def _doc(mod, name: str, first_line: str) -> str:
+    """A name's description for the table: the whole first sentence of its factory's docstring
+    (``describe`` gives only its first line, which a wrapped docstring cuts mid-sentence)."""
+    reg = getattr(getattr(mod, "registry", None), "_REGISTRY", None)
+    fac = None
+    if reg is not None:
+        fac = (getattr(reg, "_prefixes", {}).get(name[:-1]) if name.endswith(":")
+               else getattr(reg, "_factories", {}).get(name))
+    doc = getattr(fac, "__doc__", None)
+    return _first_sentence(doc) if doc and doc.strip() else first_line
+
+
 def _rows(mod):
     out = []
     for name in mod.names():
         d = mod.describe(name)
         params = " ".join(f"{k}={v}" for k, v in d["params"].items())
-        out.append((name, params, d["doc"]))
+        out.append((name, params, _doc(mod, name, d["doc"])))
     return out
 
 

@@ -569,7 +569,7 @@ def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
     axes[0].axhline(1.0, color="0.4", lw=0.8, ls=":")
     axes[0].set_ylim(RHO_CLIP[0] - 0.05, RHO_CLIP[1] + 0.05)
     axes[0].set_ylabel(f"ρ = actual / predicted reduction (clipped to [{RHO_CLIP[0]:g}, {RHO_CLIP[1]:g}])")
-    axes[0].set_title("Taylor-model quality: median, dots = starts (dashed: η = 0.25, 0.75; dotted: exact)")
+    axes[0].set_title("Taylor-model quality: median, dots = starts (dashed: radius thresholds ρ = 0.25, 0.75; dotted: exact)")
     _log_axis(axes[1].yaxis)
     axes[1].set_ylabel("Δ (median, IQR band)")
     axes[1].set_title("trust radius Δ (or damping, as the method logs it)")

@@ -78,7 +78,8 @@ def load_plugin(path: str) -> ModuleType:
     # the plug-in may import helper modules that sit next to it (also later, from inside its
     # functions), so its folder stays on the path
     folder = os.path.dirname(real)
-    if folder not in sys.path:
+    added = folder not in sys.path
+    if added:
         sys.path.append(folder)
     saved = snapshot_registries()
     try:
@@ -86,15 +87,18 @@ def load_plugin(path: str) -> ModuleType:
             spec.loader.exec_module(module)
         except BaseException:
             # undo what the file registered before it failed, so that loading it again (fixed)
-            # reports its own error, not "already registered"
+            # reports its own error, not "already registered"; nor does its folder stay importable
             restore_registries(saved)
+            if added and folder in sys.path:
+                sys.path.remove(folder)
             raise
     except OptbenchError as exc:
         sys.modules.pop(modname, None)
         raise OptbenchError(f"plugin {path}{_where_in_file(exc, real)}: {exc}") from None
     except SyntaxError as exc:
         sys.modules.pop(modname, None)
-        raise OptbenchError(f"plugin {path} (line {exc.lineno}): syntax error: {exc.msg}") from None
+        line = f" (line {exc.lineno})" if exc.lineno else ""   # null bytes, say, have no line
+        raise OptbenchError(f"plugin {path}{line}: syntax error: {exc.msg}") from None
     except SystemExit as exc:
         sys.modules.pop(modname, None)
         raise OptbenchError(f"plugin {path} called exit({exc.code}) while being imported") from None

@@ -178,7 +178,12 @@ def secular_lambda(mu, b, radius, lam_lo, max_iter=60):
         step = (p2 / jnp.where(q2 > 0, q2, 1.0)) * (pn - radius) / radius
         new = jnp.maximum(lam + step, lam_lo)
         done = (jnp.abs(pn - radius) <= 1e3 * eps * radius) | (new == lam) | ~jnp.isfinite(new)
-        return jnp.where(jnp.isfinite(new), new, lam), k + 1, done
+        # on the pole (λ = −μ_i for a component with b_i ≠ 0 so small that |b_i|/Δ − μ_i rounded
+        # to −μ_i): ‖z‖ is infinite and Newton's step inf/inf; step just right of it instead of
+        # stopping there, where the step would be feasible but not the model's minimiser
+        pole = ~jnp.isfinite(p2)
+        new = jnp.where(pole, lam + 4.0 * eps * (1.0 + jnp.abs(lam)), new)
+        return jnp.where(jnp.isfinite(new), new, lam), k + 1, done & ~pole
 
     lam, _, _ = jax.lax.while_loop(cond, body, (lam0, jnp.int32(0), jnp.asarray(False)))
     return lam

@@ -195,7 +195,8 @@ def strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1=1e-4, c2=0.9, max_eval
 
     zero = jnp.zeros((), dtype)
     inf = jnp.asarray(jnp.inf, dtype)
-    z0 = _Zoom(jnp.int32(0), jnp.asarray(d0 >= 0), jnp.asarray(False), jnp.asarray(alpha0, dtype),
+    # not a descent direction (∇f·d ≥ 0, or NaN): fail before evaluating anything
+    z0 = _Zoom(jnp.int32(0), ~(d0 < 0), jnp.asarray(False), jnp.asarray(alpha0, dtype),
                zero, fx, d0, gx, inf, inf, zero)
     # a finished start keeps what it returns (and ``done``); its bracket may run on
     z = lanes_while(cond, body, z0, keep=("n", "done", "ok", "a_lo", "f_lo", "g_lo"))
@@ -206,7 +207,8 @@ def search(rule: str, oracle, x, fx, gx, d, alpha0, *, c1=1e-4, c2=0.9, max_eval
            value_and_grad=None, grad=None) -> StepResult:
     """Take a step along ``d`` from ``x`` (value ``fx``, gradient ``gx``) by ``rule``.
 
-    ``"armijo"``: backtracking from ``alpha0``, then one gradient at the accepted point;
+    ``"armijo"``: backtracking from ``alpha0``, then one gradient at the accepted point (none,
+    and none counted, when the search fails);
     ``"wolfe"``: strong-Wolfe zoom, whose last trial brings its gradient. On failure (no
     decrease at all) ``x``, ``fx``, ``gx`` come back unchanged with ``moved`` False. ``f``,
     ``value_and_grad`` and ``grad`` default to the oracle's (least-squares methods pass Σr²).
@@ -221,7 +223,8 @@ def search(rule: str, oracle, x, fx, gx, d, alpha0, *, c1=1e-4, c2=0.9, max_eval
             x_new = x + ls.alpha * d
             return x_new, grad(x_new)
         x_new, g_new = take_if(ls.ok, accepted, (x, gx))
-        return StepResult(ls.alpha, x_new, ls.f_new, g_new, ls.nfev, jnp.int32(1), ls.ok, ls.ok)
+        # the gradient is evaluated (and counted) only at an accepted point
+        return StepResult(ls.alpha, x_new, ls.f_new, g_new, ls.nfev, ls.ok.astype(jnp.int32), ls.ok, ls.ok)
     if rule == "wolfe":
         a, fn, gn, n, ok, moved = strong_wolfe(value_and_grad, x, fx, gx, d, alpha0, c1, c2, max_evals)
         a = jnp.where(moved, a, 0.0).astype(x.dtype)

@@ -46,6 +46,15 @@ def _ratio(f_old, f_new, pred):
     return jnp.where(pred > 0, (f_old - f_new) / jnp.where(pred > 0, pred, 1.0), jnp.nan)
 
 
+def _failed_if(bad_point, rho):
+    """ρ for the radius update: a trial point whose f or gradient is not finite cannot be moved
+    to, so it counts as a failed trial (ρ < ¼) whatever ρ says. Otherwise a good ρ there kept (or
+    doubled) Δ, the next subproblem returned the same step, and the start repeated that rejected
+    trial until max_iter (f(x) = x² + 0·√|x| from x = 1: the Newton step lands on x = 0, where
+    f is finite and its gradient NaN)."""
+    return jnp.where(bad_point, -jnp.inf, rho)
+
+
 def _stalled(radius, x):
     """The region has shrunk below round-off around x: no further step can be resolved."""
     return radius <= 10.0 * jnp.finfo(x.dtype).eps * (1.0 + jnp.linalg.norm(x))
@@ -75,8 +84,9 @@ def trust_region(initial_radius: float = 1.0, max_radius: float = 1000.0, eta: f
         x_t = s.x + p
         f_t, g_t, h_t = oracle.value_grad_hess(x_t)
         rho = _ratio(s.f, f_t, pred)
-        accept = (rho > eta) & jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
-        radius = update_radius(radius, rho, jnp.linalg.norm(p), bnd, max_radius).astype(radius.dtype)
+        fin = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+        accept = (rho > eta) & fin
+        radius = update_radius(radius, _failed_if(~fin, rho), jnp.linalg.norm(p), bnd, max_radius).astype(radius.dtype)
         acc = accept.astype(jnp.int32)
         status = jnp.where(~accept & _stalled(radius, s.x), STATUS_STALLED, s.status).astype(s.status.dtype)
         return s._replace(x=jnp.where(accept, x_t, s.x), f=jnp.where(accept, f_t, s.f), g=jnp.where(accept, g_t, s.g),
@@ -123,7 +133,8 @@ def trust_ncg(initial_radius: float = 1.0, max_radius: float = 1000.0, eta: floa
         # for one start a branch: the new point's gradient is computed once and written in place
         # (as selects: n = 10⁵, 0.95× the time)
         x_n, f_n, g_n, accept = take_if(good, accepted, (s.x, s.f, s.g, jnp.asarray(False)))
-        radius = update_radius(radius, rho, jnp.linalg.norm(p), bnd, max_radius).astype(radius.dtype)
+        radius = update_radius(radius, _failed_if(good & ~accept, rho), jnp.linalg.norm(p), bnd,
+                               max_radius).astype(radius.dtype)
         # x_n is s.x wherever the step was rejected (reading s.x here kept it alive past the new x,
         # which XLA then copied every iteration)
         status = jnp.where(~accept & _stalled(radius, x_n), STATUS_STALLED, s.status).astype(s.status.dtype)

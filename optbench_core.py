@@ -258,8 +258,8 @@ class Registry:
         return {"name": name, "params": params, "doc": doc[0] if doc else ""}
 
     def build(self, spec: str):
-        """``(object, name, params, identity)`` for a spec string: ``params`` as given (integers
-        given as ``10.0`` made ``10``), ``identity`` the name
+        """``(object, name, params, identity)`` for a spec string: ``params`` as given,
+        ``identity`` the name
         with every parameter, defaults filled in — two spellings of one setting (``gd`` and
         ``gd:lr=0.001``) share it."""
         name, params = parse_spec(spec)
@@ -275,10 +275,8 @@ class Registry:
         full = factory_params(fac)
         full.update(kwargs)
         identity = (name, tuple(sorted((k, repr(v)) for k, v in full.items())))
-        # an integer parameter given as 10.0 is written back as 10; other values as they were given
-        # (a float parameter given as 1000 keeps its spelling, which stored cells carry)
-        params = {k: kwargs[k] if type(kwargs[k]) is int and isinstance(v, float) else v
-                  for k, v in params.items()}
+        # params stay as given: the spec written from them names the cell in stored runs and
+        # baselines, which must keep resolving to the same name
         return call_with_params(self.kind, name, fac, kwargs), name, params, identity
 
 

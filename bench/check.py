@@ -495,6 +495,20 @@ def _fmt_raw(v: Optional[float]) -> str:
     return "null" if v is None else repr(v)
 
 
+def _read_baseline_doc(path: str) -> Optional[Dict[str, Any]]:
+    """The JSON object in ``path`` if it is an optbench baseline, else None."""
+    try:
+        doc = store.read_json(path, "file")
+    except OptbenchError:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("kind") == BASELINE_KIND else None
+
+
+def is_baseline_file(path: str) -> bool:
+    """Whether ``path`` is an existing file holding an optbench baseline."""
+    return os.path.isfile(path) and _read_baseline_doc(path) is not None
+
+
 def existing_baseline(out: str, option: str = "--out") -> Optional[Dict[str, Any]]:
     """What ``out`` holds now, for a command about to write a baseline there: None if nothing (or
     an empty file), the old baseline's ``source`` (its provenance) if a baseline, which may be
@@ -504,11 +518,8 @@ def existing_baseline(out: str, option: str = "--out") -> Optional[Dict[str, Any
         raise OptbenchError(f"{option} {out}: is a directory; give the baseline file's path")
     if not os.path.exists(out) or os.path.getsize(out) == 0:
         return None
-    try:
-        doc = store.read_json(out, "file")
-    except OptbenchError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("kind") != BASELINE_KIND:
+    doc = _read_baseline_doc(out)
+    if doc is None:
         raise OptbenchError(f"{option} {out}: exists and is not an optbench baseline; refusing to replace it "
                             "(remove it or choose another path)")
     src = doc.get("source")
@@ -659,6 +670,8 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
                                     f"give one or the other")
             if not math.isfinite(v) or v < 0:
                 raise OptbenchError(f"--tolerance: {key} must be a finite number >= 0, got {text}")
+            if fam == "failed" and (text.endswith("%") or not v.is_integer()):
+                raise OptbenchError(f"--tolerance: {key} is a number of starts, a whole number >= 0; got {text}")
             if fam == "success" and v > 1:
                 raise OptbenchError(f"--tolerance: {key} is a drop in success rate, between 0 and 1; got {text}")
             if fam == "time":

@@ -46,15 +46,9 @@ def _check_out(args) -> None:
     if os.path.realpath(args.out) == os.path.realpath(args.baseline):
         raise OptbenchError(f"--out {args.out}: is the baseline file itself; writing the report there would destroy "
                             "the baseline, choose another path")
-    if os.path.isfile(args.out):
-        try:
-            doc = store.read_json(args.out, "file")
-            is_baseline = isinstance(doc, dict) and doc.get("kind") == check.BASELINE_KIND
-        except OptbenchError:
-            is_baseline = False
-        if is_baseline:
-            raise OptbenchError(f"--out {args.out}: is an optbench baseline; writing the report there would destroy "
-                                "it, choose another path")
+    if check.is_baseline_file(args.out):
+        raise OptbenchError(f"--out {args.out}: is an optbench baseline; writing the report there would destroy "
+                            "it, choose another path")
 
 
 def run(args) -> int:

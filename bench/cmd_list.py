@@ -36,8 +36,8 @@ DOC_MAX = 120
 
 
 def _shorten(s: str, limit: int = DOC_MAX) -> str:
-    if len(s) <= limit and not s.endswith(":"):
-        return s
+    if len(s) <= limit:
+        return s[:-1] + " …" if s.endswith(":") else s   # a sentence introducing a list
     head = s[:limit]
     depth, cut = 0, -1
     for i, ch in enumerate(head):

@@ -119,16 +119,17 @@ def build_plan(args) -> Plan:
 _CELL_KEYS = ("problem", "optimizer", "starts", "seeds", "max_iter", "gtol", "dtype", "repeats")
 
 
-def _identities(kind: str, specs) -> set:
+def _identities(kind: str, specs, where: str) -> set:
     """The settings spec strings select, however spelled (``gd``, ``gd:lr=1e-3`` and
-    ``gd:lr=0.001`` are one: the registry's name with every parameter, defaults filled in)."""
+    ``gd:lr=0.001`` are one: the registry's name with every parameter, defaults filled in);
+    ``where`` names the specs' source in errors."""
     if kind == "optimizers":
         out = []
         for s in specs:
             out.extend(_suite.all_optimizers() if s == _suite.ALL else [s])
-        built = [_suite._get_optimizer(s, "--optimizers") for s in out]
+        built = [_suite._get_optimizer(s, where) for s in out]
     else:
-        built = [_suite._get_problem(s, "--problems") for s in specs]
+        built = [_suite._get_problem(s, where) for s in specs]
     return {getattr(b, "_identity", b.spec) for b in built}
 
 
@@ -147,14 +148,20 @@ def _check_resume_args(args, cfg: dict, mpath: str) -> None:
             conflict("suite", args.suite, f"suite {cfg.get('suite')!r}")
     if getattr(args, "device", None) and args.device != cfg.get("device", "cpu"):
         # cpu:0 names the same device as cpu where there is one; cpu on a host of four does not
-        same = [d.id for d in resolve_devices(args.device)] == [d.id for d in resolve_devices(cfg.get("device", "cpu"))]
+        # (a CPU and a GPU both number their first device 0: the platform is compared too)
+        def devices(name):
+            return [(d.platform, d.id) for d in resolve_devices(name)]
+        try:
+            same = devices(args.device) == devices(cfg.get("device", "cpu"))
+        except OptbenchError:   # --device names no device here: it cannot be the stored one
+            same = False
         if not same:
             conflict("--device", args.device, f"device {cfg.get('device', 'cpu')!r}")
     for key, value in cli_overrides(args).items():
         option = "--seed" if key == "seeds" else "--" + key.replace("_", "-")
         given = value[0] if key == "seeds" else value
         if key in ("problems", "optimizers"):
-            if _identities(key, value) != _identities(key, cfg.get(key) or []):
+            if _identities(key, value, option) != _identities(key, cfg.get(key) or [], f"{mpath}: {key}"):
                 conflict(option, ",".join(value), f"{key} {','.join(cfg.get(key) or [])}")
         elif key == "seeds":
             if list(value) != cfg.get("seeds"):
@@ -200,16 +207,16 @@ def resume_plan(args) -> Plan:
 def _note_stale_outputs(path: str, plots_stale: bool, report_stale: bool) -> None:
     """After a resume that added cells without redrawing: say which figures or report predate it
     (they are left in place, not deleted) and how to bring them up to date."""
-    stale = []
+    stale, redraw = [], []
     if plots_stale and os.path.isdir(os.path.join(path, "plots")) and os.listdir(os.path.join(path, "plots")):
         stale.append("plots/")
+        redraw.append(f"optbench plot {path}")
     if report_stale and os.path.isfile(os.path.join(path, report.REPORT_NAME)):
         stale.append(report.REPORT_NAME)
+        redraw.append(f"optbench report {path}")
     if stale:
-        print(f"optbench: {' and '.join(stale)} in {path} predate the cells this resume added; "
-              f"redraw with: optbench plot {path}" + (f" and optbench report {path}"
-                                                     if report.REPORT_NAME in stale else ""),
-              file=sys.stderr)
+        print(f"optbench: {' and '.join(stale)} in {path} predate{'s' if len(stale) == 1 else ''} the cells "
+              f"this resume added; redraw with: {' and '.join(redraw)}", file=sys.stderr)
 
 
 def _json_safe(v):

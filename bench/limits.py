@@ -163,6 +163,11 @@ def _size(v) -> int:
     return int(np.prod(getattr(v.aval, "shape", ()) or (1,), dtype=np.float64))
 
 
+#: a device's platform (``device.platform``) → the names ``lax.platform_dependent`` branches
+#: carry for it (an NVIDIA GPU's platform is "gpu", its branch "cuda")
+_LOWERING_NAMES = {"gpu": ("cuda", "rocm", "gpu")}
+
+
 def _largest_in(jaxpr, hits, platform: str = "cpu"):
     """(elements of the largest value in ``jaxpr`` that depends on an input flagged in ``hits``,
     which outputs do): what vmapping the evaluation over starts multiplies. A loop's carry is
@@ -200,7 +205,8 @@ def _largest_in(jaxpr, hits, platform: str = "cpu"):
             known, subs = True, list(_sub_jaxprs(p))
             plats = p.get("branches_platforms") if prim == "cond" else None
             if plats and len(plats) == len(subs):   # lax.platform_dependent: the branch that runs
-                pick = [i for i, ps in enumerate(plats) if ps and platform in ps] or \
+                names = _LOWERING_NAMES.get(platform, (platform,))
+                pick = [i for i, ps in enumerate(plats) if ps and any(q in ps for q in names)] or \
                        [i for i, ps in enumerate(plats) if ps is None]
                 subs = [subs[pick[0]]] if pick else subs
             for sub in subs:
@@ -239,7 +245,7 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
         known = _LARGEST.setdefault(problem, {})
     except TypeError:   # not weakly referenceable: no cache
         known = {}
-    hit = known.get(hessian)
+    hit = known.get((hessian, dtype, platform))
     if hit is not None and hit[0] == sig:
         return hit[1]
 
@@ -258,7 +264,7 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
     except Exception:  # problem.check() reports a broken f; an estimate must not fail first
         big = 0
     big = max(n * n if hessian else n, big)
-    known[hessian] = (sig, big)
+    known[(hessian, dtype, platform)] = (sig, big)
     return big
 
 

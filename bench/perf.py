@@ -539,7 +539,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
                 sec, xs, nit = run()
                 return sec, Outcome(nit, np.array([_ext_rosen_gnorm_np(xs[0])]), gtol)
             return cs_, runner
-        return host_contender(label, method, "peer", prep, note="same jitted f, ∇f, Hv")
+        return host_contender(label, method, "peer", prep, note="f, ∇f, Hv jitted with JAX, its own compile")
 
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy Newton-CG", "newton-cg", "Newton-CG"))

@@ -195,14 +195,14 @@ SAFE_NAME_MAX = 160
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe form of a problem spec, at most :data:`SAFE_NAME_MAX` characters, distinct
-    for distinct specs.
+    """A file-name-safe form of a problem spec, at most :data:`SAFE_NAME_MAX` characters.
 
     The spec's separators ``:`` and ``=`` become ``_`` (``rosenbrock:dim=10`` →
     ``rosenbrock_dim_10``); a spec with other characters a file name cannot hold gets ``_`` for
     each run of them and a short hash of the whole spec, so that specs differing only there
     (``bowl:tag=a+b`` and ``bowl:tag=a*b``) do not write one file, and a long spec (a plug-in's
-    long parameter value) is cut to fit the file system.
+    long parameter value) is cut to fit the file system. (Two registered names that differ only
+    in ``:`` against ``_``, ``a:b_c=1`` and ``a_b:c=1``, would still share a name.)
     """
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
     if re.fullmatch(r"[A-Za-z0-9._:=-]*", text) and len(name) <= SAFE_NAME_MAX:

@@ -333,9 +333,13 @@ class _Start:
         try:
             self._maybe_stop(f, gn)
         except StopIteration:
-            if self.stop_reason == "converged" and not self.stop_at_gtol:
+            # lm below gtol runs on, but never past the iteration budget (the gtol test comes
+            # first in _maybe_stop, so the budget is tested here too)
+            if self.stop_reason == "converged" and not self.stop_at_gtol and len(self.rows) - 1 < self.max_iter:
                 self.stop_reason = None
                 return jm
+            if self.stop_reason == "converged" and not self.stop_at_gtol:
+                self.stop_reason = "max_iter"
             raise _Halt from None
         return jm
 
@@ -512,8 +516,8 @@ def _classify(st: _Start, method: ScipyMethod, status: int, gtol: float, max_ite
         return STATUS_DIVERGED
     if gn <= gtol:
         return STATUS_CONVERGED
-    # a method may stop on its own budget one callback short of ours (Nelder-Mead calls back
-    # max_iter − 1 times): a start cut off by a budget is never "stopped by itself"
+    # a start cut off by a budget (ours, or a method's own: maxfun, an evaluation limit) is
+    # never "stopped by itself"
     if len(st.rows) - 1 >= max_iter or st.stop_reason == "max_iter" or _BUDGET_MESSAGE.search(message or ""):
         return STATUS_MAX_ITER
     if _line_search_failed(method.method, status, message or ""):

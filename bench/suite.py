@@ -488,6 +488,12 @@ def _get_optimizer(spec: str, where: Optional[str]):
         raise OptbenchError(f"{where}: {exc}" if where else str(exc)) from None
 
 
+def _first_spelling(obj, first: Dict[Any, Any]):
+    """``obj``, or the object built earlier for the same setting however spelled (see
+    ``Registry.build``'s identity: the name with every parameter, defaults filled in)."""
+    return first.setdefault(getattr(obj, "_identity", obj.spec), obj)
+
+
 def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cell]:
     """Resolve names and expand every group into cells (problem-major order, duplicates dropped).
 
@@ -500,6 +506,10 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
     seen = set()
     pcache: Dict[str, Any] = {}
     ocache: Dict[str, Any] = {}
+    # one object per setting over the whole suite: a respelling in a later group (gd:lr=0.001
+    # after gd) is the first spelling's object, so a run never holds one setting under two names
+    pfirst: Dict[Any, Any] = {}
+    ofirst: Dict[Any, Any] = {}
     for g in suite.groups:
         g = dict(g, **overrides)
         if "optimizers" in overrides and "exclude" in g and "exclude" not in overrides:
@@ -514,12 +524,12 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
         probs = []
         for s in _problem_specs(g):
             if s not in pcache:
-                pcache[s] = _get_problem(s, pwhere)
+                pcache[s] = _first_spelling(_get_problem(s, pwhere), pfirst)
             probs.append(pcache[s])
         opts = []
         for s in ospecs:
             if s not in ocache:
-                ocache[s] = _get_optimizer(s, owhere)
+                ocache[s] = _first_spelling(_get_optimizer(s, owhere), ofirst)
             opts.append(ocache[s])
         if not opts:
             raise OptbenchError(f"{where}: no optimizers selected")
@@ -529,8 +539,7 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
                 if getattr(o, "needs_residuals", False) and not p.has_residuals:
                     continue
                 fits += 1
-                # the same setting spelled twice (gd, gd:lr=0.001) is one cell, under its first spelling
-                key = (getattr(p, "_identity", p.spec), getattr(o, "_identity", o.spec))
+                key = (p.spec, o.spec)   # respellings already share their first spelling's object
                 if key in seen:
                     continue
                 seen.add(key)

@@ -22,6 +22,12 @@ from optbench_core import OptbenchError, first_line, real_array
 jax.config.update("jax_enable_x64", True)
 
 
+#: most numbers one array of a problem's data (a design matrix, a dense matrix, a residual
+#: Jacobian) may hold, 1.6 GB in float64: a factory refuses beyond it in one line instead of
+#: filling the machine's memory
+MAX_ENTRIES = 2e8
+
+
 @dataclasses.dataclass(eq=False)
 class Problem:
     """An unconstrained minimisation problem.

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError
 
-from .base import Problem
+from .base import MAX_ENTRIES, Problem
 from .registry import register
 
 
@@ -330,6 +330,9 @@ def quadratic(dim: int = 2, cond: float = 100.0, rotate: bool = True, seed: int 
     With ``rotate`` the eigenvectors are a random orthogonal basis (seeded), else the axes.
     """
     _need(dim >= 1, f"quadratic needs dim >= 1, got {dim}")
+    # it builds dense dim×dim matrices (the rotation, A): bounded like the other problems' data
+    _need(dim * dim <= MAX_ENTRIES, f"quadratic: dim = {dim} makes {dim}×{dim} matrices, too large to build "
+                                    f"(limit dim² <= 2e8)")
     _need(cond >= 1.0, f"quadratic needs cond >= 1, got {cond}")
     _need(seed >= 0, f"quadratic needs seed >= 0, got {seed}")
     lam = np.logspace(0.0, np.log10(cond), dim) if dim > 1 else np.array([1.0])

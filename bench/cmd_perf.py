@@ -11,12 +11,13 @@ import time
 from optbench_core import OptbenchError
 
 from . import perf, store
+from . import suite as _suite
 from .solve import XLA_OPTIONS_ENV, disable_compilation_cache, resolve_device, user_xla_options
 
 NAME = "perf"
 #: the most timed rounds ``--repeats`` may ask for (the default takes at most 41): a guard against
 #: a typo that would otherwise time for days
-MAX_REPEATS = 1000
+MAX_REPEATS = _suite.MAX_REPEATS
 #: the file that reserves an output directory for the perf writing to it (removed when it is done)
 IN_PROGRESS = ".perf-in-progress"
 HELP = "time optbench against hand-written JAX kernels and scipy/optimistix/optax/jaxopt (medians, ratios)"

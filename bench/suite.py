@@ -168,6 +168,10 @@ def _label(where: str, key: str) -> str:
     return f"{where}: key {key!r}"
 
 
+#: the most timed repeats a cell may ask for (as ``optbench perf --repeats``)
+MAX_REPEATS = 1000
+
+
 def _check_int(where, key, v, lo):
     if isinstance(v, bool) or not isinstance(v, int):
         raise OptbenchError(f"{_label(where, key)} must be an integer, got {v!r}")
@@ -178,7 +182,12 @@ def _check_int(where, key, v, lo):
 
 def _check_value(where: str, key: str, v: Any) -> Any:
     """Validate and normalise one setting; ``where`` is a file label or ``"cli"``."""
-    if key in ("starts", "max_iter", "repeats"):
+    if key == "repeats":   # timed repeats of a whole cell: a typo (1e6) would time for days
+        v = _check_int(where, key, v, 1)
+        if v > MAX_REPEATS:
+            raise OptbenchError(f"{_label(where, key)} must be at most {MAX_REPEATS}, got {v}")
+        return v
+    if key in ("starts", "max_iter"):
         return _check_int(where, key, v, 1)
     if key == "seed":
         return _check_int(where, key, v, 0)

@@ -61,6 +61,7 @@ CASES = [
      "optax:adam: learning_rate must be a positive finite number, got -0.01"),
     ("zero optax learning rate", lambda t: ["--optimizers", "optax:sgd:learning_rate=0"], "learning_rate must be"),
     ("dimension too large to build", lambda t: ["--problems", "quadratic:dim=100000000"], "too large to build"),
+    ("too many repeats", lambda t: ["--repeats", "100000"], "--repeats must be at most 1000, got 100000"),
     ("malformed spec", lambda t: ["--problems", "rosenbrock::dim=3"], "empty segment"),
     ("negative tolerance", lambda t: ["--gtol", "-1e-8"], "--gtol must be a finite number >= 0"),
     ("infinite tolerance", lambda t: ["--gtol", "inf"], "--gtol"),

@@ -49,7 +49,9 @@ def parse_value(text: str) -> Any:
 
 def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
     """Split ``name[:sub]...[:key=value]...`` into the name and a dict of parsed parameters."""
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, str):   # not the object's whole repr, which can run to many lines
+        raise OptbenchError(f"a spec must be a string, got {type(spec).__module__}.{type(spec).__name__}")
+    if not spec.strip():
         raise OptbenchError(f"empty name in spec {spec!r}")
     name_parts, params = [], {}
     for seg in spec.strip().split(":"):

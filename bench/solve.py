@@ -1052,13 +1052,14 @@ def _key_lock(key) -> threading.Lock:
 
 
 def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
-               device: Optional[str] = None, pack: bool = False, history: bool = True) -> float:
+               device: Optional[str] = None, pack: bool = False, history: bool = True, repeats: int = 1,
+               progress: Optional[Any] = None) -> float:
     """Compile what :func:`solve` with these arguments will run, without running it; returns the
     compile seconds (0.0 if already compiled). The next matching ``solve`` reports those seconds
     as its ``compile_s``. Safe to call from several threads at once (XLA compiles without the
     GIL, so a suite's cells compile in parallel; two calls for the same program compile once)."""
     return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
-                 history=history, _compile_only=True)
+                 history=history, repeats=repeats, progress=progress, _compile_only=True)
 
 
 def gtol_in(gtol: float, dtype) -> np.ndarray:
@@ -1125,6 +1126,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     nothing either) and for batches whose history would not fit in memory (B starts ×
     max_iter + 1 rows × about ten numbers).
     """
+    for arg, cls, what in ((problem, _problems.Problem, "problem"), (optimizer, _optimizers.Optimizer, "optimizer")):
+        if not isinstance(arg, (str, cls)):   # not "empty name in spec <the object's whole repr>"
+            raise OptbenchError(f"{what} must be a spec string or an instance of {what}s.{cls.__name__}, "
+                                f"got {type(arg).__module__}.{type(arg).__name__}")
     problem = _problems.get(problem)
     optimizer = _optimizers.get(optimizer)
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or not 1 <= max_iter < 2 ** 31:

@@ -51,10 +51,7 @@ def _default_dir():
     replace the other's files. Returns the path and the directories created, deepest first."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     parent = os.path.join("results", "perf")
-    created, d = [], os.path.abspath(parent)
-    while d and not os.path.lexists(d):
-        created.append(d)
-        d = os.path.dirname(d)
+    created = _missing_dirs(parent)
     store.writable_dir(parent, "perf's files")
     i = 1
     while True:
@@ -76,14 +73,26 @@ def _in_use(path):
                          f"killed: remove {os.path.join(path, IN_PROGRESS)}); choose another --out")
 
 
-def _check_empty(path):
+def _missing_dirs(path):
+    """``path`` and those of its parents that do not exist yet, deepest first (absolute): what
+    creating it makes, for :func:`_remove_empty` to take back."""
+    out, d = [], os.path.abspath(path)
+    while d and not os.path.lexists(d):
+        out.append(d)
+        d = os.path.dirname(d)
+    return out
+
+
+def _check_empty(path, reserved=False):
+    """The output directory holds nothing (``reserved``: nothing but this perf's reservation,
+    as another perf may have written its files between the first look and the reservation)."""
     try:
         entries = os.listdir(path)
     except OSError as exc:
         raise OptbenchError(f"{path}: cannot read the output directory ({exc.strerror or exc})") from None
-    if entries == [IN_PROGRESS]:
+    if not reserved and entries == [IN_PROGRESS]:
         raise _in_use(path)
-    if entries:
+    if entries != ([IN_PROGRESS] if reserved else []):
         raise OptbenchError(f"{path}: exists and is not empty")
 
 
@@ -98,12 +107,7 @@ def _prepare_out(path):
         if not os.path.isdir(path):
             raise OptbenchError(f"{path}: exists and is not a directory; choose another --out")
         _check_empty(path)
-        created = []
-    else:
-        created, d = [], os.path.abspath(path)
-        while d and not os.path.lexists(d):
-            created.append(d)
-            d = os.path.dirname(d)
+    created = _missing_dirs(path)
     mark = os.path.join(path, IN_PROGRESS)
     try:
         store.writable_dir(path, "perf's files")
@@ -114,7 +118,7 @@ def _prepare_out(path):
         except OSError as exc:
             raise OptbenchError(f"{path}: cannot write perf's files there ({exc.strerror or exc})") from None
         try:
-            _check_empty_but_mark(path)
+            _check_empty(path, reserved=True)
         except OptbenchError:
             _release(mark)
             raise
@@ -122,17 +126,6 @@ def _prepare_out(path):
         _remove_empty(created)
         raise
     return created, mark
-
-
-def _check_empty_but_mark(path):
-    """After reserving: nothing but the reservation (another perf may have written its files
-    between the first look and the reservation)."""
-    try:
-        entries = os.listdir(path)
-    except OSError as exc:
-        raise OptbenchError(f"{path}: cannot read the output directory ({exc.strerror or exc})") from None
-    if entries != [IN_PROGRESS]:
-        raise OptbenchError(f"{path}: exists and is not empty")
 
 
 def _release(mark):

@@ -866,11 +866,14 @@ def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FOR
     problems_all = list(dict.fromkeys(p for r in runs for p in r.problems()))
     idx = FigureIndex()
     pd = ProfileData(solvers, weights)
+    starts: Dict[str, List[Tuple[str, np.ndarray]]] = {}   # per problem, each run's x0s
     for p in problems_all:
         series = []
         for run, lab in zip(runs, labels):
             if p in run.problems():
-                series += run_series(run, p, key=lambda o, lab=lab: (lab, o))
+                mine = run_series(run, p, key=lambda o, lab=lab: (lab, o))
+                starts.setdefault(p, []).append((lab, mine[0].cell.get("x0", np.empty((0, 0)))))
+                series += mine
         extra = "  (line style: " + ", ".join(f"{RUN_LINESTYLES[i % 4]} {lab}" for i, lab in enumerate(labels)) + ")"
         with plt.rc_context(_RC):
             paths = _save(convergence_figure(p, series, styles, weights, extra), out_dir,
@@ -879,34 +882,31 @@ def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FOR
         paths += plot_taylor(p, series, styles, out_dir, formats)
         idx.problems[p] = paths
         pd.add_problem(series)
-    idx.profiles_note = starts_mismatch(runs, labels)
+    idx.profiles_note = starts_mismatch(starts, labels)
     if problems_all and not idx.profiles_note:
         idx.profiles = plot_profiles(pd, styles, out_dir, formats)
     return idx
 
 
-def starts_mismatch(runs: Sequence[Run], labels: Sequence[str]) -> str:
-    """Why the runs' profiles cannot be compared ("" when they can): a profile's instance is a
-    (problem, start) pair, so every run must hold every problem from the same starts — the same
-    number, at the same points (to float32 rounding: a float32 run stores its starts rounded).
-    Runs made with other seeds or start counts would otherwise be scored instance by instance
-    against unrelated points, and a run lacking a problem as failing it."""
-    first: Dict[str, Tuple[str, np.ndarray]] = {}
-    for run, lab in zip(runs, labels):
-        for p in run.problems():
-            row = next(r for r in run.summary if r["problem"] == p)
-            x0 = np.asarray(run.cell(p, row["optimizer"]).get("x0", np.empty((0, 0))), dtype=np.float64)
-            if p not in first:
-                first[p] = (lab, x0)
-                continue
-            lab0, x00 = first[p]
+def starts_mismatch(starts: Dict[str, List[Tuple[str, np.ndarray]]], labels: Sequence[str]) -> str:
+    """Why the runs' profiles cannot be compared ("" when they can), from each problem's starts
+    in each run that holds it (``starts[problem]``: (run label, x0s) pairs; within a run every
+    optimizer has the same starts). A profile's instance is a (problem, start) pair, so every run
+    must hold every problem from the same starts — the same number, at the same points (to
+    float32 rounding: a float32 run stores its starts rounded). Runs made with other seeds or
+    start counts would otherwise be scored instance by instance against unrelated points, and a
+    run lacking a problem as failing it."""
+    for p, held in starts.items():
+        lab0, x00 = held[0][0], np.asarray(held[0][1], dtype=np.float64)
+        for lab, x0 in held[1:]:
+            x0 = np.asarray(x0, dtype=np.float64)
             if x0.shape != x00.shape:
                 return (f"{p}: {lab} has {x0.shape[0] if x0.ndim else 0} start(s), {lab0} "
                         f"{x00.shape[0] if x00.ndim else 0}")
             if not np.allclose(x0, x00, rtol=2.0 ** -22, atol=1e-30):
                 return f"{p}: {lab} ran from other starts than {lab0} (another seed?)"
-    for run, lab in zip(runs, labels):
-        lacking = [p for p in first if p not in run.problems()]
+    for lab in labels:
+        lacking = [p for p, held in starts.items() if lab not in {h[0] for h in held}]
         if lacking:
             return f"{lab} lacks problem(s) {', '.join(lacking)}"
     return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optimizers
 import problems
-from optbench_core import OptbenchError
+from optbench_core import OptbenchError, close_matches
 
 NAME = "list"
 HELP = "list registered problems or optimizers, or the shipped suites"
@@ -17,18 +17,24 @@ def add_arguments(p):
                    help="import a file that registers problems/optimizers first (repeatable)")
 
 
-def _first_sentence(text: str) -> str:
+#: what may open the sentence after a period besides a capital: inline code or emphasis
+#: (gauss-newton's "… ‖r + Jp‖². ``linesearch``: …" is two sentences)
+_SENTENCE_OPENERS = "`*"
+
+
+def _first_sentence(text: str, limit: "int | None" = None) -> str:
     """The first sentence of a docstring's first paragraph, its lines joined: a period outside
-    brackets followed by a capital (or the paragraph's end) ends it, so ``(… Math. Prog. 45:503;
-    N&W Alg. 7.5)`` does not."""
+    brackets followed by a capital, inline code or emphasis (or the paragraph's end) ends it, so
+    ``(… Math. Prog. 45:503; N&W Alg. 7.5)`` does not."""
     para = " ".join(text.strip().split("\n\n")[0].split())
     depth = 0
     for i, ch in enumerate(para):
         depth += (ch in "([{") - (ch in ")]}")
-        if ch == "." and depth <= 0 and (i + 1 == len(para) or (para[i + 1] == " " and i + 2 < len(para)
-                                                                 and para[i + 2].isupper())):
-            return _shorten(para[:i + 1])
-    return _shorten(para)
+        if ch == "." and depth <= 0 and (i + 1 == len(para) or (
+                para[i + 1] == " " and i + 2 < len(para) and (para[i + 2].isupper()
+                                                              or para[i + 2] in _SENTENCE_OPENERS))):
+            return _shorten(para[:i + 1], limit or DOC_MAX)
+    return _shorten(para, limit or DOC_MAX)
 
 
 #: a description longer than this is cut at a clause (or word) boundary, marked with "…"
@@ -49,16 +55,17 @@ def _shorten(s: str, limit: int = DOC_MAX) -> str:
     return s[:cut].rstrip(" ;:,") + " …"
 
 
-def _doc(mod, name: str, first_line: str) -> str:
+def _doc(mod, name: str, first_line: str, limit: "int | None" = None) -> str:
     """A name's description for the table: the whole first sentence of its factory's docstring
-    (``describe`` gives only its first line, which a wrapped docstring cuts mid-sentence)."""
+    (``describe`` gives only its first line, which a wrapped docstring cuts mid-sentence),
+    shortened past ``limit`` characters (default :data:`DOC_MAX`)."""
     reg = getattr(getattr(mod, "registry", None), "_REGISTRY", None)
     fac = None
     if reg is not None:
         fac = (getattr(reg, "_prefixes", {}).get(name[:-1]) if name.endswith(":")
                else getattr(reg, "_factories", {}).get(name))
     doc = getattr(fac, "__doc__", None)
-    return _first_sentence(doc) if doc and doc.strip() else first_line
+    return _first_sentence(doc, limit) if doc and doc.strip() else first_line
 
 
 def _rows(mod):
@@ -72,7 +79,8 @@ def _rows(mod):
 
 def run(args) -> int:
     if args.what not in WHAT:
-        raise OptbenchError(f"can list problems or optimizers or suites, not {args.what!r}")
+        raise OptbenchError(f"can list problems or optimizers or suites, not {args.what!r}"
+                            f"{close_matches(str(args.what).lower(), WHAT)}")
     from . import plugins
     plugins.load_plugins(getattr(args, "plugin", None) or [])
     if args.what == "suites":
@@ -104,7 +112,11 @@ def _list_problems() -> int:
             params = " ".join(f"{k}={v}" for k, v in d["params"].items())
             if name.endswith(":"):
                 params = ("<member> " + params).strip()
-            rows.append((name, str(d.get("dims") or ""), params, d["doc"]))
+            # the whole first sentence, as for optimizers (a plug-in's wrapped docstring showed its
+            # first line, cut mid-sentence); problems' one-line sentences run longer than
+            # DOC_MAX and are kept whole
+            rows.append((name, str(d.get("dims") or ""), params,
+                         _doc(problems, name, d["doc"], max(DOC_MAX, len(d["doc"])))))
             listed.add(name)
         blocks.append((f"{fam['family']}: {fam['doc']}", rows))
     rest = [n for n in problems.names() if n not in listed]  # e.g. registered by a plug-in

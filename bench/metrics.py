@@ -76,6 +76,8 @@ class WorkWeights:
             key, val = key.strip(), val.strip()
             if not sep or key not in ("g", "h", "hvp"):
                 raise OptbenchError(f"bad work weight {part.strip()!r}: use g=…, h=… (or h=…n) and hvp=…")
+            if key in kw:  # "h=2n,h=5" would silently keep only the last
+                raise OptbenchError(f"bad work weights {text!r}: {key} given twice")
             if not val:  # "h=" is a slip, not a weight: it must not quietly become 1
                 raise OptbenchError(f"bad work weight {part.strip()!r}: {key} needs a number")
             per_dim = key == "h" and val.endswith("n")
@@ -352,7 +354,9 @@ def nan_quantiles(v: np.ndarray, qs: Sequence[float]) -> List[np.ndarray]:
         a, b = v[lo, cols], v[hi, cols]
         with np.errstate(invalid="ignore"):
             r = a + (b - a) * frac
-        r = np.where(frac == 0, a, r)  # keeps inf endpoints exact
+        # keeps inf endpoints exact: at a whole position, and between two equal values (inf − inf
+        # is NaN, so the upper quartile of [1, 2, inf, inf] came out NaN above a median of inf)
+        r = np.where((frac == 0) | (a == b), a, r)
         out.append(np.where(n > 0, r, np.nan))
     return out
 

@@ -170,13 +170,18 @@ def _label(where: str, key: str) -> str:
 
 #: the most timed repeats a cell may ask for (as ``optbench perf --repeats``)
 MAX_REPEATS = 1000
+#: the largest seed: ``Problem.random_starts`` draws from the seed's low 32 bits, so seed 2³² would
+#: repeat seed 0's starts (and ``seeds = [0, 4294967296]`` pool the same starts twice)
+MAX_SEED = 2 ** 32 - 1
 
 
-def _check_int(where, key, v, lo):
+def _check_int(where, key, v, lo, hi=None):
     if isinstance(v, bool) or not isinstance(v, int):
         raise OptbenchError(f"{_label(where, key)} must be an integer, got {v!r}")
     if v < lo:
         raise OptbenchError(f"{_label(where, key)} must be at least {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise OptbenchError(f"{_label(where, key)} must be at most {hi}, got {v}")
     return v
 
 
@@ -190,11 +195,11 @@ def _check_value(where: str, key: str, v: Any) -> Any:
     if key in ("starts", "max_iter"):
         return _check_int(where, key, v, 1)
     if key == "seed":
-        return _check_int(where, key, v, 0)
+        return _check_int(where, key, v, 0, MAX_SEED)
     if key == "seeds":
         if not isinstance(v, list) or not v:
             raise OptbenchError(f"{_label(where, key)} must be a non-empty list of integers, got {v!r}")
-        seeds = tuple(_check_int(where, key, s, 0) for s in v)
+        seeds = tuple(_check_int(where, key, s, 0, MAX_SEED) for s in v)
         if len(set(seeds)) != len(seeds):
             raise OptbenchError(f"{_label(where, key)} repeats a seed: {list(seeds)}")
         return seeds
@@ -239,6 +244,12 @@ def _check_value(where: str, key: str, v: Any) -> Any:
     if key in ("name", "description", "device"):
         if not isinstance(v, str):
             raise OptbenchError(f"{_label(where, key)} must be a string, got {v!r}")
+        if key == "device" and v not in ("", "default"):
+            # the syntax bench.solve.resolve_devices accepts, checked here so that a typo names the
+            # file and the key (whether such a device exists is decided when the run starts)
+            kind, _, idx = v.lower().partition(":")
+            if kind not in ("cpu", "gpu") or (idx and not idx.isdigit()):
+                raise OptbenchError(f"{_label(where, key)} must be cpu, gpu, cpu:N or gpu:N, got {v!r}")
         return v
     if key == "plugins":
         if isinstance(v, str):
@@ -312,6 +323,9 @@ def parse(text: str, path: Optional[str] = None, name: Optional[str] = None) -> 
         if "optimizers" in own and "exclude" not in own:
             merged.pop("exclude", None)
         merged.update(own)
+        if "exclude" in merged and merged.get("optimizers", ALL) != ALL and ALL not in merged["optimizers"]:
+            # the group's own exclude against the top level's list: expand would ignore it silently
+            raise OptbenchError(f"{gw}: key 'exclude' applies only to optimizers = \"{ALL}\"")
         merged["where"] = gw
         merged["own_dims"] = "dims" in own
         groups.append(merged)
@@ -458,13 +472,15 @@ def _expand_family(spec: str, where: str) -> List[str]:
     return [n + tail for n in names]
 
 
-def _problem_specs(group: Dict[str, Any]) -> List[str]:
-    where = group["where"]
+def _problem_specs(group: Dict[str, Any], where: Optional[str]) -> List[str]:
+    """The group's problem specs, families expanded and ``dims`` applied; ``where`` is None when
+    the command line's ``--problems`` replaced the selection (its mistakes are then not the
+    file's, and the file's ``dims`` apply to the problems that have a free dimension, if any)."""
     dims = group.get("dims")
     out = []
     scalable = False
     for spec in group["problems"]:
-        for s in _expand_family(spec, where if where else "--problems"):
+        for s in _expand_family(spec, where or "--problems"):
             name, params = parse_spec(s)
             dp = _dim_param(name) if dims else None
             if dp and dp not in params:
@@ -472,7 +488,7 @@ def _problem_specs(group: Dict[str, Any]) -> List[str]:
                 out.extend(f"{s}:{dp}={d}" for d in dims)
             else:
                 out.append(s)
-    if dims and not scalable and group.get("own_dims", True):
+    if dims and not scalable and group.get("own_dims", True) and where is not None:
         raise OptbenchError(f"{where}: key 'dims' given but no problem of the group has a free dimension parameter")
     return out
 
@@ -504,7 +520,8 @@ def _first_spelling(obj, first: Dict[Any, Any]):
 
 
 def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cell]:
-    """Resolve names and expand every group into cells (problem-major order, duplicates dropped).
+    """Resolve names and expand every group into cells (problem-major order, duplicates dropped;
+    a duplicate with other settings is an error unless ``overrides`` replace the selection).
 
     ``overrides`` (validated command-line values: ``problems``, ``optimizers``, ``starts``,
     ``seeds``, ``max_iter``, ``gtol``, ``dtype``, ``repeats``, ``pack``) replace the suite's values in every
@@ -512,7 +529,11 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     cells: List[Cell] = []
-    seen = set()
+    seen: Dict[Tuple[str, str], Tuple[str, Dict[str, Any]]] = {}   # key -> (where, settings) of its first group
+    # a cell runs once, so one that two groups give with different settings would lose the second
+    # group's silently; that is the file's mistake, unless the command line's --problems/--optimizers
+    # replaced every group's selection (the groups then collapse onto one cell, under the first's)
+    selection_overridden = "problems" in overrides or "optimizers" in overrides
     pcache: Dict[str, Any] = {}
     ocache: Dict[str, Any] = {}
     # one object per setting over the whole suite: a respelling in a later group (gd:lr=0.001
@@ -531,7 +552,7 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
         for o in g["optimizers"] if g["optimizers"] != ALL else [ALL]:
             ospecs.extend(all_optimizers(g.get("exclude", ())) if o == ALL else [o])
         probs = []
-        for s in _problem_specs(g):
+        for s in _problem_specs(g, pwhere):
             if s not in pcache:
                 pcache[s] = _first_spelling(_get_problem(s, pwhere), pfirst)
             probs.append(pcache[s])
@@ -550,8 +571,15 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
                 fits += 1
                 key = (p.spec, o.spec)   # respellings already share their first spelling's object
                 if key in seen:
+                    first_where, first = seen[key]
+                    diff = [k for k in DEFAULTS if first[k] != settings[k]]
+                    if diff and not selection_overridden:
+                        raise OptbenchError(
+                            f"{where}: {p.spec} × {o.spec} is also in {first_where} with other settings ("
+                            + ", ".join(f"{k} {_show(settings[k])} here, {_show(first[k])} there" for k in diff)
+                            + "); a cell runs once: give it in one group")
                     continue
-                seen.add(key)
+                seen[key] = (where, settings)
                 cells.append(Cell(problem=p, optimizer=o, **settings))
         if not fits:
             raise OptbenchError(f"{where}: no problem × optimizer pair fits "
@@ -559,6 +587,11 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
     if not cells:
         raise OptbenchError(f"{suite.where}: the suite selects no cells")
     return cells
+
+
+def _show(v: Any) -> str:
+    """A setting as a suite file writes it (seeds as a list)."""
+    return str(list(v)) if isinstance(v, tuple) else str(v)
 
 
 def config(suite: Suite, cells: List[Cell]) -> Dict[str, Any]:

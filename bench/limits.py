@@ -391,10 +391,28 @@ def batch_size(cell) -> int:
     return int(cell.starts) + (seeds - 1) * (int(cell.starts) - 1)
 
 
+def check_scipy(problem, method, starts: int, max_iter: int) -> int:
+    """Refuse, like :func:`check`, a scipy cell whose history would not fit in host memory: its
+    solve keeps only the rows it ran, but the run writes each start's trace out to ``max_iter``
+    (8 numbers per row, float64, and x where n ≤ 3; counted twice: the padded arrays and the
+    file's copy). Returns the estimate in bytes."""
+    n = int(problem.dim)
+    per_row = 4 * 8 + 4 * 4 + (n * 8 if n <= 3 else 0)
+    need = 2 * int(starts) * (int(max_iter) + 1) * per_row
+    avail = available_bytes(None)
+    if avail is not None and need > avail:
+        raise OptbenchError(
+            f"{problem.spec} × {method.spec} with {starts} start(s), max_iter {max_iter}: its history needs about "
+            f"{format_bytes(need)} but {format_bytes(avail)} is available on the host; a smaller --max-iter or "
+            f"fewer starts shrink it (set {ENV_LIMIT} to override)")
+    return need
+
+
 def check_cells(cells, device=None) -> None:
     """:func:`check` every cell of a plan (``bench.suite.Cell``) before a run writes anything;
-    cells run by scipy (a Python loop, one start at a time) are not estimated."""
+    cells run by scipy (a Python loop on the host, one start at a time) by :func:`check_scipy`."""
     for cell in cells:
         if getattr(cell, "is_scipy", False):
+            check_scipy(cell.problem, cell.optimizer, batch_size(cell), cell.max_iter)
             continue
         check(cell.problem, cell.optimizer, batch_size(cell), cell.max_iter, cell.dtype, device)

@@ -557,7 +557,10 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
                 progress(f"run {i + 1}/{b}")
             runs.append(_run_start(so, method, fns, x0s[i].copy(), int(max_iter), float(gtol)))
         times.append(time.perf_counter() - t0)
-    t_len = int(max_iter) + 1
+    # the columns up to the last row any start recorded; Trace writes the flat tail to max_iter
+    # when a field is read (allocating (B, max_iter + 1) here filled memory before anything was
+    # kept: max_iter = 10¹¹ was a MemoryError for 745 GiB after every start had run)
+    t_len = max(len(st.rows) for st, *_ in runs)
     cols = {k: np.empty((b, t_len)) for k in ("f", "grad_norm", "step", "rho")}
     icol = {k: np.empty((b, t_len), dtype=np.int32) for k in ("nfev", "njev", "nhev", "nhvp")}
     xs_tr = np.empty((b, t_len, n)) if n <= TRACE_X_MAX_DIM else None
@@ -581,7 +584,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
         msgs.append(str(message))
     code = np.asarray(code, dtype=np.int32)
     success = success_mask(code, fun, problem.f_star, dtype)
-    trace = Trace(**cols, **icol, x=xs_tr)
+    trace = Trace(**cols, **icol, x=xs_tr, length=int(max_iter) + 1)
     res = Result(x=xf, fun=fun, grad_norm=gnorm, nit=nit, nfev=finals["nfev"], njev=finals["njev"],
                  nhev=finals["nhev"], nhvp=finals["nhvp"],
                  status=np.array(STATUS_NAMES, dtype=object)[code].astype(str), status_code=code, success=success,

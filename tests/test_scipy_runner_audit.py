@@ -205,3 +205,29 @@ def test_unknown_options_refused_up_front(spec, word, tmp_path, capsys):
     assert main(["run", "--problems", "rosenbrock", "--optimizers", spec, "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"unknown option '{word}'" in err and err.count("\n") == 1 and not os.path.exists(out)
+
+
+def test_huge_max_iter_keeps_only_the_rows_run_and_the_cli_refuses_the_history(tmp_path, capsys):
+    """The history holds the rows the starts ran; the flat tail to max_iter is the Trace's lazy
+    padding (the runner allocated (B, max_iter + 1) arrays after solving: max_iter = 10¹¹ was a
+    MemoryError). A run that would write that tail out is refused before it starts, exit 2."""
+    x0s = np.array([[-1.2, 1.0], [0.5, 0.5]])
+    big = scipy_runner.solve("rosenbrock", "scipy:BFGS", x0s, max_iter=10 ** 11)
+    small = scipy_runner.solve("rosenbrock", "scipy:BFGS", x0s, max_iter=60)
+    assert list(big.status) == ["converged", "converged"]
+    np.testing.assert_array_equal(big.nit, small.nit)
+    np.testing.assert_array_equal(big.fun, small.fun)
+    rec = big.trace.recorded()
+    assert rec["f"].shape == (2, int(big.nit.max()) + 1)
+    np.testing.assert_array_equal(rec["f"], small.trace.recorded()["f"])
+    # padded to max_iter + 1 with each start's last row
+    f = small.trace.arrays()["f"]
+    assert f.shape == (2, 61)
+    np.testing.assert_array_equal(f[:, -1], small.fun)
+    np.testing.assert_array_equal(small.trace.arrays()["x"][:, -1], small.x)
+    out = tmp_path / "run"
+    rc = main(["run", "--problems", "rosenbrock", "--optimizers", "scipy:BFGS", "--max-iter", str(10 ** 11),
+               "--starts", "1", "--no-plots", "--no-report", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "history needs about" in err and "available on the host" in err

@@ -187,8 +187,12 @@ class Problem:
         """
         if n < 1:
             raise OptbenchError(f"number of starts must be at least 1, got {n}")
+        # the draw takes a 32-bit seed: a wider or negative one would alias another (2³² and −1
+        # drew seed 0's and seed 4294967295's starts)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+            raise OptbenchError(f"seed must be an integer from 0 to 4294967295, got {seed!r}")
         import zlib
-        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(self.spec.encode())])
+        rng = np.random.default_rng([int(seed), zlib.crc32(self.spec.encode())])
         lo, hi = self.bounds
         rand = lo + (hi - lo) * rng.random((n - 1, self.dim))
         return np.vstack([self.x0[None, :], rand])

@@ -568,3 +568,12 @@ def test_list_bad_arguments_one_line_exit_2(capsys, argv, needle):
     assert main(argv) == 2
     cap = capsys.readouterr()
     assert needle in cap.err and cap.err.count("\n") == 1 and not cap.out
+
+
+def test_random_starts_refuse_seeds_that_alias_others():
+    """Problem.random_starts draws from a 32-bit seed: 2³² and −1 aliased seeds 0 and 2³²−1."""
+    p = problems.get("rosenbrock")
+    np.testing.assert_array_equal(p.random_starts(3, 2 ** 32 - 1), p.random_starts(3, np.uint32(2 ** 32 - 1)))
+    for bad in (2 ** 32, -1, 1.5, True):
+        with pytest.raises(OptbenchError, match="seed must be an integer from 0 to 4294967295"):
+            p.random_starts(3, bad)

@@ -82,28 +82,36 @@ def format_spec(name: str, params: Dict[str, Any]) -> str:
     return ":".join([name] + [f"{k}={v}" for k, v in params.items()])
 
 
-def _coerce(kind: str, key: str, value: Any, default: Any) -> Any:
-    """Coerce a parsed value to the type of the parameter's default."""
-    if default is None or value is None:
+def _coerce(kind: str, name: str, key: str, value: Any, default: Any) -> Any:
+    """Coerce a parsed value to the type of the parameter's default. Errors name the problem or
+    optimizer (in ``--problems a,b,c`` the key alone does not say which spec is wrong), and
+    ``none`` is refused where the default is a boolean or a number: it passed through, so
+    ``quadratic:rotate=none`` ran unrotated under a spec of its own and ``gd:lr=none`` failed
+    inside the factory with "'>' not supported between instances of 'NoneType' and 'int'"."""
+    if default is None:
         return value
+    where = f"{kind} {name!r}: parameter {key!r}"
+    shown = "none" if value is None else repr(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise OptbenchError(f"{kind} parameter {key!r} must be true or false, got {value!r}")
+        raise OptbenchError(f"{where} must be true or false, got {shown}")
     if isinstance(default, int):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise OptbenchError(f"{kind} parameter {key!r} must be an integer, got {value!r}")
+            raise OptbenchError(f"{where} must be an integer, got {shown}")
         if not -2 ** 31 < value < 2 ** 31:   # counts become int32 in compiled code, where 2**31 wraps
-            raise OptbenchError(f"{kind} parameter {key!r} must be an integer of magnitude below 2**31, got {value!r}")
+            raise OptbenchError(f"{where} must be an integer of magnitude below 2**31, got {value!r}")
         return int(value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise OptbenchError(f"{kind} parameter {key!r} must be a number, got {value!r}")
+            raise OptbenchError(f"{where} must be a number, got {shown}")
         if value != value:  # NaN slips through range checks written as `if x < 0: raise`
-            raise OptbenchError(f"{kind} parameter {key!r} must be a number, got nan")
+            raise OptbenchError(f"{where} must be a number, got nan")
         if value in (float("inf"), float("-inf")):   # "1e400" reads as inf: a step, rate or scale it never is
-            raise OptbenchError(f"{kind} parameter {key!r} must be a finite number, got {value}")
+            raise OptbenchError(f"{where} must be a finite number, got {value}")
         return float(value)
+    if value is None:
+        return value
     if isinstance(default, str) and not isinstance(value, str):
         return str(value)
     return value
@@ -126,7 +134,7 @@ def coerce_params(kind: str, name: str, factory: Callable, params: Dict[str, Any
             raise OptbenchError(
                 f"unknown parameter {key!r} for {kind} {name!r}{close_matches(key, known)}; allowed: {allowed}")
         default = known[key].default
-        kwargs[key] = _coerce(kind, key, value, None if default is inspect.Parameter.empty else default)
+        kwargs[key] = _coerce(kind, name, key, value, None if default is inspect.Parameter.empty else default)
     return kwargs
 
 
@@ -198,9 +206,16 @@ class Registry:
         self._factories[name] = factory
         self._registration[name] = next(_REGISTRATIONS)
 
-    def add_family(self, prefix: str, factory: Callable) -> None:
-        """Register ``prefix:<member>`` names; ``factory(member, **params)`` builds them."""
+    def add_family(self, prefix: str, factory: Callable, *, overwrite: bool = False) -> None:
+        """Register ``prefix:<member>`` names; ``factory(member, **params)`` builds them. A prefix
+        already registered is refused unless ``overwrite`` (a second family silently replaced the
+        first), and so is one holding ':' (``a:b:<member>`` reads as family ``a``: nothing could
+        select it)."""
         self._check_entry(prefix, factory, f"{self.kind} family {prefix!r}")
+        if ":" in prefix:
+            raise OptbenchError(f"a {self.kind} family prefix cannot contain ':', got {prefix!r}")
+        if not overwrite and prefix in self._prefixes:
+            raise OptbenchError(f"{self.kind} family '{prefix}:' is already registered")
         self._prefixes[prefix] = factory
         self._registration[prefix + ":"] = next(_REGISTRATIONS)
 

@@ -24,9 +24,10 @@ def register(name: str, factory: Optional[Callable] = None, *, overwrite: bool =
     return factory
 
 
-def register_family(prefix: str, factory: Callable) -> None:
-    """Register ``prefix:<member>`` optimizers (e.g. ``optax:adam``); ``factory(member, **params)``."""
-    _REGISTRY.add_family(prefix, factory)
+def register_family(prefix: str, factory: Callable, *, overwrite: bool = False) -> None:
+    """Register ``prefix:<member>`` optimizers (e.g. ``optax:adam``); ``factory(member, **params)``.
+    A prefix already registered is refused unless ``overwrite``."""
+    _REGISTRY.add_family(prefix, factory, overwrite=overwrite)
 
 
 def get(spec: Union[str, Optimizer]) -> Optimizer:

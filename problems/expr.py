@@ -14,13 +14,17 @@ so ``-x**2`` is −(x²) and ``2**3**2`` is 2⁹)::
     power  := atom ('**' unary)?
     atom   := NUMBER | NAME | FUNC '(' expr ')' | FUNC '[' expr ']' | '(' expr ')' | '[' expr ']'
 
-Square brackets are parentheses, as NIST writes ``exp[-b2*x]``. The compiled function takes an
+Square brackets are parentheses, as NIST writes ``exp[-b2*x]``. Nesting (parentheses, function
+calls, signs, exponents) deeper than :data:`MAX_DEPTH` levels is refused, and a chain of ``+ -``
+or ``* /`` is evaluated in a loop, so neither parsing nor evaluating can exhaust Python's
+recursion limit (a RecursionError would be a traceback, not one line). The compiled function takes an
 environment ``{name: value}`` and a namespace of array functions (``jax.numpy`` or ``numpy``),
 so one formula serves both JAX (autodiff, any dtype) and a float64 numpy check. Numbers become
 Python floats, which JAX treats as weakly typed: a float32 input stays float32.
 """
 from __future__ import annotations
 
+import operator
 import re
 from typing import Callable, Dict, Iterable, List, Tuple
 
@@ -29,13 +33,24 @@ from optbench_core import OptbenchError
 #: functions a formula may call, by the names NIST uses
 FUNCTIONS = ("exp", "log", "sin", "cos", "tan", "arctan", "sqrt")
 
+#: the deepest nesting a formula may have (the shipped NIST models nest 5 deep); each level costs
+#: about five Python frames to parse and a few to evaluate, well inside the default limit of 1,000
+#: even when evaluated under JAX's tracing
+MAX_DEPTH = 64
+
 _NUM = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _TOKEN = re.compile(r"""
     (?P<num>""" + _NUM + r""")
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<op>\*\*|[-+*/()\[\]])
   | (?P<space>\s+)
-""", re.VERBOSE)
+""", re.VERBOSE | re.ASCII)   # ASCII: \d would also read "١" (Arabic-Indic one) as a digit
+
+
+def _quote(text: str, limit: int = 200) -> str:
+    """The formula as an error quotes it: cut short, so a runaway formula is still a short line."""
+    text = text.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def tokenize(text: str) -> List[Tuple[str, str]]:
@@ -44,7 +59,7 @@ def tokenize(text: str) -> List[Tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise OptbenchError(f"cannot read formula {text.strip()!r}: unexpected {text[pos]!r} at column {pos + 1}")
+            raise OptbenchError(f"cannot read formula {_quote(text)}: unexpected {text[pos]!r} at column {pos + 1}")
         kind = m.lastgroup
         if kind != "space":
             out.append((kind, m.group(kind)))
@@ -62,9 +77,10 @@ class _Parser:
         self.names = set(names)
         self.text = text.strip()
         self.used = set()
+        self.depth = 0
 
     def _err(self, msg: str):
-        return OptbenchError(f"cannot read formula {self.text!r}: {msg}")
+        return OptbenchError(f"cannot read formula {_quote(self.text)}: {msg}")
 
     def peek(self):
         return self.toks[self.i] if self.i < len(self.toks) else (None, None)
@@ -85,25 +101,32 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        node = self.term()
+        first, rest = self.term(), []
         while self.peek()[1] in ("+", "-"):
             op = self.take()[1]
-            node = _binary(op, node, self.term())
-        return node
+            rest.append((op, self.term()))
+        return _chain(first, rest)
 
     def term(self) -> Node:
-        node = self.unary()
+        first, rest = self.unary(), []
         while self.peek()[1] in ("*", "/"):
             op = self.take()[1]
-            node = _binary(op, node, self.unary())
-        return node
+            rest.append((op, self.unary()))
+        return _chain(first, rest)
 
     def unary(self) -> Node:
-        if self.peek()[1] in ("+", "-"):
-            op = self.take()[1]
-            inner = self.unary()
-            return inner if op == "+" else (lambda env, ns: -inner(env, ns))
-        return self.power()
+        # every nesting (a bracket, a call, a sign, an exponent) recurses through here once
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self._err(f"it nests more than {MAX_DEPTH} levels deep")
+            if self.peek()[1] in ("+", "-"):
+                op = self.take()[1]
+                inner = self.unary()
+                return inner if op == "+" else (lambda env, ns: -inner(env, ns))
+            return self.power()
+        finally:
+            self.depth -= 1
 
     def power(self) -> Node:
         base = self.atom()
@@ -155,14 +178,22 @@ def _constant_of(tokens):
     return None
 
 
-def _binary(op: str, a: Node, b: Node) -> Node:
-    if op == "+":
-        return lambda env, ns: a(env, ns) + b(env, ns)
-    if op == "-":
-        return lambda env, ns: a(env, ns) - b(env, ns)
-    if op == "*":
-        return lambda env, ns: a(env, ns) * b(env, ns)
-    return lambda env, ns: a(env, ns) / b(env, ns)
+_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
+def _chain(first: Node, rest) -> Node:
+    """``first op₁ n₁ op₂ n₂ …``, left to right as before, but in a loop: nested closures, one per
+    operator, made a sum of a few thousand terms a RecursionError when evaluated."""
+    if not rest:
+        return first
+    steps = [(_OPS[op], node) for op, node in rest]
+
+    def run(env, ns):
+        acc = first(env, ns)
+        for fn, node in steps:
+            acc = fn(acc, node(env, ns))
+        return acc
+    return run
 
 
 def _call(name: str, arg: Node) -> Node:

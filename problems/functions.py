@@ -131,8 +131,8 @@ def booth() -> Problem:
 def matyas() -> Problem:
     """Matyas: 0.26(x² + y²) − 0.48xy; f* = 0 at (0, 0) (Jamil & Yang 2013).
 
-    A flat convex quadratic (eigenvalues 0.04 and 0.5 of the Hessian); x0 = (5, −3) (chosen),
-    box [−10, 10]².
+    A flat convex quadratic: Hessian [[0.52, −0.48], [−0.48, 0.52]], eigenvalues 0.04 and 1
+    (κ = 25); x0 = (5, −3) (chosen), box [−10, 10]².
     """
 
     def f(v):
@@ -350,4 +350,6 @@ def quadratic(dim: int = 2, cond: float = 100.0, rotate: bool = True, seed: int 
 
     return Problem(name="quadratic", f=f, x0=np.zeros(dim), f_star=0.0, x_star=np.ones(dim),
                    data={"A": a, "eigenvalues": lam}, bounds=(-np.ones(dim), 3.0 * np.ones(dim)),
-                   tags=("convex", "quadratic", "scalable"), description=f"½(x−1)ᵀA(x−1), κ(A) = {cond:g}")
+                   tags=("convex", "quadratic", "scalable"),
+                   # κ of the A built, not the cond asked for: at dim = 1 A = [1], κ = 1 whatever cond is
+                   description=f"½(x−1)ᵀA(x−1), κ(A) = {lam[-1] / lam[0]:g}")

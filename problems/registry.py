@@ -48,9 +48,11 @@ def register(problem_or_name: Union[Problem, str, None] = None, factory: Optiona
     The keyword arguments only feed the catalogue (:func:`describe`, :func:`families`):
     ``family`` groups it, ``dims`` says in words how big it is ("2", "n ≥ 2, default 2"),
     ``dim_param`` names the parameter that sets the dimension, ``tags`` its tags.
+    A name that is a listed member of a registered family (``nist:Misra1a``) is taken too.
     """
     if isinstance(problem_or_name, Problem):
         p = problem_or_name
+        _check_not_member(p.name, overwrite)
 
         def fixed():
             return p
@@ -59,11 +61,13 @@ def register(problem_or_name: Union[Problem, str, None] = None, factory: Optiona
         _set_meta(p.name, family, dims or str(p.dim), dim_param, tags or p.tags, None)
         return p
     if isinstance(problem_or_name, str) and factory is not None:
+        _check_not_member(problem_or_name, overwrite)
         _REGISTRY.add(problem_or_name, factory, overwrite=overwrite)
         _set_meta(problem_or_name, family, dims, dim_param, tags, None)
         return factory
     if isinstance(problem_or_name, str):
         def deco(fn):
+            _check_not_member(problem_or_name, overwrite)
             _REGISTRY.add(problem_or_name, fn, overwrite=overwrite)
             _set_meta(problem_or_name, family, dims, dim_param, tags, None)
             return fn
@@ -71,13 +75,28 @@ def register(problem_or_name: Union[Problem, str, None] = None, factory: Optiona
     raise OptbenchError("register() takes a Problem, or a name and a factory")
 
 
+def _check_not_member(name, overwrite: bool) -> None:
+    """A fixed name such as ``nist:Misra1a`` is looked up before the family, so registering it
+    silently replaced that NIST problem everywhere (``problems.get``, suites, stored runs)."""
+    if overwrite or not isinstance(name, str):
+        return
+    head, _, member = name.partition(":")
+    meta = _META.get(head + ":")
+    if member and meta is not None and meta["members"] and head in _REGISTRY.families() \
+            and member in meta["members"]():
+        raise OptbenchError(f"problem {name!r} is already registered (a member of the family '{head}:')")
+
+
 def register_family(prefix: str, factory: Callable, *, members: Optional[Callable[[], List[str]]] = None,
-                    family: Optional[str] = None, dims: Optional[str] = None, tags: Iterable[str] = ()) -> None:
+                    family: Optional[str] = None, dims: Optional[str] = None, tags: Iterable[str] = (),
+                    overwrite: bool = False) -> None:
     """Register ``prefix:<member>`` problems, e.g. ``nist:Misra1a``; ``factory(member, **params)``.
 
     ``members()`` (optional) lists the valid member names, for listings and error messages.
+    A prefix already registered is refused unless ``overwrite`` (as :func:`register` does), and so
+    is one holding ':' — ``a:b:<member>`` is read as family ``a``, so nothing could select it.
     """
-    _REGISTRY.add_family(prefix, factory)
+    _REGISTRY.add_family(prefix, factory, overwrite=overwrite)
     _set_meta(prefix + ":", family or prefix, dims, None, tags, members)
 
 
@@ -120,6 +139,8 @@ def names():
 
 def members(prefix: str) -> List[str]:
     """The member names of a ``prefix:`` family (``members("nist")`` → ``["Bennett5", ...]``)."""
+    if not isinstance(prefix, str):
+        raise OptbenchError(f"a problem family must be named by a string, got {type(prefix).__name__}")
     key = prefix if prefix.endswith(":") else prefix + ":"
     meta = _META.get(key)
     if meta is None:
@@ -134,6 +155,8 @@ def describe(name: str) -> dict:
     ``name`` is a registered name, a family ``prefix:`` (its ``members`` are listed too), or one
     member ``prefix:member`` (described through its family, with that member's own dims).
     """
+    if not isinstance(name, str):
+        raise OptbenchError(f"a problem name must be a string, got {type(name).__name__}")
     if name in _META or name in _REGISTRY.names():
         out = _REGISTRY.describe(name)
         meta = _META.get(name, {})

@@ -4,12 +4,21 @@ Per problem:
 
 - ``convergence_<problem>``: f − f* (or ‖∇f‖ where f* is unknown) against iterations, against
   weighted evaluations ("work", weights in the axis label) and against wall time (k × run time /
-  iterations the batch ran); median across starts as a line, interquartile range as a band.
+  iterations the batch ran); median across starts as a line, interquartile range as a band. A
+  start that stopped keeps its final value (the trace repeats it), so every median is over all
+  starts; a diverged start (its non-finite end: +inf, −inf or NaN) counts as above every other
+  and is drawn on the cap line.
 - ``trajectories_<problem>`` (2-D problems): filled contour of f over the problem's box on
   log-spaced levels, a few starts' paths per optimizer with a marker at each iterate, known
-  minima starred — one panel per optimizer on a shared grid.
+  minima starred — one panel per optimizer on a shared grid; a panel counts the drawn paths
+  whose end lies off its frame. Without a registered problem the frame holds the starts and
+  the ends near them.
 - ``taylor_<problem>`` (trust-region methods, i.e. where ``trace_rho`` is not all NaN): the ratio
-  ρ = actual / predicted reduction and the trust radius per iteration.
+  ρ = actual / predicted reduction and the trust radius per iteration (Levenberg–Marquardt with
+  Nielsen damping logs its scaled step length ‖Dp‖ there instead).
+
+Every cell's arrays are checked before drawing (:func:`check_cell`): a damaged trace file is one
+line naming it.
 
 Over the whole run: ``profile_performance`` (Dolan & Moré 2002, on iterations, work and time),
 ``profile_data`` (Moré & Wild 2009) and ``ecdf`` (runtime ECDF over targets 1e-1 … 1e-8, COCO
@@ -37,6 +46,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from optbench_core import OptbenchError  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .metrics import WorkWeights, convergence_values  # noqa: E402,F401  (re-exported)
@@ -303,13 +314,62 @@ class Series:
         return metrics.time_per_iteration(self.cell, self.run_s)
 
 
+def _is_numeric(a: np.ndarray) -> bool:
+    return a.dtype == bool or np.issubdtype(a.dtype, np.number)
+
+
+def check_cell(cell: Dict[str, np.ndarray], path: str) -> None:
+    """A one-line error naming the trace file unless ``cell`` holds what the figures read: numeric
+    traces of one (starts, iterations) shape, whole iteration counts within them, one success flag
+    per start, a numeric f*. A hand-edited or damaged file (a trace left out, cut short, nit past
+    its end) otherwise failed deep in the drawing as an internal KeyError or IndexError, or — nit
+    below 0 — drew paths from the wrong columns without a word."""
+    def bad(what: str):
+        return OptbenchError(f"{path}: {what} (damaged or hand-edited trace file)")
+
+    for k in ("trace_f", "trace_nfev", "nit", "success"):
+        if k not in cell:
+            raise bad(f"lacks the array {k!r}")
+    f = cell["trace_f"]
+    if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] < 1 or not _is_numeric(f):
+        raise bad(f"trace_f must be numbers of shape (starts, iterations), got {f.dtype} {f.shape}")
+    b, t = f.shape
+    for k in ("trace_grad_norm", "trace_nfev", "trace_njev", "trace_nhev", "trace_nhvp", "trace_step", "trace_rho"):
+        if k in cell and (cell[k].shape != f.shape or not _is_numeric(cell[k])):
+            raise bad(f"{k} has {cell[k].dtype} {cell[k].shape}, trace_f {f.shape}")
+    if "trace_x" in cell:
+        tx = cell["trace_x"]
+        if tx.ndim != 3 or tx.shape[:2] != f.shape or not _is_numeric(tx):
+            raise bad(f"trace_x must be numbers of shape (starts, iterations, n) with (starts, iterations) = "
+                      f"{f.shape} as in trace_f, got {tx.dtype} {tx.shape}")
+    if "trace_rho" in cell and "trace_step" not in cell and np.any(np.isfinite(cell["trace_rho"])):
+        raise bad("has a trust-region ratio trace_rho but lacks its radius trace_step")
+    nit = cell["nit"]
+    with np.errstate(invalid="ignore"):
+        whole = (_is_numeric(nit) and nit.shape == (b,)
+                 and bool(np.all((nit >= 0) & (nit <= t - 1) & (nit == np.floor(nit)))))
+    if not whole:
+        raise bad(f"nit must be {b} whole numbers from 0 to {t - 1} (the trace's last column)")
+    if "iterations_run" in cell:
+        it = cell["iterations_run"]
+        if not (_is_numeric(it) and it.size == 1 and 0 <= float(it) <= t - 1):
+            raise bad(f"iterations_run must be a number from 0 to {t - 1}")
+    if cell["success"].shape != (b,) or not _is_numeric(cell["success"]):
+        raise bad(f"success must be {b} flags, got {cell['success'].dtype} {cell['success'].shape}")
+    if "f_star" in cell and (cell["f_star"].size != 1 or not _is_numeric(cell["f_star"])):
+        raise bad(f"f_star must be one number, got {cell['f_star'].dtype} {cell['f_star'].shape}")
+    if ("f_star" not in cell or not np.isfinite(float(cell["f_star"]))) and "trace_grad_norm" not in cell:
+        raise bad("lacks trace_grad_norm, which its figures show where f* is unknown")
+
+
 def run_series(run: Run, problem: str, key: Callable[[str], Any] = lambda o: o) -> List[Series]:
-    """The cells of ``problem`` in ``run``, in summary order."""
+    """The cells of ``problem`` in ``run``, in summary order (each checked by :func:`check_cell`)."""
     out = []
     for row in run.summary:
         if row["problem"] != problem:
             continue
         cell = run.cell(problem, row["optimizer"])
+        check_cell(cell, os.path.join(run.path, row["trace_file"]))
         out.append(Series(key(row["optimizer"]), cell, int(row["dim"]), row.get("run_s"),
                           float(row.get("success_rate") or 0.0)))
     return out
@@ -340,9 +400,12 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
         last = s.last
         # a start that diverged to f = +inf (the driver stops it there and repeats that value) is
         # above every cap: it is drawn at the cap like any other diverging value, not dropped from
-        # the median (dropping it would draw the remaining starts' values as if all converged);
-        # NaN and −inf have no place on the axis and are left out
-        vals = np.where(np.isnan(vals) | np.isneginf(vals), np.nan, vals)[:, : last + 1]
+        # the median (dropping it would draw the remaining starts' values as if all converged).
+        # The driver stops a start at its first non-finite f, gradient or x (status diverged), so
+        # NaN (inf − inf inside f, a NaN gradient's norm) and −inf end a diverged start just as
+        # +inf does, and are drawn at the cap too: left out, three NaN starts of four made the
+        # median the fourth start's value
+        vals = np.where(np.isfinite(vals), vals, np.inf)[:, : last + 1]
         capped |= bool(np.any(vals > cap))
         vals = np.clip(vals, LOG_FLOOR, cap)
         starts = max(starts, vals.shape[0])
@@ -350,8 +413,11 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
         label = f"{st.label} ({s.success_rate:.0%} solved)"
         med, q25, q75 = median_band(vals)
         k = np.arange(vals.shape[1])
+        # a cell whose starts all stopped at x0 has one point per panel, which a line alone does
+        # not draw: mark it, or the cell is in the legend but nowhere on the axes
+        dot = "o" if len(k) == 1 else None
         # iterations
-        axes[0].plot(k, med, color=st.color, ls=st.linestyle, lw=1.6, label=label)
+        axes[0].plot(k, med, color=st.color, ls=st.linestyle, lw=1.6, marker=dot, label=label)
         axes[0].fill_between(k, q25, q75, color=st.color, alpha=0.15, lw=0)
         # work: each start has its own axis, so take the median of step functions on a common grid
         w = metrics.work(s.cell, s.dim, weights)[:, : last + 1]
@@ -359,7 +425,8 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
         if len(grid):
             res = metrics.resample_steps(w, vals, grid, np.minimum(s.nit, last))
             wm, w25, w75 = median_band(res)
-            axes[1].plot(grid, wm, color=st.color, ls=st.linestyle, lw=1.6, drawstyle="steps-post")
+            axes[1].plot(grid, wm, color=st.color, ls=st.linestyle, lw=1.6, drawstyle="steps-post",
+                         marker="o" if len(grid) == 1 else None)
             axes[1].fill_between(grid, w25, w75, color=st.color, alpha=0.15, lw=0, step="post")
         # wall time: k × (run time / iterations the batch ran)
         # (from iteration 1: time 0 has no place on a log axis)
@@ -388,7 +455,7 @@ def convergence_figure(problem: str, series: List[Series], styles: Dict[Any, Sty
     axes[2].set_xlabel("wall time [s]  (run time / iterations the batch ran; compile excluded)", fontsize=8)
     axes[0].set_ylabel(ylabel + "  (median, IQR band)")
     _legend(fig, axes[0], len(series))
-    fig.suptitle(f"{problem}: convergence over {starts} starts{title_extra}")
+    fig.suptitle(f"{problem}: convergence over {starts} starts{title_extra}", wrap=True)   # long specs, many runs
     return fig
 
 
@@ -448,6 +515,28 @@ def _log_levels(Z: np.ndarray, f_star: Optional[float], n_levels: int = 24):
     return np.clip(D, lo, None), levels
 
 
+def _path_frame(paths: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """The axes box of a trajectory panel with no problem box to use (an unregistered problem):
+    the drawn paths' starts, and the ends that lie within one span of the starts' box of it.
+
+    Framing every end, as this did, let one diverging start (x = 1e143) stretch the axes so far
+    that every path collapsed into one point; such ends are left off the frame (and counted in
+    the panel)."""
+    starts = np.array([p[0] for p in paths], dtype=np.float64).reshape(-1, 2)
+    starts = starts[np.all(np.isfinite(starts), axis=1)]
+    if not len(starts):
+        return np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    lo, hi = starts.min(axis=0), starts.max(axis=0)
+    span = np.maximum(hi - lo, 1.0)
+    ends = np.array([p[-1] for p in paths], dtype=np.float64).reshape(-1, 2)
+    with np.errstate(invalid="ignore"):
+        near = ends[np.all(np.isfinite(ends) & (ends >= lo - span) & (ends <= hi + span), axis=1)]
+    if len(near):
+        lo, hi = np.minimum(lo, near.min(axis=0)), np.maximum(hi, near.max(axis=0))
+    pad = np.maximum(0.1 * (hi - lo), 0.5)
+    return lo - pad, hi + pad
+
+
 def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any, Style],
                       problem=None, n_paths: int = TRAJECTORY_STARTS):
     """Panels (one per optimizer, shared axes) of starts' paths over a filled log contour of f."""
@@ -456,14 +545,12 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols + 1.0, 3.9 * nrows + 0.5), sharex=True, sharey=True,
                              squeeze=False, layout="constrained")
+    paths = [[s.cell["trace_x"][b, : s.nit[b] + 1] for b in range(min(n_paths, s.cell["trace_x"].shape[0]))]
+             for s in series]
     if problem is not None:
         lo, hi = np.asarray(problem.bounds[0], float), np.asarray(problem.bounds[1], float)
-    else:  # no problem to read the box from: frame the starts and the ends
-        pts = np.concatenate([np.concatenate([s.cell["x0"], s.cell["x"]]) for s in series])
-        pts = pts[np.all(np.isfinite(pts), axis=1)]
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        pad = np.maximum(0.1 * (hi - lo), 0.5)
-        lo, hi = lo - pad, hi + pad
+    else:
+        lo, hi = _path_frame([p for ps in paths for p in ps])
     grid = contour_grid(problem, lo, hi) if problem is not None else None
     D = levels = None
     if grid is not None:
@@ -476,12 +563,19 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
                              cmap="Greys_r", extend="both", alpha=0.9)
             cs.set_rasterized(True)
         st = styles[s.key]
-        tx = s.cell["trace_x"]
-        for b in range(min(n_paths, tx.shape[0])):
-            path = tx[b, : s.nit[b] + 1]
+        for path in paths[i]:
             ax.plot(path[:, 0], path[:, 1], "-o", color=st.color, lw=1.0, ms=2.8, mec="none")
             ax.plot(path[0, 0], path[0, 1], "s", ms=6, mfc="white", mec=st.color, mew=1.5)
             ax.plot(path[-1, 0], path[-1, 1], "D", ms=5, color=st.color, mec="black", mew=0.6)
+        # a path that ends off the frame (a diverging start, a start that left the box) has no
+        # visible ◆: say so, or the panel reads as if every drawn start ended where one can see
+        ends = np.array([p[-1] for p in paths[i]], dtype=np.float64).reshape(-1, 2)
+        with np.errstate(invalid="ignore"):
+            off = int(np.sum(~np.all(np.isfinite(ends) & (ends >= lo) & (ends <= hi), axis=1)))
+        if off:
+            ax.text(0.01, 0.01, f"{off} of {len(ends)} ends (◆) off the frame", transform=ax.transAxes,
+                    fontsize=7, color="0.1", va="bottom", ha="left", zorder=6,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
         if problem is not None:
             for m in problem.known_minimisers():
                 ax.plot(m[0], m[1], "*", ms=13, mfc="gold", mec="black", mew=0.8, zorder=5)
@@ -502,9 +596,11 @@ def trajectory_figure(problem_spec: str, series: List[Series], styles: Dict[Any,
         ax.set_xlabel("x₁")
     for row in axes:
         row[0].set_ylabel("x₂")
-    note = "" if D is not None else "  (contour unavailable: problem not registered)"
-    fig.suptitle(f"{problem_spec}: paths of {min(n_paths, max(s.cell['trace_x'].shape[0] for s in series))} starts "
-                 f"(□ start, ◆ end, ★ known minima){note}")
+    note = ("" if D is not None else "  (no contour: problem not registered)" if problem is None
+            else "  (no contour: f could not be evaluated on the box)")
+    # wrapped to the figure's width: a one-panel figure is narrower than this line
+    fig.suptitle(f"{problem_spec}: paths of {max(len(ps) for ps in paths)} starts "
+                 f"(□ start, ◆ end, ★ known minima){note}", wrap=True)
     if cs is not None:
         fs = "" if problem.f_star is None else "*"
         cb = fig.colorbar(cs, ax=axes, shrink=min(0.9, 0.35 + 0.15 * nrows), pad=0.01,
@@ -553,7 +649,11 @@ def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
         rad = np.asarray(s.cell["trace_step"], float)[:, : s.last + 1]
         mask = metrics.valid_mask(s.nit, rho.shape[1])
         rho = np.where(mask, rho, np.nan)
-        rad = np.where(mask, rad, np.nan)
+        # a logged 0 is no radius (Levenberg–Marquardt with Nielsen damping logs its step length,
+        # 0 before the first step): left out, not drawn at LOG_FLOOR, where it read as Δ = 10⁻²⁰
+        # and stretched the log axis over twenty decades
+        with np.errstate(invalid="ignore"):
+            rad = np.where(mask & (rad > 0), rad, np.nan)
         k = np.arange(rho.shape[1])
         kk = np.broadcast_to(k, rho.shape)
         ok = np.isfinite(rho)
@@ -569,17 +669,21 @@ def taylor_figure(problem: str, series: List[Series], styles: Dict[Any, Style]):
     axes[0].axhline(1.0, color="0.4", lw=0.8, ls=":")
     axes[0].set_ylim(RHO_CLIP[0] - 0.05, RHO_CLIP[1] + 0.05)
     axes[0].set_ylabel(f"ρ = actual / predicted reduction (clipped to [{RHO_CLIP[0]:g}, {RHO_CLIP[1]:g}])")
-    axes[0].set_title("Taylor-model quality: median, dots = starts (dashed: radius thresholds ρ = 0.25, 0.75; dotted: exact)")
+    # two lines: on one, the title was wider than its panel and ran off the figure's left edge
+    axes[0].set_title("Taylor-model quality: median, dots = starts\n"
+                      "(dashed: radius thresholds ρ = 0.25, 0.75; dotted: exact)")
     _log_axis(axes[1].yaxis)
-    axes[1].set_ylabel("Δ (median, IQR band)")
-    axes[1].set_title("trust radius Δ (or damping, as the method logs it)")
+    axes[1].set_ylabel("Δ or ‖Dp‖ (median, IQR band)")
+    # what each method logs as its step (optimizers/trust_region.py, least_squares.py): not damping
+    axes[1].set_title("trust radius Δ (Levenberg–Marquardt: the bound on ‖Dp‖;\n"
+                      "with Nielsen damping, the scaled step length ‖Dp‖ itself)")
     for ax in axes:
         ax.set_xlabel("iteration")
         _log_axis(ax.xaxis, "symlog", linthresh=1, linscale=0.4)
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
     _legend(fig, axes[0], len(series))
-    fig.suptitle(f"{problem}: trust-region model")
+    fig.suptitle(f"{problem}: trust-region model", wrap=True)
     return fig
 
 

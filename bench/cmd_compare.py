@@ -11,7 +11,7 @@ import os
 from optbench_core import OptbenchError
 
 from . import plots, report, store
-from .cmd_plot import add_weights_argument, parse_formats
+from .cmd_plot import add_plugin_argument, add_weights_argument, load_plugin_args, parse_formats
 from .metrics import WorkWeights
 
 NAME = "compare"
@@ -23,6 +23,7 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", help="where figures and compare.html go (default results/compare/<timestamp>)")
     p.add_argument("--formats", default="png,svg", help="comma-separated figure formats: png, svg (default both)")
     add_weights_argument(p)
+    add_plugin_argument(p)
 
 
 def format_differences(rows) -> str:
@@ -42,6 +43,7 @@ def run(args) -> int:
         raise OptbenchError("compare needs at least two run directories")
     formats = parse_formats(args.formats)
     weights = WorkWeights.parse(args.work_weights)
+    load_plugin_args(args)
     if args.out:
         for d in args.run_dirs:   # figures and compare.html never go into a run's data (its traces/)
             store.refuse_run_output(args.out, d)

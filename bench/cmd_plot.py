@@ -19,10 +19,23 @@ def add_weights_argument(p):
                         "dimension (default g=1,h=2n,hvp=2)")
 
 
+def add_plugin_argument(p):
+    """The ``--plugin`` option of plot, report and compare: a run of a plug-in's problem redraws
+    its contours (and so its figures byte for byte) only when that problem is registered again."""
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="import a file that registers problems/optimizers first, as the run did (repeatable)")
+
+
+def load_plugin_args(args) -> None:
+    from . import plugins
+    plugins.load_plugins(getattr(args, "plugin", None) or [])
+
+
 def add_arguments(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by optbench run")
     p.add_argument("--formats", default="png,svg", help="comma-separated figure formats: png, svg (default both)")
     add_weights_argument(p)
+    add_plugin_argument(p)
 
 
 def parse_formats(text: str):
@@ -36,6 +49,7 @@ def parse_formats(text: str):
 def run(args) -> int:
     formats = parse_formats(args.formats)
     weights = WorkWeights.parse(args.work_weights)
+    load_plugin_args(args)
     r = store.load_run(args.run_dir)
     if not r.summary:
         raise OptbenchError(f"{args.run_dir}: the run has no finished cells to plot")

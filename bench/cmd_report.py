@@ -6,7 +6,7 @@ import os
 from optbench_core import OptbenchError
 
 from . import report, store
-from .cmd_plot import add_weights_argument
+from .cmd_plot import add_plugin_argument, add_weights_argument, load_plugin_args
 from .metrics import WorkWeights
 
 NAME = "report"
@@ -17,10 +17,12 @@ def add_arguments(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by optbench run")
     p.add_argument("--out", metavar="FILE", help="where to write the HTML (default RUN_DIR/report.html)")
     add_weights_argument(p)
+    add_plugin_argument(p)
 
 
 def run(args) -> int:
     weights = WorkWeights.parse(args.work_weights)
+    load_plugin_args(args)
     if args.out and os.path.isdir(args.out):
         raise OptbenchError(f"--out {args.out} is a directory; give a file name such as report.html")
     r = store.load_run(args.run_dir)

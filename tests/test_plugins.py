@@ -165,3 +165,18 @@ def test_plugin_that_fails_halfway_leaves_nothing_registered(tmp_path):
         with pytest.raises(bench.OptbenchError, match="failed: RuntimeError: data file missing"):
             plugins.load_plugin(str(path))
     assert "half-a" not in problems.names()
+
+
+def test_plot_with_plugin_redraws_a_plugin_run_byte_for_byte(plugin_run):
+    """A fresh process has no plug-in registered: `plot --plugin` registers it again, so the
+    plug-in problem's contour is drawn and the figure is the run's own, byte for byte (without
+    the option the contour was lost and the README's byte-identical redraw was false)."""
+    import subprocess
+    import sys
+    fig = os.path.join(plugin_run, "plots", "trajectories_decay-fit.png")
+    before = open(fig, "rb").read()
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "bench.cli", "plot", plugin_run, "--formats", "png", "--plugin", EXAMPLE]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert open(fig, "rb").read() == before

@@ -116,7 +116,9 @@ def freudenstein_roth() -> Problem:
 def powell_badly_scaled() -> Problem:
     """MGH 3, Powell badly scaled: (10⁴x₁x₂ − 1, e^{−x₁} + e^{−x₂} − 1.0001); f* = 0, x0 = (0, 1).
 
-    x* = (1.09815932969975976e−5, 9.10614673986700218) (GSL test_powell3.c).
+    x* = (1.09815932969975976e−5, 9.10614673986700218) (GSL test_powell3.c). The residuals are
+    symmetric in x₁ and x₂, so the mirror image (9.106…, 1.098…e−5) is a global minimiser too
+    (outside the box; a start may still converge there).
     """
 
     def r(x):
@@ -124,6 +126,7 @@ def powell_badly_scaled() -> Problem:
 
     return _mk("powell-badly-scaled", r, [0.0, 1.0], f_star=0.0,
                x_star=np.array([1.09815932969975976e-05, 9.10614673986700218]),
+               minima=[np.array([9.10614673986700218, 1.09815932969975976e-05])],
                bounds=(np.array([-1.0, -1.0]), np.array([2.0, 12.0])), tags=("badly-scaled", "root"),
                description="10⁴x₁x₂ − 1, e^{−x₁} + e^{−x₂} − 1.0001")
 

@@ -63,12 +63,20 @@ def rosenbrock2_newton(x0s, gtol, max_iter=200, c1=1e-4, shrink=0.5, max_backtra
     """Batched modified Newton + Armijo on f = 100(y − x²)² + (1 − x)², starts (B, 2).
 
     Returns (x (B, 2), f (B,), ‖g‖ (B,), nit (B,), iterations run). A lane stops when
-    ‖g‖ ≤ gtol or its line search fails; the batch stops when every lane has.
+    ‖g‖ ≤ gtol or its line search fails, and a lane whose start has a non-finite f or ‖g‖ never
+    steps (optbench's ``diverged`` at iteration 0); the batch stops when every lane has. A line
+    search evaluates f at most ``max_backtracks`` times (the trial at α = 1 included), as
+    optbench's ``armijo_backtracking``. The one safeguard of optbench's search left out is its
+    test that the step moves x in floating point: on 2-D Rosenbrock every start converges to
+    ∇f = 0 exactly, so it never decides anything here.
     """
     x, y = x0s[:, 0], x0s[:, 1]
     f, gx, gy, hxx, hxy = _rosen2_derivs(x, y)
     gtol2 = gtol * gtol
-    active = gx * gx + gy * gy > gtol2
+    gg = gx * gx + gy * gy
+    # a start optbench calls diverged (non-finite f or ‖∇f‖) takes no step; a finite f is kept
+    # finite by the line search, so the test is needed only here
+    active = (gg > gtol2) & jnp.isfinite(f) & jnp.isfinite(gg)
     nit = jnp.zeros(x.shape, jnp.int32)
 
     def cond(c):
@@ -99,7 +107,10 @@ def rosenbrock2_newton(x0s, gtol, max_iter=200, c1=1e-4, shrink=0.5, max_backtra
         alpha0 = jnp.ones_like(x)
         f0 = _rosen2(x + dx, y + dy)
         ok0 = jnp.isfinite(f0) & (f0 <= f + c1 * slope)
-        alpha, ft, _, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha0, f0, jnp.ones_like(nit), ok0 | ~active))
+        # the trial at α = 1 is evaluation 1 of max_backtracks (with max_backtracks = 1 there is
+        # no second trial, as in optbench's search)
+        alpha, ft, _, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha0, f0, jnp.ones_like(nit),
+                                                                ok0 | ~active | (max_backtracks <= 1)))
         ok = jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope) & (slope < 0)
         move = active & ok
         xn, yn = jnp.where(move, x + alpha * dx, x), jnp.where(move, y + alpha * dy, y)
@@ -124,20 +135,29 @@ def ext_rosenbrock(x):
     return jnp.sum(100.0 * t * t + (1.0 - u) ** 2)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "max_cg"))
-def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink=0.5, max_backtracks=60):
-    """Line-search Newton-CG (Nocedal & Wright Alg. 7.1) on :func:`ext_rosenbrock`.
+@functools.partial(jax.jit, static_argnames=("max_iter", "max_cg", "max_backtracks"))
+def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=None, c1=1e-4, shrink=0.5, max_backtracks=40):
+    """Line-search Newton-CG (Nocedal & Wright Alg. 7.1) on :func:`ext_rosenbrock`: optbench's
+    ``newton-cg:linesearch=armijo`` with its defaults.
 
-    CG on H p = −g stops at ‖r‖ ≤ η‖g‖ with η = min(0.5, √‖g‖) (superlinear forcing) or on
-    non-positive curvature (then the last iterate, or −g on the first CG step); the step is
-    Armijo backtracking from 1 with safeguarded quadratic interpolation. Everything works on the
-    pair halves u = x[0::2], v = x[1::2], where the Hessian is 2×2 block-diagonal, so a
-    Hessian-vector product is four multiply-adds per pair.
+    CG on H p = −g stops at ‖r‖ ≤ η‖g‖ with η = min(0.5, √‖g‖) (superlinear forcing), after
+    ``max_cg`` products (None: min(2n, 500), optbench's automatic cap) or on non-positive
+    curvature (then the last iterate, or −g on the first CG step); the step is Armijo
+    backtracking from 1 with safeguarded quadratic interpolation, at most ``max_backtracks``
+    evaluations of f (optbench's ``max_evals``, 40). A search that finds no sufficient decrease
+    leaves x where it is and ends the run (optbench's ``linesearch_failed``), and so does a
+    start with a non-finite f or ‖g‖ (``diverged``, no iteration). Left out of optbench's search:
+    its test that the step moves x in floating point (one more pass over x per iteration, and on
+    this function the runs end with ∇f = 0 exactly). Everything works on the pair halves
+    u = x[0::2], v = x[1::2], where the Hessian is 2×2 block-diagonal, so a Hessian-vector
+    product is four multiply-adds per pair.
 
     Returns (x, f, ‖g‖, iterations, CG iterations in total).
     """
     dt = x0.dtype
     u, v = x0[0::2], x0[1::2]
+    if max_cg is None:
+        max_cg = min(x0.shape[0], 250) * 2   # min(2n, 500), as optbench's newton-cg (max_cg = 0)
 
     def fg(u, v):
         t = v - u * u
@@ -151,7 +171,7 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
         return jnp.sum(a1 * b1) + jnp.sum(a2 * b2)
 
     def body(c):
-        k, u, v, f, gu, gv, ncg = c
+        k, u, v, f, gu, gv, ncg, _ = c
         huu = 1200.0 * u * u - 400.0 * v + 2.0
         huv = -400.0 * u
         gg = dot(gu, gv, gu, gv)
@@ -167,7 +187,7 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
             hdu = huu * du + huv * dv
             hdv = huv * du + 200.0 * dv
             curv = dot(du, dv, hdu, hdv)
-            neg = curv <= 0.0
+            neg = ~(curv > 0.0) | ~jnp.isfinite(curv)   # as optbench's truncated_cg
             alpha = rr / jnp.where(neg, 1.0, curv)
             zu2, zv2 = zu + alpha * du, zv + alpha * dv
             ru2, rv2 = ru + alpha * hdu, rv + alpha * hdv
@@ -186,9 +206,13 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
             cg_cond, cg_body, (jnp.int32(0), zero, zero, gu, gv, -gu, -gv, gg, jnp.asarray(False), -gu, -gv))
         slope = dot(gu, gv, pu, pv)
 
+        def accepted(alpha, ft):
+            return jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope)
+
         def ls_cond(l):
             alpha, ft, n = l
-            return ~(jnp.isfinite(ft) & (ft <= f + c1 * alpha * slope)) & (n < max_backtracks)
+            # no descent (slope ≥ 0) fails at once, as in optbench's armijo_backtracking
+            return ~accepted(alpha, ft) & (n < max_backtracks) & (slope < 0)
 
         def ls_body(l):
             alpha, ft, n = l
@@ -199,17 +223,22 @@ def ext_rosenbrock_newton_cg(x0, gtol, max_iter=500, max_cg=200, c1=1e-4, shrink
             return alpha, fval(u + alpha * pu, v + alpha * pv), n + 1
 
         one = jnp.ones((), dt)
-        alpha, _, _ = jax.lax.while_loop(ls_cond, ls_body, (one, fval(u + pu, v + pv), jnp.int32(1)))
-        u, v = u + alpha * pu, v + alpha * pv
+        alpha, ft, _ = jax.lax.while_loop(ls_cond, ls_body, (one, fval(u + pu, v + pv), jnp.int32(1)))
+        # a failed search takes no step (it used to take the last, rejected trial — uphill — and
+        # go on) and ends the run; the iteration and its CG products still count, as in optbench
+        ok = accepted(alpha, ft) & (slope < 0)
+        u, v = jnp.where(ok, u + alpha * pu, u), jnp.where(ok, v + alpha * pv, v)
         f, gu, gv = fg(u, v)
-        return k + 1, u, v, f, gu, gv, ncg + j
+        return k + 1, u, v, f, gu, gv, ncg + j, ~ok
 
     def cond(c):
-        k, u, v, f, gu, gv, _ = c
-        return (k < max_iter) & (dot(gu, gv, gu, gv) > gtol * gtol)
+        k, u, v, f, gu, gv, _, failed = c
+        return (k < max_iter) & (dot(gu, gv, gu, gv) > gtol * gtol) & ~failed
 
     f, gu, gv = fg(u, v)
-    k, u, v, f, gu, gv, ncg = jax.lax.while_loop(cond, body, (jnp.int32(0), u, v, f, gu, gv, jnp.int32(0)))
+    # a start with a non-finite f or ‖g‖ takes no step (optbench: diverged at iteration 0)
+    bad = ~(jnp.isfinite(f) & jnp.isfinite(dot(gu, gv, gu, gv)))
+    k, u, v, f, gu, gv, ncg, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), u, v, f, gu, gv, jnp.int32(0), bad))
     x = jnp.stack([u, v], axis=1).reshape(-1)
     return x, f, jnp.sqrt(dot(gu, gv, gu, gv)), k, ncg
 

@@ -373,7 +373,7 @@ def _check_source(src: Dict[str, Any], where: str) -> None:
 
 def _provenance(run: store.Run) -> Dict[str, Any]:
     m = run.meta
-    keys = ("created", "git_commit", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind",
+    keys = ("created", "git_commit", "git_dirty", "host", "platform", "cpu_count", "cpu_threads", "backend", "device_kind",
             "device_count", "x64", "versions", "xla_options")
     _check_source(m, os.path.join(run.path, "meta.json"))
     out = {k: m.get(k) for k in keys}

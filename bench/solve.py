@@ -27,8 +27,9 @@ non-finite value ends its start with status ``diverged`` and leaves the other st
 
 More than one device: the starts are sharded over every visible device of the chosen kind with
 ``jax.sharding`` (a 1-D mesh over the batch axis; the batch is padded to a multiple of the
-device count with copies of its last start, which are dropped again). Each lane's arithmetic is
-the same on any device, so results equal a one-device run bit for bit. Across hosts, call
+device count with copies of its last start, which are dropped again). XLA compiles each
+device's share for its size, so results equal a one-device run to rounding (bit for bit where
+the code for both sizes agrees: the README's *Several devices*). Across hosts, call
 :func:`init_distributed` first in every process: the mesh then spans all processes' devices and
 results are gathered to every process.
 
@@ -684,16 +685,25 @@ def resolve_devices(device: Optional[str]) -> List[Any]:
     if device in (None, "", "default"):
         return list(jax.devices())
     text = str(device).lower()
-    kind, _, idx = text.partition(":")
-    if kind not in ("cpu", "gpu") or (idx and not idx.isdigit()):
+    kind, colon, idx = text.partition(":")
+    # N in ASCII digits only: str.isdigit() also passes '²' (int() then fails: an internal error)
+    # and '٣'; and 'cpu:' with no N is a typo, not every CPU device
+    if kind not in ("cpu", "gpu") or (colon and not (idx.isascii() and idx.isdigit())):
         raise OptbenchError(f"unknown device {device!r}: use cpu, gpu, cpu:N or gpu:N")
     try:
         devs = list(jax.devices(kind))
     except RuntimeError:
         devs = []
     if not devs:
-        raise OptbenchError(f"no {kind} device is visible to JAX on this machine; run with --device cpu")
+        other = "gpu" if kind == "cpu" else "cpu"   # JAX_PLATFORMS may hide the CPU too
+        raise OptbenchError(f"no {kind} device is visible to JAX on this machine; run with --device {other}")
     if idx:
+        if jax.process_count() > 1:
+            # one device of a multi-process run: the other processes hold no share of the starts
+            # and the run fails inside JAX (an error in one process, a collective that times out
+            # in the others)
+            raise OptbenchError(f"device {device!r} is one device, but this run spans {jax.process_count()} "
+                                f"processes, each of which computes a share of the starts: use --device {kind}")
         i = int(idx)
         if i >= len(devs):
             raise OptbenchError(f"device {device!r} does not exist: {len(devs)} {kind} device(s) visible")
@@ -775,7 +785,11 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
     detection (SLURM, Open MPI, ``JAX_COORDINATOR_ADDRESS``) decides. Afterwards
     ``jax.devices()`` lists every process's devices, :func:`solve` shards the starts over all
     of them, and every process receives the whole result (so process 0 alone should write).
+    Once joined, a second call does nothing (``optbench run`` joins again when the environment
+    names the run; JAX refused a second join with "should only be called once").
     """
+    if jax.distributed.is_initialized():
+        return
     env = os.environ
     addr = coordinator_address or env.get("OPTBENCH_COORDINATOR")
     nproc = num_processes if num_processes is not None else env.get("OPTBENCH_NUM_PROCESSES")

@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -113,14 +114,43 @@ def cell_file_name(problem: str, optimizer: str) -> str:
     return f"{safe}-{hashlib.sha1(raw.encode()).hexdigest()[:8]}.npz"
 
 
-def git_commit(path: Optional[str] = None) -> Optional[str]:
-    """The git commit of the source tree holding optbench, or None."""
-    where = path or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def _git(where: str, *args: str) -> Optional[str]:
+    """``git -C where args…``'s output, or None where git fails or is missing."""
     try:
-        out = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _git_source(path: Optional[str]):
+    """(directory, pathspec) of the source tree ``path`` (default: the one holding optbench)."""
+    if path:
+        return path, "."
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root, os.path.relpath(os.path.abspath(__file__), root)
+
+
+def git_commit(path: Optional[str] = None) -> Optional[str]:
+    """The git commit of the source tree holding optbench, or None. None too where the
+    repository around it does not track it: an installed copy (a virtual environment's
+    site-packages inside some other project's checkout, with ``.venv/`` ignored) would otherwise
+    record that project's commit as optbench's."""
+    where, spec = _git_source(path)
+    if _git(where, "ls-files", "--error-unmatch", "--", spec) is None:
+        return None
+    out = _git(where, "rev-parse", "HEAD")
+    return (out.strip() or None) if out is not None else None
+
+
+def git_dirty(path: Optional[str] = None) -> Optional[bool]:
+    """Whether tracked files of the source tree holding optbench differ from its commit (the
+    code that ran is then not the recorded commit's), or None where there is no commit."""
+    where, _ = _git_source(path)
+    if git_commit(path) is None:
+        return None
+    out = _git(where, "status", "--porcelain", "--untracked-files=no", "--", ".")
+    return None if out is None else bool(out.strip())
 
 
 def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
@@ -134,7 +164,9 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
     dev = device or jax.devices()[0]
     return {
         "versions": {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-                     "optax": optax.__version__, "numpy": np.__version__, "matplotlib": matplotlib.__version__},
+                     "optax": optax.__version__, "numpy": np.__version__, "matplotlib": matplotlib.__version__,
+                     # the scipy: cells are scipy's code (null: not installed)
+                     "scipy": _installed_version("scipy")},
         "backend": dev.platform,
         "device_kind": getattr(dev, "device_kind", ""),
         "device_count": len(devices) if devices is not None else len(jax.devices(dev.platform)),
@@ -142,6 +174,8 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
         "dtype": dtype,
         "x64": bool(jax.config.jax_enable_x64),
         "git_commit": git_commit(),
+        # uncommitted changes to tracked files: the code that ran is not that commit's
+        "git_dirty": git_dirty(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -151,6 +185,14 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
         # small problems (see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
         "xla_options": _xla_options(dev.platform),
     }
+
+
+def _installed_version(name: str) -> Optional[str]:
+    """An installed distribution's version, read without importing it; None if not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _cpu_threads() -> int:
@@ -305,6 +347,8 @@ class RunWriter:
         self._locked = False
         self._fd: Optional[int] = None
         self._created = False
+        self._resumed = resume
+        self._written = set()   # the CSV and trace files this writer wrote (see discard)
         if resume:
             load_meta(path)  # a one-line error if this is not a run, before touching the lock
             self._acquire_lock()
@@ -331,7 +375,7 @@ class RunWriter:
                     raise OptbenchError(self._locked_message())
                 kind = "a run (continue it with --resume)" if "meta.json" in entries else "not a run"
                 raise OptbenchError(f"output directory {path} already exists and is {kind}; choose another --out")
-            self._created = not os.path.isdir(path)
+            self._created = not os.path.isdir(path) or os.path.abspath(path) in _RESERVED
             try:
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
@@ -446,17 +490,23 @@ class RunWriter:
 
     def discard(self) -> None:
         """Undo a new run that failed before its first cell: remove what this writer created
-        (meta.json, the empty traces/, the lock, the directory), so a failed start leaves nothing."""
-        if not self._created or self.meta.get("cells_done"):
+        (meta.json, the empty traces/, the lock, the directory), so a failed start leaves nothing.
+        An empty directory that was there before (``--out`` made by the user) is kept, but emptied
+        of what this writer put in it: left with a meta.json, it read as a run and the next run
+        into it was refused ("already exists and is a run")."""
+        if self._resumed or self.meta.get("cells_done"):
             return
-        for p in (os.path.join(self.path, "meta.json"),):
+        # with meta.json go the files of a first cell that failed half-written (a full disk):
+        # a directory of summary.csv and a trace without meta.json is "not a run" to --resume
+        # and to the next run into it
+        for p in [os.path.join(self.path, "meta.json")] + sorted(self._written):
             try:
                 os.remove(p)
             except OSError:
                 pass
         _remove_stale_temporaries(self.path)
         self.release()
-        for d in (os.path.join(self.path, "traces"), self.path):
+        for d in (os.path.join(self.path, "traces"),) + ((self.path,) if self._created else ()):
             try:
                 os.rmdir(d)  # only if empty: never deletes anything else
             except OSError:
@@ -497,6 +547,8 @@ class RunWriter:
             arrays.update(extra)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
+        self._written.update(os.path.join(self.path, f) for f in (os.path.join("traces", fname), "summary.csv",
+                                                                    "starts.csv"))
         atomic_write_bytes(os.path.join(self.path, "traces", fname), buf.getvalue())
         row, starts = summarize(res, problem_dim, os.path.join("traces", fname))
         self.summary = [r for r in self.summary if (r["problem"], r["optimizer"]) != (res.problem, res.optimizer)]
@@ -589,6 +641,13 @@ def _parse_csv_value(col: str, v: str):
         raise ValueError(f"column {col!r} holds {v[:40]!r}, not a number") from None
 
 
+def _parse_extra_value(v: str):
+    try:
+        return _parse_csv_value("", v)
+    except ValueError:
+        return v
+
+
 def _read_csv(path: str, columns: List[str]) -> List[Dict[str, Any]]:
     """Rows of a run's CSV as dicts of parsed values; a one-line error naming the file, line and
     column on a missing file, a missing column, a truncated row or a value that is not a number."""
@@ -615,7 +674,9 @@ def _read_csv(path: str, columns: List[str]) -> List[Dict[str, Any]]:
         if None in r:
             raise OptbenchError(f"{path}: line {i} has more fields than the header")
         try:
-            out.append({c: _parse_csv_value(c, r[c]) for c in r})
+            # a column optbench does not read (a note added by hand, a later version's field) is
+            # kept, as a number where it reads as one, and never makes the run unreadable
+            out.append({c: _parse_csv_value(c, r[c]) if c in columns else _parse_extra_value(r[c]) for c in r})
         except ValueError as exc:
             raise OptbenchError(f"{path}: line {i}: {exc}") from None
     return out
@@ -717,19 +778,39 @@ def load_run(path: str) -> Run:
     return Run(path, meta, summary, starts)
 
 
+#: directories :func:`default_run_dir` created (empty) in this process: a :class:`RunWriter` given
+#: one counts it as its own, so a run that fails before its first cell removes it again
+_RESERVED = set()
+
+
 def default_run_dir(root: str = os.path.join("results", "runs")) -> str:
-    """``results/runs/<UTC timestamp>`` (a suffix is added if that exists)."""
+    """``results/runs/<UTC timestamp>`` (``-2``, ``-3``, … added if that exists), created here
+    with ``os.mkdir``, which fails where the name is taken. Only looking for a free name let
+    runs started in the same second without ``--out`` pick the same directory, and all but
+    one stopped ("run directory … is locked by optbench process …")."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(root, stamp)
+    writable_dir(root)
     i = 1
-    while os.path.exists(path):
-        i += 1
-        path = os.path.join(root, f"{stamp}-{i}")
-    return path
+    while True:
+        path = os.path.join(root, stamp if i == 1 else f"{stamp}-{i}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            i += 1
+            continue
+        except OSError as exc:
+            raise OptbenchError(f"{path}: cannot create the directory ({exc.strerror or exc})") from None
+        _RESERVED.add(os.path.abspath(path))
+        return path
 
 
 def command_line() -> str:
-    return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    """The command as typed: the program's name and its arguments."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog == "__main__.py":
+        # ``python -m bench …``: argv[0] is bench/__main__.py, and "__main__.py run …" is no command
+        prog = "python -m " + os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
+    return " ".join([prog] + sys.argv[1:])
 
 
 def writable_dir(path: str, what: str = "files") -> None:

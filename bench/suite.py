@@ -247,8 +247,8 @@ def _check_value(where: str, key: str, v: Any) -> Any:
         if key == "device" and v not in ("", "default"):
             # the syntax bench.solve.resolve_devices accepts, checked here so that a typo names the
             # file and the key (whether such a device exists is decided when the run starts)
-            kind, _, idx = v.lower().partition(":")
-            if kind not in ("cpu", "gpu") or (idx and not idx.isdigit()):
+            kind, colon, idx = v.lower().partition(":")
+            if kind not in ("cpu", "gpu") or (colon and not (idx.isascii() and idx.isdigit())):
                 raise OptbenchError(f"{_label(where, key)} must be cpu, gpu, cpu:N or gpu:N, got {v!r}")
         return v
     if key == "plugins":

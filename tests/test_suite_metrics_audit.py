@@ -116,7 +116,8 @@ def test_cli_seed_past_32_bits_exit_2_nothing_written(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("device, ok", [("cpu", True), ("gpu", True), ("cpu:0", True), ("GPU:1", True),
-                                        ("tpu", False), ("cpu:x", False), ("gpu0", False), ("cuda", False)])
+                                        ("tpu", False), ("cpu:x", False), ("gpu0", False), ("cuda", False),
+                                        ("cpu:", False), ("cpu:\u00b2", False)])
 def test_suite_device_is_checked_where_the_file_says_it(device, ok):
     """``device = "tpu"`` parsed and failed later as "unknown device 'tpu'", naming neither the
     file nor the key. (Whether a well-formed device exists is decided when the run starts.)"""

@@ -59,7 +59,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not argv or argv[0] in ("-h", "--help"):
             parser.print_help()
             return 0
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:   # -h/--help after the command: argparse printed it and exits;
+            return exc.code or 0    # main(argv) returns the code rather than ending the caller
         if args.command is None:
             parser.print_help()
             return 2
@@ -70,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             threads, source = os.environ.get(CPU_THREADS_ENV) or None, f"${CPU_THREADS_ENV}"
         if threads is not None:
             set_cpu_threads(threads, source)
+        # the arguments this command was given: main(argv) from Python is not the host's sys.argv
+        args.cli_argv = argv
         return int(modules[args.command].run(args) or 0)
     except OptbenchError as exc:
         if debug:
@@ -82,9 +87,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt:
-        print("optbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # a SIGTERM that a run turned into bench.interrupt.Interrupted exits 143, not Ctrl-C's 130
+        signame = getattr(exc, "signame", None)
+        print(f"optbench: interrupted{f' by {signame}' if signame else ''}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:  # an internal fault: still one line unless --debug
         if debug:
             raise

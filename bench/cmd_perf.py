@@ -271,7 +271,7 @@ def _timed(args, sizes, families, methods, device, user_options, path) -> int:
     print(table)
     if path is None:
         return 0
-    meta = {"command": store.command_line(), "argv": sys.argv[1:],
+    meta = {**store.command_record(getattr(args, "cli_argv", None)),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
                        "sizes": sizes, "families": list(families), "device": args.device,

@@ -45,7 +45,7 @@ def add_arguments(p):
     p.add_argument("--max-iter", type=int, help="iteration budget per start (default 1000)")
     p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default 1e-8)")
     p.add_argument("--dtype", choices=list(DTYPES), help="default float64")
-    p.add_argument("--device", help="cpu or gpu (default: the suite's, else cpu)")
+    p.add_argument("--device", help="cpu, gpu, cpu:N or gpu:N (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
     p.add_argument("--pack", action="store_true", default=None,
                    help="step only the tiles of a batch that hold running starts once most have finished "
@@ -254,17 +254,20 @@ def format_table(rows) -> str:
     return "\n".join(out)
 
 
-def _precompile_cells(cells, device_name, bar, jobs=None) -> None:
+def _precompile_cells(cells, device_name, bar, jobs=None, index=1) -> None:
     """Compile every cell's programs before any is timed, several at once (XLA compiles without
     the GIL): a cold suite spends most of its wall time compiling, and compiling in parallel does
     not disturb the timings, which all come after. A cell whose compile fails is left to its own
-    run, which reports the error as it would have."""
+    run, which reports the error as it would have. ``index`` is the run's number of the first of
+    ``cells``, where the progress bar stands while they compile."""
     import concurrent.futures
     jobs = jobs or min(4, os.cpu_count() or 1)
     todo = [c for c in cells if not c.is_scipy]
     if jobs < 2 or len(todo) < 2:
         return
-    bar.cell(0, f"compiling {len(todo)} cells, {jobs} at a time")
+    # the bar stays at the first of these cells: at 0 it went back to an empty bar and [0/N]
+    # each time a later window of cells compiled
+    bar.cell(index, f"compiling {len(todo)} cells, {min(jobs, len(todo))} at a time")
     bar.phase("compile")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optbench-compile")
     futures = []
@@ -374,6 +377,12 @@ def _run(args, out) -> int:
     for option, value in (("--resume", resume), ("--out", getattr(args, "out", None))):
         if value is not None and not str(value).strip():   # '' would quietly mean "not given"
             raise OptbenchError(f"{option} needs a directory, got an empty string")
+    # likewise an empty SUITE ran the default suite and an empty --device the suite's device
+    # (`optbench run "$SUITE" --device "$DEV"` with the variables unset)
+    for option, value, what in (("SUITE", getattr(args, "suite", None), "a suite file or shipped suite name"),
+                                ("--device", getattr(args, "device", None), "cpu, gpu, cpu:N or gpu:N")):
+        if value is not None and not str(value).strip():
+            raise OptbenchError(f"{option} needs {what}, got an empty string")
     rank = join_processes()
     if rank and resume:
         raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
@@ -382,14 +391,17 @@ def _run(args, out) -> int:
     path = resume or args.out or store.default_run_dir()
     if resume:
         meta = None
-        if store.load_run(path).meta.get("complete"):  # loading it checks every file but the traces
+        done_run = store.load_run(path)   # loading it checks every file but the traces
+        if done_run.meta.get("complete"):
             print(f"run {path} is already complete; nothing to resume", file=sys.stderr)
-            return 0
+            # still the output --json/--quiet promise: a script reading stdout gets the run's
+            # summary (it got nothing, and json.loads failed on an empty document)
+            return _print_result(args, out, path, plan.suite.name, done_run.summary, None)
     else:
         config = plan.config()
         config["cli_plugins"] = [os.path.abspath(p) for p in (getattr(args, "plugin", None) or [])]
         dtype = config["dtype"] if isinstance(config["dtype"], str) else "mixed"
-        meta = {"command": store.command_line(), "argv": sys.argv[1:],
+        meta = {**_command(args),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "config": config, **store.provenance(dtype, plan.device, resolve_devices(plan.device_name))}
     t0 = time.perf_counter()
@@ -406,7 +418,7 @@ def _run(args, out) -> int:
             if resume:
                 with guard.critical():
                     writer.note_resumed({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                         "command": store.command_line(), "cells_before": len(done),
+                                         "command": _command(args)["command"], "cells_before": len(done),
                                          **store.provenance(writer.meta.get("dtype", "float64"), plan.device,
                                                            resolve_devices(plan.device_name))})
             with Progress(len(todo), enabled=None if not quiet else False) as bar:
@@ -415,7 +427,7 @@ def _run(args, out) -> int:
                 for i, cell in enumerate(todo, 1):
                     if (i - 1) % window == 0:
                         _precompile_cells(todo[i - 1:i - 1 + window], plan.device_name, bar,
-                                          getattr(args, "jobs", None))
+                                          getattr(args, "jobs", None), index=i)
                     p, o = cell.problem, cell.optimizer
                     bar.cell(i, f"{p.spec} × {o.spec}")
                     res = cell.run(device=plan.device_name, progress=bar.phase)
@@ -436,8 +448,12 @@ def _run(args, out) -> int:
             if resume and todo:
                 _note_stale_outputs(path, figures is None, report_path is None)
         except interrupt.Interrupted as exc:
-            if writer is None or writer.meta.get("complete"):  # nothing to keep, or every cell is in
+            if writer is None:  # nothing to keep
                 raise
+            if writer.meta.get("complete"):   # every cell is in; stopped while writing the report
+                print(f"optbench: interrupted by {exc.signame}: the run in {path} is complete (every cell kept); "
+                      f"if its report is missing, write it with: optbench report {path}", file=sys.stderr, flush=True)
+                return exc.exit_code
             with guard.critical():
                 writer.mark_interrupted(exc.signame)
             n = len(writer.done_cells())
@@ -453,14 +469,26 @@ def _run(args, out) -> int:
         finally:
             if writer is not None:
                 writer.release()
+    return _print_result(args, out, path, plan.suite.name, writer.summary, report_path)
+
+
+def _print_result(args, out, path, suite_name, summary, report_path) -> int:
+    """What a finished run prints on stdout: the JSON document (--json), the run directory
+    (--quiet), or the table, the report's path and the run directory."""
     if getattr(args, "json", False):
-        rows = [{k: _json_safe(v) for k, v in r.items()} for r in writer.summary]
-        print(json.dumps({"run_dir": path, "suite": plan.suite.name, "summary": rows}, indent=1), file=out)
+        rows = [{k: _json_safe(v) for k, v in r.items()} for r in summary]
+        print(json.dumps({"run_dir": path, "suite": suite_name, "summary": rows}, indent=1), file=out)
         return 0
     if not args.quiet:
-        print(format_table(writer.summary))
-        print()
+        print(format_table(summary), file=out)
+        print(file=out)
         if report_path:
-            print(f"report: {report_path}")
-    print(f"run directory: {path}")
+            print(f"report: {report_path}", file=out)
+    print(f"run directory: {path}", file=out)
     return 0
+
+
+
+def _command(args) -> dict:
+    """meta.json's ``command`` and ``argv`` (:func:`bench.store.command_record`)."""
+    return store.command_record(getattr(args, "cli_argv", None))

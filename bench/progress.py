@@ -7,6 +7,7 @@ nothing is written when stderr is a pipe or a file (CI logs stay clean).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -72,7 +73,18 @@ class Progress:
 
     # -- drawing --------------------------------------------------------------------------------
     def _width(self) -> int:
-        return max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        # the width of the terminal the bar is drawn on: shutil asks stdout's, and with stdout
+        # redirected (`optbench run > out.txt`) fell back to 80 columns, so on a narrower terminal
+        # the line wrapped and every redraw scrolled it by a line. $COLUMNS still overrides.
+        columns = None
+        if not os.environ.get("COLUMNS", "").strip().isdigit():
+            try:
+                columns = os.get_terminal_size(self.stream.fileno()).columns
+            except (AttributeError, ValueError, OSError):   # not a file, or not a terminal
+                columns = None
+        if not columns:
+            columns = shutil.get_terminal_size((80, 24)).columns
+        return max(20, columns - 1)
 
     def line(self) -> str:
         """The text of the bar as it would be drawn now (fixed width; used by tests too)."""

@@ -813,6 +813,15 @@ def command_line() -> str:
     return " ".join([prog] + sys.argv[1:])
 
 
+def command_record(argv=None) -> Dict[str, Any]:
+    """meta.json's ``command`` and ``argv``: the arguments ``bench.cli.main`` was given. Called from
+    Python (``main([...])``), those are not the host process's ``sys.argv`` (which recorded
+    ``pytest …`` or a notebook kernel's arguments as the command of the run)."""
+    if argv is None or list(argv) == sys.argv[1:]:
+        return {"command": command_line(), "argv": sys.argv[1:]}
+    return {"command": " ".join(["optbench"] + [str(a) for a in argv]), "argv": [str(a) for a in argv]}
+
+
 def writable_dir(path: str, what: str = "files") -> None:
     """Create the directory ``path`` (and its parents) if needed and check that ``what`` can be
     written there: one line naming the directory otherwise, before anything is computed or drawn

@@ -1085,6 +1085,24 @@ def as_dict(cmp: Comparison) -> Dict[str, Any]:
                   for c in cmp.cells]}
 
 
+def is_check_output(path: str) -> bool:
+    """Whether ``path`` holds an earlier ``optbench check --out`` report in any of its formats (or
+    is empty): the only files ``check --out`` replaces. It replaced any file (``--out notes.txt``)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    if not head.strip():
+        return True
+    if head.startswith(("optbench check: ", "### optbench check:")):     # text, markdown
+        return True
+    if head.startswith("<?xml") and '<testsuites name="optbench check"' in head:   # junit
+        return True
+    # json: the report's own first keys, in the order format_json writes them
+    return bool(re.match(r'\{\s*"schema_version": \d+,\s*"verdict": "', head))
+
+
 def format_json(cmp: Comparison) -> str:
     # _encode: a provenance field of a hand-edited baseline may hold a NaN (the metrics are
     # checked on loading; the free-form source is not), which strict JSON cannot carry

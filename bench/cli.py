@@ -11,6 +11,7 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from typing import List, Optional
 
 from optbench_core import OptbenchError
@@ -77,8 +78,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.cli_argv = argv
         return int(modules[args.command].run(args) or 0)
     except OptbenchError as exc:
-        if debug:
-            raise
+        if debug:   # the traceback, then the same line and exit code (raising exited 1, a
+            traceback.print_exc()   # "regression" to `check`)
         print(f"optbench: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
@@ -92,12 +93,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         signame = getattr(exc, "signame", None)
         print(f"optbench: interrupted{f' by {signame}' if signame else ''}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
-    except Exception as exc:  # an internal fault: still one line unless --debug
+    except Exception as exc:  # an internal fault: one line, after the traceback with --debug
         if debug:
-            raise
+            traceback.print_exc()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"optbench: internal error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        hint = "" if debug else " (rerun with --debug for the traceback)"
+        print(f"optbench: internal error: {type(exc).__name__}: {msg}{hint}", file=sys.stderr)
         return 1
 
 

@@ -41,7 +41,8 @@ def add_arguments(p):
 
 def _check_out(args) -> None:
     """Refuse a --out that would replace what the check reads: a file of the run (its meta.json,
-    CSVs, traces) or the baseline itself. Checked before anything is computed."""
+    CSVs, traces) or the baseline itself, or any other file but an earlier check report (or an
+    empty file). Checked before anything is computed."""
     store.refuse_run_output(args.out, args.run_dir)
     if os.path.realpath(args.out) == os.path.realpath(args.baseline):
         raise OptbenchError(f"--out {args.out}: is the baseline file itself; writing the report there would destroy "
@@ -49,6 +50,9 @@ def _check_out(args) -> None:
     if check.is_baseline_file(args.out):
         raise OptbenchError(f"--out {args.out}: is an optbench baseline; writing the report there would destroy "
                             "it, choose another path")
+    if os.path.lexists(args.out) and not os.path.isdir(args.out) and not check.is_check_output(args.out):
+        raise OptbenchError(f"--out {args.out}: exists and is not an earlier optbench check report; remove it or "
+                            f"choose another file name")
 
 
 def run(args) -> int:

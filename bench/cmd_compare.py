@@ -51,19 +51,24 @@ def run(args) -> int:
     for d, r in zip(args.run_dirs, runs):
         if not r.summary:
             raise OptbenchError(f"{d}: the run has no finished cells to compare")
+    for r in runs:   # every trace readable before the first figure is written
+        plots.check_run(r)
     labels = plots.run_labels(runs)
     out = args.out or store.default_run_dir(os.path.join("results", "compare"))
     if os.path.exists(out) and not os.path.isdir(out):
         raise OptbenchError(f"--out {out} exists and is not a directory")
+    html_path = os.path.join(out, "compare.html")
+    if os.path.lexists(html_path) and not report.is_report_file(html_path, report._COMPARE_TITLE):
+        raise OptbenchError(f"--out {out}: its compare.html is not an earlier optbench compare page; "
+                            f"remove it or choose another directory")
     plots.prepare_dir(out)   # created and writable, or one line, before any drawing
     rows = report.compare_rows(runs, labels)
     figures = plots.plot_compare(runs, out, formats, weights, labels)
-    html_path = os.path.join(out, "compare.html")
     store.atomic_write_text(html_path, report.compare_html(runs, labels, rows, figures))
     print(f"baseline: {labels[0]} ({args.run_dirs[0]})")
     print(format_differences(rows))
     if figures.profiles_note:
-        print(f"no performance or data profiles: the runs' starts differ ({figures.profiles_note})")
+        print(f"no performance or data profiles or ECDF: the runs' starts differ ({figures.profiles_note})")
     print()
     print(f"figures and compare.html: {out}")
     return 0

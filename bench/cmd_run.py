@@ -40,13 +40,16 @@ def add_arguments(p):
                                         "scipy:<method> allowed (replace the suite's)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                    help="import a file that registers problems/optimizers first (repeatable)")
-    p.add_argument("--starts", type=int, help="starts per problem: x0 plus N-1 random in the box (default 10)")
+    p.add_argument("--starts", type=int,
+                   help="starts per problem: x0 plus N-1 random in the box (default: the suite's; 10 in the default suite)")
     p.add_argument("--seed", type=int, help="seed of the random starts (default 0)")
-    p.add_argument("--max-iter", type=int, help="iteration budget per start (default 1000)")
+    p.add_argument("--max-iter", type=int,
+                   help="iteration budget per start (default: the suite's; 1000 in the default suite)")
     p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default 1e-8)")
     p.add_argument("--dtype", choices=list(DTYPES), help="default float64")
     p.add_argument("--device", help="cpu, gpu, cpu:N or gpu:N (default: the suite's, else cpu)")
-    p.add_argument("--repeats", type=int, help="timed repeats per cell, median reported (default 3)")
+    p.add_argument("--repeats", type=int,
+                   help="timed repeats per cell, median reported (default: the suite's; 3 in the default suite)")
     p.add_argument("--pack", action="store_true", default=None,
                    help="step only the tiles of a batch that hold running starts once most have finished "
                         "(batches of 2048+ starts; one more compile per cell)")

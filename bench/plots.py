@@ -362,6 +362,13 @@ def check_cell(cell: Dict[str, np.ndarray], path: str) -> None:
         raise bad("lacks trace_grad_norm, which its figures show where f* is unknown")
 
 
+def check_run(run: Run) -> None:
+    """:func:`check_cell` over every cell of ``run``: before a drawing that writes its figures as
+    it goes (``compare``), so a damaged trace stops it before the first file, not half-way."""
+    for row in run.summary:
+        check_cell(run.cell(row["problem"], row["optimizer"]), os.path.join(run.path, row["trace_file"]))
+
+
 def run_series(run: Run, problem: str, key: Callable[[str], Any] = lambda o: o) -> List[Series]:
     """The cells of ``problem`` in ``run``, in summary order (each checked by :func:`check_cell`)."""
     out = []

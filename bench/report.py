@@ -334,15 +334,19 @@ _REPORT_HEAD = "<!DOCTYPE html>\n<html"
 _REPORT_TITLE = "<title>optbench run "
 
 
-def is_report_file(path: str) -> bool:
+def is_report_file(path: str, title: str = _REPORT_TITLE) -> bool:
     """Whether the existing file ``path`` may be replaced by a report: it is empty or an earlier
-    run report (its head names the page ``optbench run …``), not some other file of the user's."""
+    run report (its head names the page ``optbench run …``; ``title``: ``<title>optbench
+    compare`` for a compare page), not some other file of the user's."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096).decode("utf-8", errors="replace")
     except OSError:
         return False
-    return head == "" or (head.startswith(_REPORT_HEAD) and _REPORT_TITLE in head)
+    return head == "" or (head.startswith(_REPORT_HEAD) and title in head)
+
+
+_COMPARE_TITLE = "<title>optbench compare<"
 
 
 def report_path(run: Run, out: Optional[str] = None) -> str:
@@ -455,7 +459,7 @@ def compare_html(runs: Sequence[Run], labels: Sequence[str], rows: List[Dict[str
     body.append("<h2>Profiles</h2>")
     body += [_embed(figures, p) for p in figures.profiles if p.endswith(".png")]
     if figures.profiles_note:
-        body.append(f'<p class="muted">No performance or data profiles: the runs\' starts differ '
+        body.append(f'<p class="muted">No performance or data profiles or ECDF: the runs\' starts differ '
                     f'({esc(figures.profiles_note)}); a profile scores (problem, start) instances.</p>')
     anchor = _anchors(list(figures.problems))
     for p, paths in figures.problems.items():

@@ -582,7 +582,10 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
                 seen[key] = (where, settings)
                 cells.append(Cell(problem=p, optimizer=o, **settings))
         if not fits:
-            raise OptbenchError(f"{where}: no problem × optimizer pair fits "
+            # both selections from the command line: the mistake is in them, not in the suite file
+            given = ("--problems/--optimizers" if pwhere is None and owhere is None
+                     else where)
+            raise OptbenchError(f"{given}: no problem × optimizer pair fits "
                                 "(least-squares optimizers need problems with residuals)")
     if not cells:
         raise OptbenchError(f"{suite.where}: the suite selects no cells")

@@ -164,9 +164,11 @@ def test_out_that_exists_is_left_alone(tmp_path, capsys, kind):
         assert os.listdir(out) == ["precious.txt"]
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(OptbenchError, match="did you mean"):
-        main(["--debug", "run", "--problems", "rosenbrok", "--out", str(tmp_path / "never")])
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    """The traceback, then the same one line and exit code 2 (raising exited 1)."""
+    assert main(["--debug", "run", "--problems", "rosenbrok", "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "OptbenchError" in err and "did you mean" in err.strip().splitlines()[-1]
 
 
 # -- the same mistakes through the Python API: OptbenchError, one line ---------------------------

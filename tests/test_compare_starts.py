@@ -34,10 +34,10 @@ def test_profiles_left_out_when_starts_differ(runs, tmp_path, capsys, other, not
     out = str(tmp_path / "cmp")
     assert main(["compare", runs["a"], runs[other], "--out", out, "--formats", "png"]) == 0
     printed = capsys.readouterr().out
-    assert "no performance or data profiles: the runs' starts differ" in printed and note in printed
+    assert "no performance or data profiles or ECDF: the runs' starts differ" in printed and note in printed
     assert _profiles(out) == []
     with open(os.path.join(out, "compare.html"), encoding="utf-8") as fh:
-        assert "No performance or data profiles: the runs' starts differ" in fh.read()
+        assert "No performance or data profiles or ECDF: the runs' starts differ" in fh.read()
     assert os.path.isfile(os.path.join(out, "convergence_himmelblau.png"))
 
 

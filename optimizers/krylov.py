@@ -14,8 +14,10 @@ from .base import lanes_while
 
 
 def forcing_tolerance(g):
-    """Inexact-Newton stopping tolerance η‖g‖ with η = min(0.5, √‖g‖): superlinear convergence
-    (Dembo, Eisenstat & Steihaug 1982; N&W eq. 7.3 and Thm 7.2), as scipy's Newton-CG uses."""
+    """Inexact-Newton stopping tolerance η‖g‖ with η = min(0.5, √‖g‖), ‖·‖ the 2-norm: superlinear
+    convergence (Dembo, Eisenstat & Steihaug 1982; N&W eq. 7.3, Thm 7.2 and Alg. 7.1). scipy's
+    Newton-CG uses the same rule in the 1-norm (of g and of the CG residual), so its inner loops
+    stop elsewhere and its iterates differ from these."""
     gn = jnp.linalg.norm(g)
     return jnp.minimum(0.5, jnp.sqrt(gn)) * gn
 

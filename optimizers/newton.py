@@ -49,6 +49,23 @@ def _root_state(oracle, x0):
     return initial_state(oracle, x0, aux=(r, jac), f=jnp.vdot(r, r), g=2.0 * vm(r, jac))
 
 
+def _finite_slope(g, d):
+    """(∇f·d, whether d is finite) for a line search along d. With ∇f finite (the driver stops a
+    start whose gradient is not), ∇f·d is finite exactly when d is (an overflow of the product
+    aside), so the test reuses the slope's reduction: one over d itself, or a select of the slope,
+    added a kernel to 2-D newton's step (about 10 % of its time at 10³ starts). A NaN or +inf
+    slope fails the search at its first trial; −inf backtracks through non-finite trials and fails."""
+    slope = jnp.vdot(g, d)
+    return slope, jnp.isfinite(slope)
+
+
+def _check_params(method, checks):
+    """One line naming the first parameter out of its range: ``checks`` holds (ok, name, range, value)."""
+    for ok, name, allowed, value in checks:
+        if not ok:
+            raise OptbenchError(f"{method}: {name} must be {allowed}, got {value!r}")
+
+
 def _check_mode(method, mode):
     if mode not in MODES:
         raise OptbenchError(f"{method}: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -57,7 +74,8 @@ def _check_mode(method, mode):
 def newton_raphson(mode: str = "auto") -> Optimizer:
     """Plain Newton-Raphson: full step −H⁻¹g (or −J⁻¹F for a square system), no line search,
     no Hessian fix. A singular Hessian/Jacobian (non-finite step) ends the start with status
-    ``singular``; a step at round-off level (‖Δx‖ ≤ 10ε‖x‖, as Gauss-Newton's) ``stalled``.
+    ``singular`` where it is, with nothing more counted; a step at round-off level
+    (‖Δx‖ ≤ 10ε‖x‖, as Gauss-Newton's) ``stalled``.
     ``mode``: ``auto`` | ``root`` | ``minimize`` (see the module docstring).
     """
     _check_mode("newton-raphson", mode)
@@ -79,13 +97,17 @@ def newton_raphson(mode: str = "auto") -> Optimizer:
         ok = jnp.all(jnp.isfinite(d))
         x = jnp.where(ok, s.x + d, s.x)
         status = jnp.where(ok, s.status, STATUS_SINGULAR).astype(s.status.dtype)
+        # a singular system gives no new point: the start ends where it is, and the evaluations
+        # repeated there (the same point's) are not counted (they were, once more each)
+        inc = ok.astype(s.nfev.dtype)
         if root:
             r, jac = oracle.residuals_and_jac(x)
-            new = s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * vm(r, jac), nfev=s.nfev + 1, njev=s.njev + 1,
+            new = s._replace(x=x, f=jnp.vdot(r, r), g=2.0 * vm(r, jac), nfev=s.nfev + inc, njev=s.njev + inc,
                              status=status, aux=(r, jac))
         else:
             f, g, h = oracle.value_grad_hess(x)
-            new = s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, nhev=s.nhev + 1, status=status, aux=(h,))
+            new = s._replace(x=x, f=f, g=g, nfev=s.nfev + inc, njev=s.njev + inc, nhev=s.nhev + inc, status=status,
+                             aux=(h,))
         # the full step keeps no memory: one at round-off level repeats itself, or jitters x by an
         # ulp, to max_iter (float32 Himmelblau, 10 starts: 7 ran 1,000 iterations that way)
         return stall_where(round_off_step(x, s.x), new)
@@ -97,23 +119,40 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
            mode: str = "auto") -> Optimizer:
     """Newton with a Hessian fix and Armijo backtracking from α = 1 (N&W §3.4, Alg. 3.2).
 
-    The Hessian's eigenvalues are replaced by max(|λ|, δ), δ = ``eig_floor``·max|λ| (N&W eq.
-    3.41 and the absolute-value variant), so the direction descends and moves away from saddles
-    along negative curvature; Ĥ = H near a strict minimum whose Hessian has κ < 1/``eig_floor``,
-    keeping quadratic convergence (the default, a few ε, changes only eigenvalues that are
-    negative or zero to round-off; see :data:`optimizers.dense.EIG_FLOOR`).
+    The Hessian's eigenvalues are replaced by max(|λ|, δ), δ = max(``eig_floor``·max|λ|, 10⁻¹²)
+    (N&W eq. 3.41 and the absolute-value variant; the absolute floor is
+    :func:`optimizers.dense.modified_newton_direction`'s, for H = 0), so the direction descends and
+    moves away from saddles along negative curvature; Ĥ = H near a strict minimum whose Hessian has
+    κ < 1/``eig_floor`` and no eigenvalue below 10⁻¹², keeping quadratic convergence (the default,
+    a few ε, changes only eigenvalues that are negative or zero to round-off; see
+    :data:`optimizers.dense.EIG_FLOOR`). Below 10⁻¹² the step depends on f's scale: f scaled by
+    10⁻¹³ (a quadratic with eigenvalues 1.8e-13 and 2e-12) took 82 iterations instead of one.
+    ``eig_floor`` is relative, in (0, 1]: at 1 every eigenvalue is max|λ| (steepest descent
+    scaled by 1/max|λ|); beyond, δ only shrinks the step further, and overflows to no step at all.
     ``c1``: sufficient decrease; ``shrink``: largest backtracking factor; ``max_backtracks``:
     trials per iteration. For a square residual system (``mode``), the damped Jacobian step on
-    ‖F‖², falling back to the minimum-norm Gauss-Newton step when J is singular.
+    ‖F‖², falling back to the minimum-norm Gauss-Newton step when J is singular to working
+    precision (the Jacobian step not finite, or not a descent direction for ‖F‖², which it is for
+    any nonsingular J). A search that finds no decrease ends the start
+    ``linesearch_failed`` where it is; in root mode a Jacobian with non-finite entries (no finite
+    direction) ends it ``singular``, as for ``newton-raphson``. When minimising, a Hessian with
+    non-finite entries at a finite point gives a NaN direction and x + 0·NaN: the start ends
+    ``diverged`` (keeping x costs 2-D newton 3–8 % of its run time: not done).
 
     Per iteration: the Hessian at the current point (or the Jacobian at the accepted one), one f
-    per line-search trial and the gradient at the accepted point. The Hessian is evaluated where
+    per line-search trial and the gradient at the point reached — also after a failed search, where
+    it is evaluated again at the unchanged x and counted (not evaluating it there cost 2-D newton
+    2 % of its run time).
+    The Hessian is evaluated where
     the step starts, not carried from the previous iteration: the final point needs none, and
     the state holds no n×n matrix per start (2-D Rosenbrock, 10³ / 10⁴ starts: 0.95× / 0.90×
     the time of carrying it).
     """
-    if not (0 < c1 < 0.5 and 0 < shrink < 1 and max_backtracks >= 1 and eig_floor > 0):
-        raise OptbenchError("newton: need 0 < c1 < 0.5, 0 < shrink < 1, max_backtracks >= 1, eig_floor > 0")
+    # each bad value named with its range (one line); eig_floor above 1 is no Newton step (1e300
+    # made every start end linesearch_failed on its first iteration)
+    _check_params("newton", ((0 < c1 < 0.5, "c1", "in (0, 0.5)", c1), (0 < shrink < 1, "shrink", "in (0, 1)", shrink),
+                             (max_backtracks >= 1, "max_backtracks", "at least 1", max_backtracks),
+                             (0 < eig_floor <= 1, "eig_floor", "in (0, 1]", eig_floor)))
     _check_mode("newton", mode)
 
     def init(oracle, x0):
@@ -125,23 +164,38 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
         if _root_mode(oracle, s.x, mode, "newton"):
             r, jac = s.aux
             d = -solve(jac, r)
-            d_gn = least_squares_model(jac, r)[3](0.0)  # minimum-norm Gauss-Newton step
-            d = jnp.where(jnp.all(jnp.isfinite(d)), d, d_gn)
-            search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink,
-                                            max_backtracks)
-            x = s.x + search.alpha * d
+            # The Jacobian step descends ‖F‖² wherever J is nonsingular (slope 2FᵀJ·d = −2‖F‖²). One
+            # that does not, or is not finite, comes from a J singular to working precision: take
+            # the minimum-norm Gauss-Newton step instead. Only a non-finite step did so before, but
+            # LU can return a finite step of no use: MGH Brown almost-linear from x0 reached J with
+            # cond 1.3e18 and an LU step of length 1.2e17, uphill for ‖F‖², and the search failed at
+            # once (f = 272.7, no root). (Tested on the slope, a scalar: a test of JᵀJ's eigenvalues
+            # against the Gauss-Newton model's floor cost 2-D root steps 10 % at 10³ starts.)
+            d_gn = least_squares_model(jac, r)[3](0.0)
+            d = jnp.where(jnp.vdot(s.g, d) < 0, d, d_gn)
+            slope, finite = _finite_slope(s.g, d)
+            search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, slope, d, 1.0, c1, shrink, max_backtracks)
+            x = s.x + search.alpha * jnp.where(finite, d, 0.0)
             r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial: only J is new
             f, g, aux, nhev = jnp.vdot(r, r), 2.0 * vm(r, jac), (r, jac), 0
         else:
             _, _, h = oracle.value_grad_hess(s.x)
             d, _ = modified_newton_direction(h, s.g, rel_floor=eig_floor)
-            search = ls.armijo_backtracking(oracle.f, s.x, s.f, jnp.vdot(s.g, d), d, 1.0, c1, shrink, max_backtracks)
+            slope, finite = jnp.vdot(s.g, d), None   # no test here: see the docstring
+            search = ls.armijo_backtracking(oracle.f, s.x, s.f, slope, d, 1.0, c1, shrink, max_backtracks)
             x = s.x + search.alpha * d
             g = oracle.grad(x)  # f(x) is the accepted trial's value
             f, aux, nhev = search.f_new, (), 1
-        # a failed search leaves x in place (alpha = 0) and ends the start
-        return ls.apply(s, ls.StepResult(search.alpha, x, f, g, search.nfev, jnp.int32(1), search.ok, search.ok),
-                        nhev=nhev, aux=aux)
+        # A failed search (α = 0) leaves x in place and ends the start; the gradient (or Jacobian)
+        # evaluated there all the same is counted (counting it only at an accepted point, as
+        # ``linesearch.search`` does, cost 2-D newton 2 % of its run time). In root mode a direction that is not finite (a Jacobian with inf/NaN
+        # entries where F is finite) ends the start ``singular``, as newton-raphson's does, with x
+        # as it was (x + 0·NaN had made x NaN and the start "diverged" from a finite point).
+        new = ls.apply(s, ls.StepResult(search.alpha, x, f, g, search.nfev, jnp.int32(1), search.ok,
+                                        search.ok), nhev=nhev, aux=aux)
+        if finite is None:
+            return new
+        return new._replace(status=jnp.where(finite, new.status, STATUS_SINGULAR).astype(s.status.dtype))
 
     return Optimizer("newton", init, step, {"c1": c1, "shrink": shrink, "max_backtracks": max_backtracks,
                                             "eig_floor": eig_floor, "mode": mode},
@@ -154,13 +208,18 @@ def newton_cg(linesearch: str = "wolfe", max_cg: int = 0, c1: float = 1e-4, c2: 
     1983, Math. Prog. 26:190; N&W Alg. 7.1). Never forms the Hessian.
 
     The Newton system is solved by CG to the forcing tolerance min(0.5, √‖g‖)‖g‖, stopping at
-    negative curvature; then a line search from α = 1 (``linesearch``: ``armijo`` or ``wolfe``,
-    with ``c1``/``c2``, ``max_evals`` trials). ``max_cg``: CG iterations per step (0 = automatic,
-    min(2n, 500), enough for CG's n-step termination plus round-off).
+    negative curvature (the direction is then −g if it is met on the first CG iteration, else the
+    CG iterate so far; scipy's Newton-CG scales −g by ‖g‖²/|gᵀHg| there and measures the forcing
+    term in the 1-norm, so its iterates differ); then a line search from α = 1 (``linesearch``:
+    ``armijo`` or ``wolfe``, with ``c1``/``c2``, ``max_evals`` trials). ``max_cg``: CG iterations
+    per step (0 = automatic, min(2n, 500), enough for CG's n-step termination plus round-off up to
+    n = 250). Per iteration: one Hessian-vector product per CG iteration (``nhvp``), and the line
+    search's evaluations (Armijo: f per trial and ∇f at the accepted point; Wolfe: f and ∇f per trial).
     """
     ls.check_rule("newton-cg", linesearch)
-    if not (max_cg >= 0 and 0 < c1 < c2 < 1 and max_evals >= 1):
-        raise OptbenchError("newton-cg: need max_cg >= 0, 0 < c1 < c2 < 1, max_evals >= 1")
+    _check_params("newton-cg", ((max_cg >= 0, "max_cg", "at least 0 (0: automatic)", max_cg),
+                                (0 < c1 < 1, "c1", "in (0, 1)", c1), (c1 < c2 < 1, "c2", f"in (c1, 1) = ({c1}, 1)", c2),
+                                (max_evals >= 1, "max_evals", "at least 1", max_evals)))
 
     def init(oracle, x0):
         return initial_state(oracle, x0)

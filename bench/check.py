@@ -416,7 +416,7 @@ def run_metrics(path: str) -> Dict[str, Any]:
             "source": _provenance(run), "settings": _common_settings(cells),
             "definitions": {
                 "success_rate": "fraction of starts solved: f* unknown, converged (gradient norm <= gtol); f* known, "
-                                "f - f* <= 1e-6 max(1,|f*|) (float32: max(1e-6, 3.5e-4 |f*|)) at a start that stopped by "
+                                "f - f* <= 1e-6 max(1,|f*|) (float32: max(1e-6, 3.45e-4 |f*|)) at a start that stopped by "
                                 "itself (any status but max_iter and diverged)",
                 "<count>_median / <count>_p90": "median / nearest-rank 90th percentile over starts",
                 "log10_subopt_median": f"median over starts of log10(max(f - f*, {SUBOPT_FLOOR_EPS:g} eps(dtype) "

@@ -183,7 +183,7 @@ def success_costs(cell: Dict[str, np.ndarray], measure: str, dim: int, weights: 
     """Per start, the cost at which it stopped if it succeeded (the driver's test), else +inf.
 
     This is the Dolan–Moré convention: one convergence test shared by every solver (here the
-    driver's ‖∇f‖ ≤ gtol plus f − f* ≤ 1e-6·max(1, |f*|), in float32 max(1e-6, 3.5e-4·|f*|)), and
+    driver's ‖∇f‖ ≤ gtol plus f − f* ≤ 1e-6·max(1, |f*|), in float32 max(1e-6, 3.45e-4·|f*|)), and
     the cost a solver spent to pass it.
     """
     nit = np.asarray(cell["nit"]).astype(int)

@@ -68,7 +68,7 @@ jax.config.update("jax_enable_x64", True)
 
 #: where f* is known, a start succeeds only if f − f* ≤ max(SUCCESS_ATOL, SUCCESS_RTOL[dtype]·|f*|)
 #: (:func:`success_mask`); in float64 that is 1e-6·max(1, |f*|). In float32 the relative part is
-#: √ε ≈ 3.5e-4: f at a nonzero f* is a sum of squares whose float32 rounding alone reaches a few
+#: √ε ≈ 3.45e-4: f at a nonzero f* is a sum of squares whose float32 rounding alone reaches a few
 #: 1e-6 of f (the course's Gaussian fit, f* = 835.65: newton, gauss-newton and LM all stop at
 #: 835.6559, 3.5e-6 above the certified float64 value)
 SUCCESS_ATOL = 1e-6
@@ -908,7 +908,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
     fraction at which the packed loop takes over); with more than one tile the entry also knows
     how to compile the packed loop (on first use, see :func:`_packed_exe`). ``record``: whether
     the programs write the history (see :func:`_build`)."""
-    problem.check()   # one-line errors for an unusable f, before anything is traced for real
+    problem.check(xs.dtype, data)   # one-line errors for an unusable f, before anything is traced for real
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
@@ -1111,7 +1111,7 @@ def gtol_in(gtol: float, dtype) -> np.ndarray:
 
 def success_tol(f_star: float, dtype: str = "float64") -> float:
     """How far above a known f* a start may end and count as solved: max(1e-6, τ·|f*|), τ = 1e-6
-    in float64 (so 1e-6·max(1, |f*|)) and √ε ≈ 3.5e-4 in float32 (see :data:`SUCCESS_RTOL`)."""
+    in float64 (so 1e-6·max(1, |f*|)) and √ε ≈ 3.45e-4 in float32 (see :data:`SUCCESS_RTOL`)."""
     return max(SUCCESS_ATOL, SUCCESS_RTOL[dtype] * abs(f_star))
 
 
@@ -1145,7 +1145,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success``
     (:func:`success_mask`): converged; where f* is known, f − f* ≤ 1e-6·max(1, |f*|) (float32:
-    max(1e-6, 3.5e-4·|f*|)) at a start that stopped by itself (any status but ``max_iter`` and
+    max(1e-6, 3.45e-4·|f*|)) at a start that stopped by itself (any status but ``max_iter`` and
     ``diverged``). ``progress(phase)``, if given, is
     called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
 

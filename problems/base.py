@@ -151,13 +151,17 @@ class Problem:
         """f at one point, with the problem's own data (convenience for users and tests)."""
         return self.objective(jnp.asarray(x), self.data)
 
-    def check(self) -> None:
-        """Evaluate f once at x0 (abstractly) and raise a one-line error if it is unusable."""
-        x = jax.ShapeDtypeStruct((self.dim,), jnp.float64)
+    def check(self, dtype=jnp.float64, data=None) -> None:
+        """Evaluate f once at x0 (abstractly) and raise a one-line error if it is unusable;
+        ``dtype`` and ``data`` as the run has them (a float32 run's x and its cast data: traced in
+        float64 with the data as given, an f that works only in float32 was refused, and one that
+        fails only in float32 was blamed on the optimizer)."""
+        x = jax.ShapeDtypeStruct((self.dim,), dtype)
+        data = self.data if data is None else data
         try:
-            out = jax.eval_shape(lambda x, d: self.objective(x, d), x, self.data)
+            out = jax.eval_shape(lambda x, d: self.objective(x, d), x, data)
             if self.residuals is not None:
-                r = jax.eval_shape(lambda x, d: self.residual_vector(x, d), x, self.data)
+                r = jax.eval_shape(lambda x, d: self.residual_vector(x, d), x, data)
                 if r.shape[0] == 0:
                     raise OptbenchError(f"problem {self.name!r}: residuals are empty")
         except OptbenchError:

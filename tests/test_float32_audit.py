@@ -1,7 +1,6 @@
 """float32 runs: the rules the README states for them (success tolerance, starts beyond float32's
 range, data cast to float32, float32 results and the digits written), and every kind of optimizer
 ending a float32 run with an honest status at float32's accuracy. Few compiles, tiny problems."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -46,26 +46,17 @@ def add_arguments(p):
 
 
 def _default_dir():
-    """``results/perf/<UTC timestamp>[-i]``, created here (``os.mkdir``, which fails where the
-    directory exists), so that two perfs started in the same second cannot both pick it and one
-    replace the other's files. Returns the path and the directories created, deepest first."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    """``results/perf/<UTC timestamp>[-i]``, claimed with ``os.mkdir`` (:func:`bench.store.default_run_dir`)
+    so that two perfs started in the same second cannot both pick it and one replace the other's
+    files. Returns the path and the directories created, deepest first."""
     parent = os.path.join("results", "perf")
     created = _missing_dirs(parent)
-    store.writable_dir(parent, "perf's files")
-    i = 1
-    while True:
-        path = os.path.join(parent, stamp if i == 1 else f"{stamp}-{i}")
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            i += 1
-            continue
-        except OSError as exc:
-            _remove_empty(created)
-            raise OptbenchError(f"{path}: cannot create the directory for perf's files "
-                                f"({exc.strerror or exc})") from None
-        return path, [os.path.abspath(path)] + created
+    try:
+        path = store.default_run_dir(parent, "perf's files")
+    except OptbenchError:
+        _remove_empty(created)
+        raise
+    return path, [os.path.abspath(path)] + created
 
 
 def _in_use(path):

@@ -783,13 +783,14 @@ def load_run(path: str) -> Run:
 _RESERVED = set()
 
 
-def default_run_dir(root: str = os.path.join("results", "runs")) -> str:
+def default_run_dir(root: str = os.path.join("results", "runs"), what: str = "files") -> str:
     """``results/runs/<UTC timestamp>`` (``-2``, ``-3``, … added if that exists), created here
     with ``os.mkdir``, which fails where the name is taken. Only looking for a free name let
     runs started in the same second without ``--out`` pick the same directory, and all but
-    one stopped ("run directory … is locked by optbench process …")."""
+    one stopped ("run directory … is locked by optbench process …"). ``what`` names the
+    contents in errors (``perf``'s tables use it too, under ``results/perf``)."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    writable_dir(root)
+    writable_dir(root, what)
     i = 1
     while True:
         path = os.path.join(root, stamp if i == 1 else f"{stamp}-{i}")
@@ -799,7 +800,7 @@ def default_run_dir(root: str = os.path.join("results", "runs")) -> str:
             i += 1
             continue
         except OSError as exc:
-            raise OptbenchError(f"{path}: cannot create the directory ({exc.strerror or exc})") from None
+            raise OptbenchError(f"{path}: cannot create the directory for {what} ({exc.strerror or exc})") from None
         _RESERVED.add(os.path.abspath(path))
         return path
 

@@ -207,7 +207,8 @@ def test_two_perfs_started_in_one_second_get_two_directories(monkeypatch, tmp_pa
     import datetime as dt
     fixed = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     fake = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda tz=None: fixed), timezone=dt.timezone)
-    monkeypatch.setattr(cmd_perf, "_dt", fake)
+    from bench import store
+    monkeypatch.setattr(store, "_dt", fake)   # the clock of the name's claim (store.default_run_dir)
     got = cmd_perf._default_dir()
     first = got[0] if isinstance(got, tuple) else got
     got = cmd_perf._default_dir()

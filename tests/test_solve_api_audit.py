@@ -162,8 +162,9 @@ def test_registry_get_of_a_non_string_names_its_type_only():
 def test_a_new_program_runs_once_untimed_inside_its_compile(monkeypatch):
     """The first execution of an executable pays one-time loading costs (40 ms against 0.3 ms a
     run for 2 starts of himmelblau × gd); each new program is executed once, for one iteration,
-    as part of its compile (under the key lock: once, however many threads precompile it), and
-    a solve that finds it compiled does not do it again."""
+    right after its compile (under the key lock: once, however many threads precompile it),
+    reported in neither compile_s nor run_s, and a solve that finds it compiled does not do it
+    again."""
     import importlib
     drv = importlib.import_module("bench.solve")
     calls = []

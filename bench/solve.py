@@ -1313,7 +1313,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                     paused += _clock() - t1   # a first compile is not run time
             jax.block_until_ready(carry)
             times.append(_clock() - t0 - paused)
-    carry = _to_host(carry)
+    # the optimizer's own state (aux: BFGS matrices, L-BFGS memories, optax states) is not
+    # reported: it stays on the device instead of being copied (or, across processes, gathered)
+    # to the host and dropped
+    carry = _to_host((carry[0]._replace(aux=()),) + tuple(carry[1:]))
     if len(carry) == 4:
         # slots back to starts: slot i holds start perm[i], so start q is in slot argsort(perm)[q]
         s, code, nit, perm = carry

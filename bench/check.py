@@ -1088,10 +1088,8 @@ def as_dict(cmp: Comparison) -> Dict[str, Any]:
 def is_check_output(path: str) -> bool:
     """Whether ``path`` holds an earlier ``optbench check --out`` report in any of its formats (or
     is empty): the only files ``check --out`` replaces. It replaced any file (``--out notes.txt``)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
+    head = store.file_head(path)
+    if head is None:
         return False
     if not head.strip():
         return True

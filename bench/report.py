@@ -338,12 +338,8 @@ def is_report_file(path: str, title: str = _REPORT_TITLE) -> bool:
     """Whether the existing file ``path`` may be replaced by a report: it is empty or an earlier
     run report (its head names the page ``optbench run …``; ``title``: ``<title>optbench
     compare`` for a compare page), not some other file of the user's."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return False
-    return head == "" or (head.startswith(_REPORT_HEAD) and title in head)
+    head = store.file_head(path)
+    return head is not None and (head == "" or (head.startswith(_REPORT_HEAD) and title in head))
 
 
 _COMPARE_TITLE = "<title>optbench compare<"

@@ -81,6 +81,16 @@ def atomic_write_bytes(path: str, data: bytes, *, durable: bool = True, what: st
         raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); {what} written before are intact") from None
 
 
+def file_head(path: str, size: int = 4096) -> Optional[str]:
+    """The first ``size`` bytes of ``path`` as text (undecodable bytes replaced), or None when it
+    cannot be read: what the --out guards look at to recognise an earlier output of their own."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
     atomic_write_bytes(path, text.encode("utf-8"))

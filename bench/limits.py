@@ -277,6 +277,11 @@ def _data_bytes(problem, itemsize: int) -> int:
     return total
 
 
+def history_row_bytes(n: int, itemsize: int) -> int:
+    """Bytes of one start's history row: 4 floating and 4 int32 values, and x where n ≤ 3."""
+    return 4 * itemsize + 4 * 4 + (n * itemsize if n <= 3 else 0)
+
+
 def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float64",
              history: bool = True, platform: str = "cpu") -> Dict[str, Any]:
     """Bytes a :func:`bench.solve` of ``starts`` starts would hold at its peak, by part
@@ -289,8 +294,7 @@ def estimate(problem, optimizer, starts: int, max_iter: int, dtype: str = "float
     """
     b, n, t = int(starts), int(problem.dim), int(max_iter) + 1
     w = np.dtype(dtype).itemsize
-    per_record = 4 * w + 4 * 4 + (n * w if n <= 3 else 0)
-    history = 3 * b * t * per_record if history else 0
+    history = 3 * b * t * history_row_bytes(n, w) if history else 0
     memory = int(optimizer.params.get("memory", 0) or 0)
     vectors = STATE_VECTORS + 2 * memory
     state = 2 * b * vectors * n * w
@@ -396,9 +400,7 @@ def check_scipy(problem, method, starts: int, max_iter: int) -> int:
     solve keeps only the rows it ran, but the run writes each start's trace out to ``max_iter``
     (8 numbers per row, float64, and x where n ≤ 3; counted twice: the padded arrays and the
     file's copy). Returns the estimate in bytes."""
-    n = int(problem.dim)
-    per_row = 4 * 8 + 4 * 4 + (n * 8 if n <= 3 else 0)
-    need = 2 * int(starts) * (int(max_iter) + 1) * per_row
+    need = 2 * int(starts) * (int(max_iter) + 1) * history_row_bytes(int(problem.dim), 8)
     avail = available_bytes(None)
     if avail is not None and need > avail:
         raise OptbenchError(

@@ -29,6 +29,7 @@ import pytest
 import optimizers
 import problems
 from optbench_core import OptbenchError
+from transcriptions import truncated_cg_textbook
 
 solve = importlib.import_module("bench.solve").solve
 
@@ -36,25 +37,6 @@ GTOL = 1e-10
 
 
 # -- NumPy transcriptions -------------------------------------------------------------------------
-
-def _cg_7_1(h, g, tol, kmax):
-    """N&W Alg. 7.1's inner CG loop: (p, products, negative curvature met)."""
-    z, r = np.zeros_like(g), g.copy()
-    d = -r
-    for j in range(kmax):
-        hd = h @ d
-        curv = d @ hd
-        if not curv > 0:
-            return (-g if j == 0 else z), j + 1, True
-        a = (r @ r) / curv
-        z = z + a * d
-        r_new = r + a * hd
-        if np.linalg.norm(r_new) <= tol:
-            return z, j + 1, False
-        d = -r_new + (r_new @ r_new) / (r @ r) * d
-        r = r_new
-    return z, kmax, False
-
 
 def _armijo(f, x, fx, slope, d, c1, shrink, max_trials):
     """Backtracking from α = 1: each rejected α replaced by the minimiser of the quadratic through
@@ -173,7 +155,7 @@ def _newton_cg_step(f, g, h, rule, c1=1e-4, max_evals=40, max_cg=0):
         gx = g(x)
         gn = np.linalg.norm(gx)
         cap = max_cg or min(2 * len(x), 500)
-        p, prods, neg = _cg_7_1(h(x), gx, min(0.5, np.sqrt(gn)) * gn, cap)
+        p, prods, neg = truncated_cg_textbook(h(x), gx, min(0.5, np.sqrt(gn)) * gn, cap)
         if rule == "armijo":
             a, _, trials, ok = _armijo(f, x, f(x), gx @ p, p, c1, 0.5, max_evals)
             return x + a * p, (trials, int(ok), 0, prods), (neg, prods, p, gx)

@@ -19,6 +19,7 @@ from optimizers.base import Oracle
 from optimizers.dense import trust_region_subproblem
 from optimizers.linesearch import armijo_backtracking, search, strong_wolfe
 from optimizers.trust_region import trust_ncg, trust_region, update_radius
+from transcriptions import truncated_cg_textbook
 
 jax.config.update("jax_enable_x64", True)
 
@@ -60,27 +61,6 @@ def _steihaug_textbook(h, g, radius, tol, kmax):
             return z_new, j + 1, False
         d = -r_new + (r_new @ r_new) / (r @ r) * d
         r, z = r_new, z_new
-    return z, kmax, False
-
-
-def _truncated_cg_textbook(h, g, tol, kmax):
-    """N&W Alg. 7.1's inner loop: (p, products, negative curvature met)."""
-    z, r = np.zeros_like(g), g.copy()
-    d = -r
-    if np.linalg.norm(r) <= tol:
-        return z, 0, False
-    for j in range(kmax):
-        hd = h @ d
-        curv = d @ hd
-        if curv <= 0:
-            return (-g if j == 0 else z), j + 1, True
-        alpha = (r @ r) / curv
-        z = z + alpha * d
-        r_new = r + alpha * hd
-        if np.linalg.norm(r_new) <= tol:
-            return z, j + 1, False
-        d = -r_new + (r_new @ r_new) / (r @ r) * d
-        r = r_new
     return z, kmax, False
 
 
@@ -161,7 +141,7 @@ def test_steihaug_stops_at_the_forcing_tolerance():
 
 def test_truncated_cg_is_nocedal_wright_algorithm_7_1():
     for h, g, _, tol in _random_cases(5, 40):
-        p_ref, k_ref, neg_ref = _truncated_cg_textbook(h, g, tol, 2 * N)
+        p_ref, k_ref, neg_ref = truncated_cg_textbook(h, g, tol, 2 * N)
         p, k, neg = _tcg(h, g, tol, 2 * N)
         assert np.linalg.norm(np.asarray(p) - p_ref) <= 1e-9 * max(1.0, np.linalg.norm(p_ref))
         assert (int(k), bool(neg)) == (k_ref, neg_ref)

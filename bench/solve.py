@@ -968,26 +968,24 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
     return compile_s, entry
 
 
-def _warm_up(key, entry, xs, data, g, whole, history: bool) -> float:
-    """Run a freshly compiled entry once, for one iteration, untimed; returns its seconds.
+def _warm_up(key, entry, xs, data, g, zero, whole, history: bool) -> None:
+    """Run a freshly compiled entry once, for one iteration, untimed (``zero``: the run's initial
+    progress array, which no program donates).
 
     The first execution of an XLA executable pays one-time costs (loading and linking its
     kernels, first-touch allocations) that later executions do not: timed, they went into the
     first solve's ``run_s`` (2 starts of himmelblau × gd, 50 iterations: 40 ms the first run,
     0.28 ms the next). They are neither the compile nor the run: reported in neither."""
-    t0 = time.perf_counter()
     exes = entry[0]
     one = _put(np.asarray(1, np.int32), whole)
-    kv = _put(np.zeros(2 + (int(HISTORY_CHUNK) if history else 0), np.int32), whole)
     if history:
         carry, _ = exes[0](xs, data, g, one)
         hist = _history_buffer(key, entry[3])
-        carry, kv, hist = exes[1](carry, hist, data, g, one, kv)
+        carry, kv, hist = exes[1](carry, hist, data, g, one, zero)
         jax.block_until_ready((carry, kv, hist))
         _release_history(key, [hist])
     else:
-        jax.block_until_ready(exes[1](xs, data, g, one, kv))
-    return time.perf_counter() - t0
+        jax.block_until_ready(exes[1](xs, data, g, one, zero))
 
 
 def _packed_exe(key, entry):
@@ -1240,7 +1238,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                                                       lanes, whole, chunk_lanes, dev, progress, record=history)
                     # run once, untimed and unreported: compile_s stays the compile alone, like
                     # the ahead-of-time compile times perf reports for the peers
-                    _warm_up(key, entry, xs, data, g, whole, history)
+                    _warm_up(key, entry, xs, data, g, zero, whole, history)
                     if _compile_only:
                         entry[3]["pending_compile_s"] = compile_s
         if _compile_only:

@@ -170,9 +170,9 @@ def test_a_new_program_runs_once_untimed_inside_its_compile(monkeypatch):
     calls = []
     real = drv._warm_up
 
-    def spy(key, entry, xs, data, g, whole, history):
+    def spy(key, entry, xs, data, g, zero, whole, history):
         calls.append(history)
-        return real(key, entry, xs, data, g, whole, history)
+        return real(key, entry, xs, data, g, zero, whole, history)
 
     monkeypatch.setattr(drv, "_warm_up", spy)
     p = problems.get("himmelblau")

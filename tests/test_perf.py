@@ -364,3 +364,34 @@ def test_optbench_rows_are_judged_by_the_cases_closed_form_gradient():
     res = B.solve("rosenbrock", "bfgs", x0s, gtol=1e-3, max_iter=100)
     np.testing.assert_array_equal(outcome.grad_norm, P._rosen_grad_np(res.x))
     assert not np.array_equal(outcome.grad_norm, res.grad_norm)   # the solver's own norms differ in the last bits
+
+
+# -- the prepared GPU check -------------------------------------------------------------------
+def test_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
+    """``.ci/gpu-check`` is run only where a GPU is lent, rarely; its CPU trial mode runs the same
+    steps at tiny sizes, so a change that breaks a step shows here. The device's run (here the CPU
+    again) must equal the CPU's cell for cell, and every file a device lease returns must be there."""
+    out = tmp_path / "gpu-check"
+    env = dict(os.environ, GPU_CHECK_DEVICE="cpu", GPU_CHECK_QUICK="1", PYTHON=sys.executable)
+    env.pop("PYTHONPATH", None)   # the script puts this checkout on the path itself
+    r = subprocess.run(["bash", os.path.join(ROOT, ".ci", "gpu-check"), str(out)], cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=600)
+    log = (out / "gpu-check.log").read_text()
+    assert r.returncode == 0, log[-3000:]
+    assert "== done: 0 failed step(s)" in log
+    assert sorted(os.listdir(out)) == ["check-quick.md", "compare-quick.txt", "devices.txt", "gpu-check.log",
+                                       "perf-2d.json", "perf-2d.md"]
+    assert "cpu:0" in (out / "devices.txt").read_text()
+    # the compare table: the four cells, each with the same solved share, iterations and evaluations
+    rows = [ln.split() for ln in (out / "compare-quick.txt").read_text().splitlines()
+            if ln.split()[:1] in (["rosenbrock"], ["himmelblau"])]
+    assert sorted((r[0], r[1]) for r in rows) == sorted((p, m) for p in ("rosenbrock", "himmelblau")
+                                                          for m in ("newton", "bfgs"))
+    for r in rows:
+        solved, nit, nfev = r[3:6], r[6:9], r[9:12]
+        assert solved[0] == solved[2] and nit[0] == nit[2] and nfev[0] == nfev[2], r
+    assert "optbench check" in (out / "check-quick.md").read_text()
+    table = (out / "perf-2d.md").read_text()
+    assert "| rosenbrock-2d B=" in table and "optbench newton" in table
+    meta = json.loads((out / "perf-2d.json").read_text())["meta"]
+    assert meta["backend"] == "cpu" and meta["device_count"] >= 1

@@ -269,14 +269,19 @@ def rastrigin(dim: int = 2) -> Problem:
     Rastrigin (1974); Jamil & Yang (2013). x0 = (2.5, …, 2.5) (chosen, between two
     local minima), box [−5.12, 5.12]ⁿ. The local minimum near (1, …, 1) is recorded (it sits at
     the root of x + 10π sin 2πx = 0 near 1, refined by Newton's method: x = 0.994958636…).
+
+    Evaluated as Σ (xᵢ² + 20 sin²(πxᵢ)), the same function (1 − cos 2θ = 2 sin²θ) without the
+    cancellation of 10n against 10 Σ cos 2πxᵢ near x* = 0, which left f − f* at rounding level
+    there (relative error 5e-7 at xᵢ = 1e-6).
     """
     _need(dim >= 1, f"rastrigin needs dim >= 1, got {dim}")
 
     def f(x):
-        return 10.0 * x.shape[0] + jnp.sum(x ** 2 - 10.0 * jnp.cos(2.0 * math.pi * x))
+        s = jnp.sin(math.pi * x)
+        return jnp.sum(x * x + 20.0 * s * s)
 
     xl = _rastrigin_local_one()
-    fl = dim * (xl ** 2 - 10.0 * math.cos(2.0 * math.pi * xl) + 10.0)
+    fl = dim * (xl ** 2 + 20.0 * math.sin(math.pi * xl) ** 2)
     return Problem(name="rastrigin", f=f, x0=np.full(dim, 2.5), f_star=0.0, x_star=np.zeros(dim),
                    local_minima=[(np.full(dim, xl), fl)], bounds=_box(dim, -5.12, 5.12),
                    tags=("classic", "nonconvex", "multimodal", "scalable"),

@@ -76,16 +76,21 @@ def test_gauss_newton_ends_stalled_when_its_step_no_longer_moves_x():
     or jitters by an ulp, to max_iter. From both NIST starts of Gauss2 (x then fixed exactly)
     and from Chwirut1's first (x jittering by an ulp) it reaches the certified RSS and does that
     with ‖∇f‖ above gtol; each start ends stalled within a few dozen iterations and, at f*,
-    counts as solved."""
+    counts as solved. (Whether ‖∇f‖ at the certified point rounds above or below gtol = 1e-10
+    depends on the XLA build: with jax 0.12 one Gauss2 start's lands below it, `converged`, which
+    is as right; at least one start must still show the stall rule.)"""
+    stalled = 0
     for name, starts in (("Gauss2", (0, 1)), ("Chwirut1", (0,))):
         ds = nist.load(name)
         res = bench.solve(problems.get(f"nist:{name}"), "gauss-newton", x0s=ds.starts[list(starts)], max_iter=2000,
                           gtol=1e-10, history=False)
-        assert list(res.status) == ["stalled"] * len(starts), (name, res.status)
+        assert set(res.status) <= {"stalled", "converged"}, (name, res.status)
+        assert np.all((res.grad_norm > 1e-10) == (res.status == "stalled")), (name, res.status, res.grad_norm)
         assert np.all(res.nit < 50), (name, res.nit)
-        assert np.all(res.grad_norm > 1e-10)
         np.testing.assert_allclose(res.fun, ds.rss, rtol=1e-9)
         assert np.all(res.success)
+        stalled += int(np.sum(res.status == "stalled"))
+    assert stalled >= 1
 
 
 def test_success_at_the_known_minimum_needs_a_start_that_stopped_itself():

@@ -412,6 +412,21 @@ def test_mlp_gradient_is_backpropagation(spec):
         assert np.allclose(res["g"][i], bp, rtol=1e-12, atol=1e-12 * np.abs(bp).max()), lab
 
 
+#: π to 60 digits, for the 50-digit references below
+_PI_DIGITS = "3.14159265358979323846264338327950288419716939937510582097494"
+
+
+def _decimal_cos(t, digits):
+    """cos t for a Decimal t of modest size, by its Taylor series to ``digits`` digits."""
+    from decimal import Decimal as D
+    term, total, k = D(1), D(1), 0
+    while abs(term) > D(10) ** -(digits + 5):
+        k += 2
+        term = -term * t * t / (k * (k - 1))
+        total += term
+    return total
+
+
 def _ackley_decimal(x, digits=50):
     """Ackley's f as written (−20 exp(−0.2‖x‖/√n) − exp(Σ cos 2πxᵢ / n) + 20 + e) in 50-digit
     decimal arithmetic: an independent reference, free of float64's cancellation."""
@@ -419,20 +434,11 @@ def _ackley_decimal(x, digits=50):
     from decimal import Decimal as D
     with decimal.localcontext() as ctx:
         ctx.prec = digits
-        pi = D("3.14159265358979323846264338327950288419716939937510582097494")
+        pi = D(_PI_DIGITS)
         xs = [D(float(v)) for v in x]
         n = len(xs)
-
-        def cos(t):   # Taylor series, |t| small here
-            term, total, k = D(1), D(1), 0
-            while abs(term) > D(10) ** -(digits + 5):
-                k += 2
-                term = -term * t * t / (k * (k - 1))
-                total += term
-            return total
-
         r = (sum(v * v for v in xs)).sqrt() / D(n).sqrt()
-        m = sum(cos(2 * pi * v) for v in xs) / n
+        m = sum(_decimal_cos(2 * pi * v, digits) for v in xs) / n
         return float(-20 * (D("-0.2") * r).exp() - m.exp() + 20 + D(1).exp())
 
 
@@ -459,15 +465,7 @@ def test_rastrigin_is_accurate_near_its_minimum():
     for x in ([1e-9, -2e-9], [1e-6, 1e-6], [2e-3, -1e-3], [0.4, 0.1]):
         with decimal.localcontext() as ctx:
             ctx.prec = 50
-            pi = D("3.14159265358979323846264338327950288419716939937510582097494")
-            total = D(10 * len(x))
-            for v in map(D, x):
-                t, term, c, k = 2 * pi * v, D(1), D(1), 0
-                while abs(term) > D(10) ** -55:
-                    k += 2
-                    term = -term * t * t / (k * (k - 1))
-                    c += term
-                total += v * v - 10 * c
-            want = float(total)
+            pi = D(_PI_DIGITS)
+            want = float(sum(v * v - 10 * _decimal_cos(2 * pi * v, 50) for v in map(D, x)) + 10 * len(x))
         got = float(p.f(jnp.asarray(x)))
         assert abs(got - want) <= 1e-14 * abs(want), (x, got, want)

@@ -1100,8 +1100,10 @@ def gtol_in(gtol: float, dtype) -> np.ndarray:
     """``gtol`` in the run's dtype, rounded toward zero: the largest number of that dtype ≤ gtol,
     so a start the loop calls ``converged`` has ‖∇f‖ ≤ gtol as given, not merely ≤ gtol rounded
     to the nearest float32 (1e-3 rounds up, to 0.0010000000475: a float32 start with ‖∇f‖ equal
-    to that was reported converged at gtol = 1e-3)."""
-    t = np.asarray(gtol, dtype)
+    to that was reported converged at gtol = 1e-3). A gtol beyond the dtype's range becomes its
+    largest finite number, without numpy's overflow warning on the console."""
+    with np.errstate(over="ignore"):
+        t = np.asarray(gtol, dtype)
     if float(t) > gtol:
         t = np.nextafter(t, np.zeros((), dtype))
     return t

@@ -363,6 +363,14 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         """One iteration over a batch of lanes: step the running ones, freeze the others."""
         active = code == STATUS_RUNNING
         s_new = step(s)
+        if s.x.shape[0] > 1:
+            # the new x is computed once, not again inside each consumer (the select, the status
+            # test, the next f and ∇f): with jax 0.12 XLA fused those copies differently in a
+            # program sharded over devices, so x differed by rounding from a one-device run
+            # (bfgs, levenberg-marquardt), and the sharded runs' bit-for-bit equality broke; with
+            # the barrier it holds there too. Cost measured with jax 0.10.2, interleaved: 0.99–1.02×
+            # (bfgs, lbfgs, newton, levenberg-marquardt, gauss-newton at 10³/10⁴ 2-D starts), same bits
+            s_new = s_new._replace(x=jax.lax.optimization_barrier(s_new.x))
         if s.x.shape[0] == 1:
             # one lane: the loop runs only while it is active, so the select is the identity
             # (and for L-BFGS at n = 10⁶ it would copy 2·memory·n numbers per iteration)

@@ -12,7 +12,7 @@ every contender is compiled first, with the compile timed on its own; one untime
 yields its outcome (iterations, how many starts reached ‖∇f‖ ≤ gtol); then the timed repeats are
 *interleaved* — round r runs every contender once, in an order rotated by r — so slow drift of a
 shared machine falls on all contenders alike. The table holds medians and ratios: ``x_floor`` =
-median / the floor's median, ``speedup`` (peer rows) = the peer's median / the matched optbench
+median / the floor's median (a ``fuse_loops=True`` row: the floor compiled so), ``speedup`` (peer rows) = the peer's median / the matched optbench
 method's median (per iteration where the floor is a per-iteration limit, as in the memory-bound
 regression); on an optbench variant row (the same method again with ``pack=True`` or other
 settings) ``speedup`` = the method's first peer's median / this row's; ``growth`` = median / the
@@ -191,7 +191,7 @@ def _have(module: str) -> bool:
 
 def _aot(fn, *args, xla_for=None, device=None):
     """Compile ``fn`` ahead of time for ``args``; return (executable, compile seconds). With
-    ``xla_for = (dimension, data size)`` it is compiled with the XLA options optbench's own
+    ``xla_for = (dimension, data size[, fuse_loops])`` it is compiled with the XLA options optbench's own
     programs get for such a problem (``bench.solve.compile_lowered``), else with XLA's defaults."""
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
@@ -217,7 +217,7 @@ class _Timed:
 
 
 def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="float64", method=None,
-                       label=None, note="", pack=False, history=True, gnorm=None) -> Contender:
+                       label=None, note="", pack=False, history=True, gnorm=None, fuse_loops=False) -> Contender:
     """An optbench optimizer through :func:`bench.solve`; the time is ``Result.run_s`` (the
     compiled run, history recording included unless ``history=False``). With ``pack`` the
     compile column includes the packed loop's compile (on the first run, which reaches the
@@ -228,11 +228,11 @@ def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="f
 
     def build():
         res = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
-                    history=history)
+                    history=history, fuse_loops=fuse_loops)
 
         def run():
             r = solve(problem, spec, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
-                      history=history)
+                      history=history, fuse_loops=fuse_loops)
             norms = r.grad_norm if gnorm is None else gnorm(r.x)
             return r.run_s, Outcome(np.atleast_1d(r.nit), np.atleast_1d(norms), gtol)
         return res.compile_s, run
@@ -444,7 +444,7 @@ def _scipy_loop(method, x0s, gtol, max_iter, fun, jac, hess=None, hessp=None, bl
 def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100, max_iter=200,
                     include_slow_peers=True, methods=None, slim=False) -> Case:
     """2-D Rosenbrock from ``n_starts`` random starts in [−2, 2]² to ‖∇f‖ ≤ gtol (``methods``: only
-    those methods' rows and the floor; ``slim``: no ``pack=True`` rows)."""
+    those methods' rows and the floor; ``slim``: no ``pack=True`` and ``fuse_loops=True`` rows)."""
     p = _problems.get("rosenbrock")
     pls = p if p.has_residuals else rosenbrock_ls_problem()
     # every contender's ``solved`` by the same closed-form gradient at its returned x
@@ -495,14 +495,30 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                                      label=f"optbench {spec} (history=False)",
                                      note=(note + "; " if note else "") + "no per-iteration history"))
 
+    fuses = not slim and (device if isinstance(device, str) else device.platform).split(":")[0] == "cpu"
+    if fuses:   # the floor compiled as the fuse_loops=True rows are: their x_floor is against it
+        cs.insert(1, jax_contender("floor: closed-form Newton (2×2)" + FUSED_SUFFIX, "newton", "floor",
+                                   lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
+                                   lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
+                                   note="the floor, loops compiled as one function", xla_for=(2, 0, True)))
+
+    def fused(problem, spec, method, note=""):
+        # the same method with solve(fuse_loops=True): each loop compiled as one function (CPU)
+        if fuses:
+            cs.append(oc(problem, spec, x0s, gtol, max_iter, device, method=method, fuse_loops=True,
+                         label=f"optbench {spec}{FUSED_SUFFIX}",
+                         note=(note + "; " if note else "") + "loops compiled as one function"))
+
     unrecorded(p, "newton:mode=minimize", "newton")
     packed(p, "newton:mode=minimize", "newton")
+    fused(p, "newton:mode=minimize", "newton")
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy trust-exact", "newton", "trust-exact", hess=True))
     if "bfgs" in names:
         cs.append(oc(p, "bfgs", x0s, gtol, max_iter, device))
         unrecorded(p, "bfgs", "bfgs")
         packed(p, "bfgs", "bfgs")
+        fused(p, "bfgs", "bfgs")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix BFGS", "bfgs", "peer", _optimistix_min("BFGS", 1e-12, 1e-12, max_iter),
                                 (xj,), batch_outcome(), device,
@@ -518,6 +534,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(oc(p, "lbfgs", x0s, gtol, max_iter, device))
         unrecorded(p, "lbfgs", "lbfgs")
         packed(p, "lbfgs", "lbfgs")
+        fused(p, "lbfgs", "lbfgs")
     if _have("optax"):
         cs.append(jax_contender("optax.lbfgs (jitted while_loop)", "lbfgs", "peer",
                                 jax.vmap(_optax_lbfgs(_rosen_f, gtol, max_iter)), (xj,), batch_outcome(), device))
@@ -528,6 +545,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                                      note="residual form"))
         unrecorded(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         packed(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
+        fused(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
         # jaxopt's method, like for like: Madsen & Nielsen's gain-ratio damping update, no Jacobian
         # scaling, μ₀ = 1e-6·max diag JᵀJ (jaxopt's damping_parameter); the default is MINPACK's
         cs.append(oc(pls, "levenberg-marquardt:damping=nielsen:scale=false:tau=1e-06", x0s, gtol,
@@ -549,6 +567,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if "gauss-newton" in names:
         cs.append(oc(pls, "gauss-newton", x0s, gtol, max_iter, device, note="residual form"))
         unrecorded(pls, "gauss-newton", "gauss-newton", note="residual form")
+        fused(pls, "gauss-newton", "gauss-newton", note="residual form")
     if _have("optimistix"):
         cs.append(jax_contender("optimistix GaussNewton", "gauss-newton", "peer",
                                 _optimistix_lsq("GaussNewton", 1e-12, 1e-12, max_iter), (xj,),
@@ -760,11 +779,21 @@ def _all_solved(r) -> bool:
     return s is None or s >= 1.0
 
 
+#: the label suffix of rows compiled with ``fuse_loops=True`` (and of the floor compiled so)
+FUSED_SUFFIX = " (fuse_loops=True)"
+
+
 def _add_ratios(rows, on="median_ms"):
     """``x_floor``, ``speedup`` (see the module's docstring) and ``flagged``: the ratio columns
     that compare a run which did not reach gtol on every start (this row's or the row it is
     compared with) — a time that is not like for like, marked in the table, not hidden."""
-    floor = next((r for r in rows if r["kind"] == "floor"), None)
+    floors = [r for r in rows if r["kind"] == "floor"]
+
+    def floor_of(r):
+        # a fuse_loops=True row compares with the floor compiled the same way, where there is one
+        fused = r.get("contender", "").endswith(FUSED_SUFFIX)
+        return next((f for f in floors if f.get("contender", "").endswith(FUSED_SUFFIX) == fused),
+                    floors[0] if floors else None)
     ob = {}
     for r in rows:   # a peer compares with the first optbench row of its method
         if r["kind"] == "optbench":
@@ -774,6 +803,7 @@ def _add_ratios(rows, on="median_ms"):
         if r["kind"] == "peer":
             peer.setdefault(r["method"], r)
     for r in rows:
+        floor = floor_of(r)
         r["x_floor"] = r[on] / floor[on] if floor and floor[on] else None
         m = ob.get(r["method"])
         r["speedup"], partner = None, None

@@ -517,6 +517,30 @@ SMALL_DIM_MAX = 256
 SMALL_DATA_MAX = 1 << 16
 _OPTIONS_OK = {"cpu": True}
 
+#: The compile-option key under which optbench lists XLA *backend* options: settings of XLA's CPU
+#: compiler that live in the ``xla_backend_extra_options`` map of XLA's debug options, which XLA
+#: reads from ``XLA_FLAGS`` (once per process) or from a program's compile options, but which
+#: JAX's ``compiler_options`` cannot set (a map field). optbench merges them into its own programs'
+#: compile options (:func:`_backend_options_hook`). The value is XLA_FLAGS' syntax, ``name`` or
+#: ``name=value`` joined by commas.
+BACKEND_OPTIONS_KEY = "xla_backend_extra_options"
+
+#: Backend options of ``solve(..., fuse_loops=True)`` on the CPU: every while loop (the iteration
+#: loop and the line-search, λ and CG loops inside it) is compiled as one function instead of a
+#: sequence of kernels that XLA's runtime dispatches one by one. XLA does this by itself only for
+#: loops that touch under 1 kB per trip (``xla_cpu_small_while_loop_byte_threshold``); at 10³
+#: starts a step is a few dozen kernels of a few kilobytes each, whose dispatch (1–7 µs each),
+#: not their arithmetic, sets the pace. Not the default: a loop compiled as one function runs on
+#: one thread (large batches, whose kernels XLA splits across threads, lose), a loop that holds a
+#: collective (a run sharded over devices) is never compiled so, and the one function rounds
+#: some operations differently from the kernels (XLA forms other fused multiply-adds), so the
+#: results differ from the default compilation's in the last bits, and a sharded run would no
+#: longer equal the one-device run bit for bit. See the README for the measurements. XLA's
+#: multi-output fusion (``xla_cpu_use_multi_output_fusion``) made the same methods a further
+#: 0.8–0.9× faster, but aborted the process inside XLA on the packed loop's program (a failed
+#: check in its loop fusion emitter), so optbench does not offer it.
+FUSE_LOOPS_BACKEND = {"xla_cpu_small_while_loop_byte_threshold": str(1 << 40)}
+
 
 #: the environment variable of XLA options added to every optbench compile (and the perf floors')
 XLA_OPTIONS_ENV = "OPTBENCH_XLA_OPTIONS"
@@ -537,43 +561,169 @@ def user_xla_options() -> Dict[str, Any]:
                                              for k, v in opts.items()):
         raise OptbenchError(f"{XLA_OPTIONS_ENV} must be a JSON object of option names and boolean, number "
                             "or string values")
+    if BACKEND_OPTIONS_KEY in opts:
+        if not isinstance(opts[BACKEND_OPTIONS_KEY], str):
+            raise OptbenchError(f"{XLA_OPTIONS_ENV}: {BACKEND_OPTIONS_KEY} must be a string of name or "
+                                "name=value entries joined by commas")
+        if _backend_options_hook() is None:
+            raise OptbenchError(f"{XLA_OPTIONS_ENV}: this JAX gives optbench no way to pass "
+                                f"{BACKEND_OPTIONS_KEY} to one program; set them in XLA_FLAGS instead")
     return opts
 
 
-def xla_options(platform_name: str, n: int = 0, data_size: int = 0):
+def parse_backend_options(text: str) -> Dict[str, str]:
+    """``"a,b=1"`` -> ``{"a": "", "b": "1"}`` (XLA_FLAGS' syntax for ``xla_backend_extra_options``)."""
+    out = {}
+    for item in str(text).split(","):
+        item = item.strip()
+        if item:
+            name, _, value = item.partition("=")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def format_backend_options(opts: Dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" if v != "" else k for k, v in opts.items())
+
+
+def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
     ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
-    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
-    unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
-    platform, then, the options in ``OPTBENCH_XLA_OPTIONS`` (:func:`user_xla_options`), which
-    win over optbench's."""
+    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems), unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not
+    to know them; on any platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
+    (:func:`user_xla_options`), which win over optbench's (backend options merged name by name).
+    ``fuse_loops``: on the CPU, also :data:`FUSE_LOOPS_BACKEND` (listed under
+    :data:`BACKEND_OPTIONS_KEY`), whatever the other settings."""
     options = {}
+    backend = {}
     if platform_name == "cpu" and _OPTIONS_OK["cpu"] and not _env_flag("OPTBENCH_XLA_DEFAULTS"):
         options.update(CPU_COMPILER_OPTIONS)
         if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
             options.update(SMALL_PROBLEM_OPTIONS)
-    options.update(user_xla_options())
+    if fuse_loops and platform_name == "cpu":
+        if _backend_options_hook() is None:
+            raise OptbenchError("fuse_loops=True needs a JAX whose compile options optbench can extend "
+                                "(jax._src.compiler.get_compile_options); this one is not")
+        backend.update(FUSE_LOOPS_BACKEND)
+    user = user_xla_options()
+    backend.update(parse_backend_options(user.pop(BACKEND_OPTIONS_KEY, "")))
+    options.update(user)
+    if backend:
+        options[BACKEND_OPTIONS_KEY] = format_backend_options(backend)
     return options or None
 
 
-def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0):
+# ---- backend options for one program -------------------------------------------------------
+# JAX builds a program's compile options in jax._src.compiler.get_compile_options and hands them
+# to XLA as a CompileOptionsProto; optbench wraps that function so that, while this thread
+# compiles one of optbench's programs, the options also carry the backend map entries. The entries
+# are merged in the proto's own encoding (field numbers are fixed by XLA's .proto files:
+# CompileOptionsProto.executable_build_options = 3, ExecutableBuildOptionsProto.debug_options = 3,
+# DebugOptions.xla_backend_extra_options = 500, a map entry's key = 1 and value = 2), which
+# protobuf merges into the message being parsed. Where this JAX lacks any piece, optbench's
+# backend options are left out (and not recorded) rather than guessed.
+_BACKEND_TLS = threading.local()
+_BACKEND_HOOK: Dict[str, Any] = {}
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    def varint(v):
+        out = bytearray()
+        while True:
+            b, v = v & 0x7F, v >> 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                return bytes(out)
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
+
+
+def backend_options_proto(opts: Dict[str, str]) -> bytes:
+    """The CompileOptionsProto fragment that adds ``opts`` to xla_backend_extra_options."""
+    entries = b"".join(_proto_field(500, _proto_field(1, str(k).encode()) + _proto_field(2, str(v).encode()))
+                       for k, v in opts.items())
+    return _proto_field(3, _proto_field(3, entries))
+
+
+def _backend_options_hook():
+    """Install (once) the wrapper of JAX's get_compile_options; the wrapper, or None where this
+    JAX has no such function or its compile options do not round-trip through their proto."""
+    if "hook" in _BACKEND_HOOK:
+        return _BACKEND_HOOK["hook"]
+    hook = None
+    try:
+        from jax._src import compiler as jax_compiler
+        from jax._src.lib import xla_client as xc
+        original = jax_compiler.get_compile_options
+        if getattr(original, "_optbench_backend_options", False):
+            hook = original
+        else:
+            probe = xc.CompileOptions()
+            frag = backend_options_proto({"optbench_probe": "1"})
+            merged = xc.CompileOptions.ParseFromString(probe.SerializeAsString() + frag)
+            if b"optbench_probe" not in merged.SerializeAsString():
+                raise ValueError("backend options did not survive the round trip")
+
+            def get_compile_options(*args, **kwargs):
+                opts = original(*args, **kwargs)
+                extra = getattr(_BACKEND_TLS, "options", None)
+                if extra:
+                    opts = xc.CompileOptions.ParseFromString(opts.SerializeAsString() + backend_options_proto(extra))
+                    _BACKEND_TLS.applied = True
+                return opts
+
+            get_compile_options._optbench_backend_options = True
+            get_compile_options.__wrapped__ = original
+            jax_compiler.get_compile_options = get_compile_options
+            hook = get_compile_options
+    except Exception:
+        hook = None
+    _BACKEND_HOOK["hook"] = hook
+    return hook
+
+
+class _backend_options:
+    """While compiling in this thread, add ``text`` (XLA_FLAGS' syntax) to the backend options."""
+
+    def __init__(self, text):
+        self.opts = parse_backend_options(text) if text else {}
+
+    def __enter__(self):
+        self.prev = getattr(_BACKEND_TLS, "options", None)
+        _BACKEND_TLS.options = self.opts or None
+        _BACKEND_TLS.applied = False
+        return self
+
+    def __exit__(self, *exc):
+        _BACKEND_TLS.options = self.prev
+        return False
+
+
+def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False):
     """``lowered.compile()`` with :func:`xla_options` for a problem of dimension ``n`` whose data
-    holds ``data_size`` numbers (where this jaxlib does not know optbench's own options, without
-    them from then on; options from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line
-    error)."""
-    options = xla_options(dev.platform, n, data_size)
+    holds ``data_size`` numbers (``fuse_loops``: see there; where this jaxlib does not know
+    optbench's own options, without them from then on; options from ``OPTBENCH_XLA_OPTIONS`` that
+    it does not know are a one-line error)."""
+    options = xla_options(dev.platform, n, data_size, fuse_loops)
     if options is None:
         return lowered.compile()
+    options = dict(options)
+    backend = options.pop(BACKEND_OPTIONS_KEY, None)
     try:
-        return lowered.compile(compiler_options=options)
+        with _backend_options(backend):
+            return lowered.compile(compiler_options=options) if options else lowered.compile()
     except Exception as e:
         if "option" not in str(e).lower():
             raise
     # an XLA that does not know some option: optbench's own are dropped (remembered; the program
     # compiles as XLA would), the user's are theirs to fix
     user = user_xla_options()
+    user_backend = parse_backend_options(user.pop(BACKEND_OPTIONS_KEY, ""))
+    if fuse_loops and dev.platform == "cpu":
+        user_backend = {**FUSE_LOOPS_BACKEND, **user_backend}
     try:
-        exe = lowered.compile(compiler_options=user) if user else lowered.compile()
+        with _backend_options(format_backend_options(user_backend)):
+            exe = lowered.compile(compiler_options=user) if user else lowered.compile()
     except Exception as e:
         if "option" not in str(e).lower():
             raise
@@ -903,10 +1053,10 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
 
 
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
-                   progress, record=True):
+                   progress, record=True, fuse_loops=False):
     try:
         return _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole,
-                                        chunk_lanes, dev, progress, record)
+                                        chunk_lanes, dev, progress, record, fuse_loops)
     except OptbenchError:
         raise
     except Exception:
@@ -918,7 +1068,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
 
 
 def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes,
-                             dev, progress, record=True):
+                             dev, progress, record=True, fuse_loops=False):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
     returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
     fraction at which the packed loop takes over); with more than one tile the entry also knows
@@ -951,10 +1101,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size)
+            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops)
             adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 carry_spec, hist_spec, data, g, mi, k_spec)
-            adv_exe = compile_lowered(adv_exe, dev, n, data_size)
+            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops)
             start_exe = start_fut.result()
         exes = (start_exe, adv_exe)
     else:
@@ -965,7 +1115,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         carry_shape = first_low.out_info[0]
         carry_spec = on_lanes(carry_shape)
         hist_spec = ()
-        exes = (None, compile_lowered(first_low, dev, n, data_size))
+        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops))
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
@@ -975,7 +1125,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
             perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
             low = jax.jit(packed, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 tuple(carry_spec) + (perm_spec,), hist_spec, data, g, mi, k_spec)
-            return compile_lowered(low, dev, n, data_size)
+            return compile_lowered(low, dev, n, data_size, fuse_loops)
         info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
     info["alive"] = _alive(problem)
@@ -1103,13 +1253,13 @@ def _key_lock(key) -> threading.Lock:
 
 def precompile(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
                device: Optional[str] = None, pack: bool = False, history: bool = True, repeats: int = 1,
-               progress: Optional[Any] = None) -> float:
+               progress: Optional[Any] = None, fuse_loops: bool = False) -> float:
     """Compile what :func:`solve` with these arguments will run, without running it; returns the
     compile seconds (0.0 if already compiled). The next matching ``solve`` reports those seconds
     as its ``compile_s``. Safe to call from several threads at once (XLA compiles without the
     GIL, so a suite's cells compile in parallel; two calls for the same program compile once)."""
     return solve(problem, optimizer, x0s, max_iter=max_iter, gtol=gtol, dtype=dtype, device=device, pack=pack,
-                 history=history, repeats=repeats, progress=progress, _compile_only=True)
+                 history=history, repeats=repeats, progress=progress, fuse_loops=fuse_loops, _compile_only=True)
 
 
 def gtol_in(gtol: float, dtype) -> np.ndarray:
@@ -1153,7 +1303,7 @@ def success_mask(code, fun, f_star, dtype: str = "float64") -> np.ndarray:
 
 def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e-8, dtype: str = "float64",
           repeats: int = 1, device: Optional[str] = None, progress: Optional[Any] = None, pack: bool = False,
-          history: bool = True, _compile_only: bool = False) -> Result:
+          history: bool = True, fuse_loops: bool = False, _compile_only: bool = False) -> Result:
     """Run ``optimizer`` on ``problem`` from each start in ``x0s`` ((n,) or (B, n); default the
     problem's x0), compiled, batched over starts, with full history (unless ``history=False``).
 
@@ -1177,6 +1327,12 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     back per iteration. For throughput (the hand-written kernels of ``optbench perf`` record
     nothing either) and for batches whose history would not fit in memory (B starts ×
     max_iter + 1 rows × about ten numbers).
+
+    ``fuse_loops=True`` (CPU) compiles each while loop of the run as one function instead of a
+    sequence of kernels (:data:`FUSE_LOOPS_BACKEND`): several times fewer dispatches per step,
+    which pays for batches of small problems up to about 10⁴ 2-D starts on a 2-core machine and
+    loses for larger ones. Its results differ from the default compilation's in the last bits (a
+    few starts may take other iteration counts); a loop sharded over devices is never fused.
     """
     for arg, cls, what in ((problem, _problems.Problem, "problem"), (optimizer, _optimizers.Optimizer, "optimizer")):
         if not isinstance(arg, (str, cls)):   # not "empty name in spec <the object's whole repr>"
@@ -1245,7 +1401,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         zero = _put(np.zeros(2 + (chunk if history else 0), np.int32), whole)
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
-               jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)))
+               jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)),
+               bool(fuse_loops))
         compile_s = 0.0
         entry = _lookup(key)
         if entry is None:
@@ -1253,7 +1410,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 entry = _lookup(key)
                 if entry is None:
                     compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
-                                                      lanes, whole, chunk_lanes, dev, progress, record=history)
+                                                      lanes, whole, chunk_lanes, dev, progress, record=history,
+                                                      fuse_loops=fuse_loops)
                     # run once, untimed and unreported: compile_s stays the compile alone, like
                     # the ahead-of-time compile times perf reports for the peers
                     _warm_up(key, entry, xs, data, g, zero, whole, history)

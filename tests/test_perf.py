@@ -169,6 +169,17 @@ def test_ratios_of_peers_and_of_optbench_variants():
     perf._add_ratios(rows)
     assert [r["x_floor"] for r in rows] == [1.0, 50.0, 25.0, 150.0, 600.0, 10.0]
     assert [r["speedup"] for r in rows] == [None, None, 6.0, 3.0, 12.0, None]
+    # a fuse_loops=True row's x floor is against the floor compiled so, the others' against the
+    # plain floor; its peer/optbench as any variant's
+    fused = perf.FUSED_SUFFIX
+    rows = [dict(row("floor", "newton", 2.0), contender="floor"),
+            dict(row("floor", "newton", 0.5), contender="floor" + fused),
+            dict(row("optbench", "bfgs", 50.0), contender="optbench bfgs"),
+            dict(row("optbench", "bfgs", 40.0), contender="optbench bfgs" + fused),
+            dict(row("peer", "bfgs", 160.0), contender="optimistix BFGS")]
+    perf._add_ratios(rows)
+    assert [r["x_floor"] for r in rows] == [1.0, 1.0, 25.0, 80.0, 80.0]
+    assert [r["speedup"] for r in rows] == [None, None, None, 4.0, 3.2]
 
 
 def test_short_cases_get_more_rounds_until_their_time_budget():

@@ -263,6 +263,75 @@ def test_user_xla_options_from_the_environment(monkeypatch):
     assert store._xla_options("cpu") == "xla defaults"
 
 
+_LOOP_LANES = 200_000   # 1.6 MB a trip: above any size XLA compiles as one function by itself
+
+
+def _while_program(k):
+    """A freshly lowered jitted while loop (a new function each time, so JAX's own caches cannot
+    hand back a program compiled with other options)."""
+    def f(x):
+        return jax.lax.while_loop(lambda c: c[0] < 3 + k, lambda c: (c[0] + 1, jnp.sin(c[1]) + 0.5), (0, x))[1]
+    return jax.jit(f).lower(jnp.ones(_LOOP_LANES))
+
+
+def test_backend_options_reach_xla_for_one_program_only(monkeypatch):
+    """XLA's backend options (a map JAX's compiler_options cannot set) reach the program compiled
+    with them, and only it. With the loop size threshold at 0 (given in OPTBENCH_XLA_OPTIONS) XLA
+    compiles no loop as one function; fuse_loops=True makes it compile this 1.6 MB-per-trip loop
+    so (a call it marks xla_cpu_small_call), unless the user's threshold wins (backend options are
+    merged name by name); a program compiled afterwards is not fused; the fused loop computes the
+    same values."""
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
+    cpu = jax.devices("cpu")[0]
+    key = solve_mod.BACKEND_OPTIONS_KEY
+    off = json.dumps({key: "xla_cpu_small_while_loop_byte_threshold=0"})
+    fused = solve_mod.compile_lowered(_while_program(1), cpu, 2, 0, fuse_loops=True)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", off)
+    plain = solve_mod.compile_lowered(_while_program(1), cpu, 2, 0)
+    user_wins = solve_mod.compile_lowered(_while_program(2), cpu, 2, 0, fuse_loops=True)
+    assert "xla_cpu_small_call" in fused.as_text()
+    assert "xla_cpu_small_call" not in plain.as_text()
+    assert "xla_cpu_small_call" not in user_wins.as_text()
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    fused_again = solve_mod.compile_lowered(_while_program(3), cpu, 2, 0, fuse_loops=True)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", off)
+    after = solve_mod.compile_lowered(_while_program(3), cpu, 2, 0)
+    assert "xla_cpu_small_call" in fused_again.as_text() and "xla_cpu_small_call" not in after.as_text()
+    x = jnp.ones(_LOOP_LANES)
+    np.testing.assert_allclose(np.asarray(fused(x)), np.asarray(plain(x)), rtol=1e-15)
+    assert solve_mod.xla_options("cpu", 2, 0)[key] == "xla_cpu_small_while_loop_byte_threshold=0"
+    assert solve_mod.xla_options("cpu", 2, 0, fuse_loops=True)[key] == "xla_cpu_small_while_loop_byte_threshold=0"
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    assert key not in solve_mod.xla_options("cpu", 2, 0)   # nothing of the kind by default
+    assert solve_mod.parse_backend_options(solve_mod.xla_options("cpu", 2, 0, fuse_loops=True)[key]) == \
+        solve_mod.FUSE_LOOPS_BACKEND
+    assert solve_mod.xla_options("gpu", 2, 0, fuse_loops=True) is None   # a CPU setting
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({key: 5}))
+    with pytest.raises(OptbenchError, match="must be a string") as e:
+        solve_mod.xla_options("cpu")
+    assert "\n" not in str(e.value)
+    assert solve_mod.parse_backend_options(" a, b=1 ,,c = x") == {"a": "", "b": "1", "c": "x"}
+    assert solve_mod.format_backend_options({"a": "", "b": "1"}) == "a,b=1"
+
+
+def test_fuse_loops_solves_alike_and_is_its_own_program():
+    """solve(fuse_loops=True) takes the same iterations and reaches the same points to rounding
+    (the fused loop forms other fused multiply-adds, so not bit for bit), is compiled once as a
+    program of its own (not served the default's, nor serving it), and reports its compile."""
+    starts = np.random.default_rng(5).uniform(-2, 2, (40, 2))
+    before = solve_mod.compile_count()
+    a = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False)
+    f1 = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False, fuse_loops=True)
+    f2 = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False, fuse_loops=True)
+    assert solve_mod.compile_count() - before == 2
+    assert f1.compile_s > 0 and f2.compile_s == 0.0
+    np.testing.assert_array_equal(f1.x, f2.x)
+    np.testing.assert_array_equal(f1.nit, a.nit)
+    np.testing.assert_array_equal(f1.status, a.status)
+    np.testing.assert_allclose(f1.x, a.x, rtol=1e-9, atol=1e-12)
+
+
 def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():
     """Under the driver's named vmap, each start's kept values are those of its own plain
     while_loop (different trip counts per start); values not kept may run on; outside a driver

@@ -382,6 +382,7 @@ def _provenance(run: store.Run) -> Dict[str, Any]:
     cfg = m.get("config") or {}
     out["suite"] = cfg.get("suite")
     out["repeats"] = cfg.get("repeats")
+    out["fuse_loops"] = cfg.get("fuse_loops", False)   # true, false or "mixed" (absent before it existed)
     return out
 
 
@@ -936,6 +937,11 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
     if bxla is not None and cxla is not None and bxla != cxla:
         notes.append("the baseline and the run were compiled with different XLA options (OPTBENCH_XLA_OPTIONS, "
                      "OPTBENCH_XLA_DEFAULTS): convergence metrics may differ in the last bits")
+    bfuse, cfuse = bsrc.get("fuse_loops", False), csrc.get("fuse_loops", False)
+    if bfuse != cfuse:
+        notes.append(f"fuse_loops {json.dumps(bfuse)} in the baseline, {json.dumps(cfuse)} in the run: loops compiled "
+                     "differently, so convergence metrics may differ in the last bits (and, on ill-conditioned "
+                     "problems, in iterations)")
     bcells = {(c["problem"], c["optimizer"]): c for c in baseline["cells"]}
     ccells = {(c["problem"], c["optimizer"]): c for c in current["cells"]}
     results = []

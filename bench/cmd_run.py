@@ -53,6 +53,9 @@ def add_arguments(p):
     p.add_argument("--pack", action="store_true", default=None,
                    help="step only the tiles of a batch that hold running starts once most have finished "
                         "(batches of 2048+ starts; one more compile per cell)")
+    p.add_argument("--fuse-loops", action="store_true", default=None,
+                   help="CPU: compile each loop as one function instead of kernel by kernel (faster for "
+                        "single starts and small batches, slower for large ones; results differ in the last bits)")
     p.add_argument("--out", help="run directory (default results/runs/<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="finish an interrupted run: skip its finished cells, run the rest with its stored settings")
@@ -77,7 +80,7 @@ def cli_overrides(args) -> dict:
     """The command-line values that override a suite's, validated like the suite's own keys."""
     out = {}
     for key, attr in (("starts", "starts"), ("max_iter", "max_iter"), ("gtol", "gtol"), ("dtype", "dtype"),
-                      ("repeats", "repeats"), ("pack", "pack")):
+                      ("repeats", "repeats"), ("pack", "pack"), ("fuse_loops", "fuse_loops")):
         v = getattr(args, attr, None)
         if v is not None:
             out[key] = _suite._check_value("cli", key, v)
@@ -194,6 +197,7 @@ def resume_plan(args) -> Plan:
             raise OptbenchError(f"{where}: problem and optimizer must be spec strings")
         settings = {k: _suite._check_value(where, k, c[k]) for k in _CELL_KEYS[2:]}
         settings["pack"] = _suite._check_value(where, "pack", c.get("pack", False))   # absent before pack existed
+        settings["fuse_loops"] = _suite._check_value(where, "fuse_loops", c.get("fuse_loops", False))   # likewise
         cell = _suite.Cell(problem=_suite._get_problem(c["problem"], where),
                            optimizer=_suite._get_optimizer(c["optimizer"], where), **settings)
         if cell.key != (c["problem"], c["optimizer"]):

@@ -17,6 +17,7 @@ A suite file (read with the standard library's :mod:`tomllib`)::
     dtype      = "float64"
     repeats    = 3
     pack       = false                      # true: bench.solve(pack=True) for batches of 2048+ starts
+    fuse_loops = false                      # true: bench.solve(fuse_loops=True), each loop one function (CPU)
     plugins    = ["my_problems.py"]         # imported first; paths relative to the suite file
 
     [[group]]                               # optional: sections with their own selection and
@@ -53,10 +54,10 @@ from optbench_core import DTYPES, OptbenchError, close_matches, parse_spec
 #: the settings a cell needs, with the values used when neither the suite nor the command line
 #: gives one
 DEFAULTS: Dict[str, Any] = {"starts": 10, "seeds": (0,), "max_iter": 1000, "gtol": 1e-8, "dtype": "float64",
-                            "repeats": 3, "pack": False}
+                            "repeats": 3, "pack": False, "fuse_loops": False}
 #: keys a group (or the top level, as defaults for its groups) may set
 GROUP_KEYS = ("problems", "optimizers", "exclude", "dims", "starts", "seed", "seeds", "max_iter", "gtol", "dtype",
-              "repeats", "pack")
+              "repeats", "pack", "fuse_loops")
 #: keys only the top level may set
 TOP_KEYS = ("name", "description", "plugins", "device", "group")
 #: the optimizer selector meaning "every registered optimizer" (families such as optax: excluded)
@@ -211,7 +212,7 @@ def _check_value(where: str, key: str, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise OptbenchError(f"{_label(where, key)} must be a finite number >= 0, got {v!r}")
         return float(v)
-    if key == "pack":
+    if key in ("pack", "fuse_loops"):
         if not isinstance(v, bool):
             raise OptbenchError(f"{_label(where, key)} must be true or false, got {v!r}")
         return v
@@ -388,6 +389,7 @@ class Cell:
     dtype: str
     repeats: int
     pack: bool = False      # bench.solve(pack=True): the batch's tail stepped over its running tiles
+    fuse_loops: bool = False   # bench.solve(fuse_loops=True): each loop compiled as one function (CPU)
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -409,7 +411,7 @@ class Cell:
         """The cell's settings as stored in meta.json (enough to run it again)."""
         return {"problem": self.problem.spec, "optimizer": self.optimizer.spec, "starts": self.starts,
                 "seeds": list(self.seeds), "max_iter": self.max_iter, "gtol": self.gtol, "dtype": self.dtype,
-                "repeats": self.repeats, "pack": self.pack}
+                "repeats": self.repeats, "pack": self.pack, "fuse_loops": self.fuse_loops}
 
     def precompile(self, device: Optional[str] = None) -> float:
         """Compile this cell's programs without running them (nothing for a scipy cell)."""
@@ -417,7 +419,7 @@ class Cell:
             return 0.0
         from .solve import precompile
         return precompile(self.problem, self.optimizer, self.x0s(), max_iter=self.max_iter, gtol=self.gtol,
-                          dtype=self.dtype, device=device, pack=self.pack)
+                          dtype=self.dtype, device=device, pack=self.pack, fuse_loops=self.fuse_loops)
 
     def run(self, device: Optional[str] = None, progress=None):
         """Solve this cell (``bench.solve``, or scipy for ``scipy:`` optimizers) → ``bench.Result``.
@@ -431,7 +433,8 @@ class Cell:
                                       dtype=self.dtype, repeats=self.repeats, progress=progress)
         from .solve import solve
         return solve(self.problem, self.optimizer, x0s, max_iter=self.max_iter, gtol=self.gtol, dtype=self.dtype,
-                     repeats=self.repeats, device=device, progress=progress, pack=self.pack)
+                     repeats=self.repeats, device=device, progress=progress, pack=self.pack,
+                     fuse_loops=self.fuse_loops)
 
 
 def all_optimizers(exclude: Sequence[str] = ()) -> List[str]:
@@ -524,7 +527,7 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
     a duplicate with other settings is an error unless ``overrides`` replace the selection).
 
     ``overrides`` (validated command-line values: ``problems``, ``optimizers``, ``starts``,
-    ``seeds``, ``max_iter``, ``gtol``, ``dtype``, ``repeats``, ``pack``) replace the suite's values in every
+    ``seeds``, ``max_iter``, ``gtol``, ``dtype``, ``repeats``, ``pack``, ``fuse_loops``) replace the suite's values in every
     group. Optimizers that need residuals are paired only with problems that have them.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -612,7 +615,7 @@ def config(suite: Suite, cells: List[Cell]) -> Dict[str, Any]:
     out = {"suite": suite.name, "suite_file": suite.path, "plugins": list(suite.plugins),
            "problems": list(dict.fromkeys(c.problem.spec for c in cells)),
            "optimizers": list(dict.fromkeys(c.optimizer.spec for c in cells))}
-    for k in ("starts", "seeds", "max_iter", "gtol", "dtype", "repeats", "pack"):
+    for k in ("starts", "seeds", "max_iter", "gtol", "dtype", "repeats", "pack", "fuse_loops"):
         out[k] = common(k)
     seeds = out["seeds"]
     if isinstance(seeds, list) and len(seeds) == 1 and isinstance(seeds[0], int):

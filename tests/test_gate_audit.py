@@ -285,6 +285,16 @@ def test_jaxlib_and_xla_option_changes_are_noted(tmp_path, capsys):
     assert rc == 0
     assert "jaxlib 1.0 in the baseline, 1.1 in the run" in out
     assert "different XLA options" in out
+    assert "fuse_loops" not in out   # neither run fused its loops: nothing to say
+
+
+def test_fuse_loops_difference_is_noted(tmp_path, capsys):
+    """A run with fuse_loops (loops compiled as one function) against a baseline without: compiled
+    code differs, so the gate says why the counts may move; a baseline from before the setting
+    existed counts as without."""
+    base, run = _gate(tmp_path, [_cell()], [_cell()], run_source={"config": dict(SETTINGS, fuse_loops=True)})
+    rc, out, _ = _check(capsys, run, base)
+    assert rc == 0 and "fuse_loops false in the baseline, true in the run" in out
 
 
 # -- defects: files the gate writes -------------------------------------------------------------------

@@ -189,6 +189,7 @@ starts = 2
     ('problems = ["rosenbrock"]\ngroup = 3\n', "'group' must be an array of tables"),
     ('problems = ["rosenbrock"]\ndims = [0]\n', "bad.toml: key 'dims' must be at least 1"),
     ('problems = ["rosenbrock"]\npack = "yes"\n', "bad.toml: key 'pack' must be true or false"),
+    ('problems = ["rosenbrock"]\nfuse_loops = 1\n', "bad.toml: key 'fuse_loops' must be true or false"),
 ])
 def test_bad_suite_files_one_line(tmp_path, text, needle):
     with pytest.raises(OptbenchError) as ei:
@@ -305,3 +306,11 @@ def test_cli_grids_and_overrides_build_the_plan():
     # --pack reaches every cell (bench.solve(pack=True)) and the stored configuration
     plan = cmd_run.build_plan(p.parse_args(["quick", "--problems", "rosenbrock", "--optimizers", "newton", "--pack"]))
     assert [c.pack for c in plan.cells] == [True] and plan.config()["cells"][0]["pack"] is True
+    # --fuse-loops likewise (bench.solve(fuse_loops=True)); a suite's fuse_loops = true too
+    assert cfg["fuse_loops"] is False
+    plan = cmd_run.build_plan(p.parse_args(["quick", "--problems", "rosenbrock", "--optimizers", "newton",
+                                            "--fuse-loops"]))
+    assert [c.fuse_loops for c in plan.cells] == [True] and plan.config()["cells"][0]["fuse_loops"] is True
+    assert plan.config()["fuse_loops"] is True
+    s = suite.parse('problems = ["rosenbrock"]\noptimizers = ["newton"]\nfuse_loops = true\n', path="f.toml")
+    assert [c.fuse_loops for c in suite.expand(s)] == [True]

@@ -583,14 +583,16 @@ def parse_backend_options(text: str) -> Dict[str, str]:
 
 
 def format_backend_options(opts: Dict[str, str]) -> str:
+    """The inverse of :func:`parse_backend_options`."""
     return ",".join(f"{k}={v}" if v != "" else k for k, v in opts.items())
 
 
 def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
     ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
-    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems), unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not
-    to know them; on any platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
+    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
+    unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
+    platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
     (:func:`user_xla_options`), which win over optbench's (backend options merged name by name).
     ``fuse_loops``: on the CPU, also :data:`FUSE_LOOPS_BACKEND` (listed under
     :data:`BACKEND_OPTIONS_KEY`), whatever the other settings."""
@@ -620,8 +622,9 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
 # are merged in the proto's own encoding (field numbers are fixed by XLA's .proto files:
 # CompileOptionsProto.executable_build_options = 3, ExecutableBuildOptionsProto.debug_options = 3,
 # DebugOptions.xla_backend_extra_options = 500, a map entry's key = 1 and value = 2), which
-# protobuf merges into the message being parsed. Where this JAX lacks any piece, optbench's
-# backend options are left out (and not recorded) rather than guessed.
+# protobuf merges into the message being parsed. The wrapper is installed on first use only (a
+# run without backend options never touches JAX's function); where this JAX lacks any piece,
+# asking for backend options is a one-line error rather than a silent compile without them.
 _BACKEND_TLS = threading.local()
 _BACKEND_HOOK: Dict[str, Any] = {}
 
@@ -669,7 +672,6 @@ def _backend_options_hook():
                 extra = getattr(_BACKEND_TLS, "options", None)
                 if extra:
                     opts = xc.CompileOptions.ParseFromString(opts.SerializeAsString() + backend_options_proto(extra))
-                    _BACKEND_TLS.applied = True
                 return opts
 
             get_compile_options._optbench_backend_options = True
@@ -691,7 +693,6 @@ class _backend_options:
     def __enter__(self):
         self.prev = getattr(_BACKEND_TLS, "options", None)
         _BACKEND_TLS.options = self.opts or None
-        _BACKEND_TLS.applied = False
         return self
 
     def __exit__(self, *exc):

@@ -1386,6 +1386,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     bp = -(-b // nd) * nd                  # the batch padded to a multiple of the device count
     if not isinstance(pack, bool):
         raise OptbenchError(f"pack must be True or False, got {pack!r}")
+    if not isinstance(fuse_loops, bool):
+        raise OptbenchError(f"fuse_loops must be True or False, got {fuse_loops!r}")
+    if fuse_loops and dev.platform != "cpu":
+        raise OptbenchError(f"fuse_loops=True is a setting of XLA's CPU compiler; this run is on {dev.platform}")
     tiles, tile = _tiling(bp, nd) if pack else (1, bp)
     slots = tiles * tile if tiles > 1 else bp   # packed: whole tiles (the spare slots hold no start)
     x0p = np.concatenate([x0s, np.repeat(x0s[-1:], slots - b, axis=0)]) if slots > b else x0s

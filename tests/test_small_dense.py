@@ -330,6 +330,8 @@ def test_fuse_loops_solves_alike_and_is_its_own_program():
     np.testing.assert_array_equal(f1.nit, a.nit)
     np.testing.assert_array_equal(f1.status, a.status)
     np.testing.assert_allclose(f1.x, a.x, rtol=1e-9, atol=1e-12)
+    with pytest.raises(OptbenchError, match="fuse_loops must be True or False"):
+        solve_mod.solve("rosenbrock", "bfgs", starts, fuse_loops="yes")
 
 
 def test_lanes_while_freezes_what_it_keeps_and_equals_a_plain_loop():

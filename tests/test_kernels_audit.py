@@ -192,6 +192,13 @@ def test_perf_rows_of_the_floors_read_the_same_iterations_as_optbench():
     ob = _prepared_outcome(case, "optbench newton:mode=minimize")
     np.testing.assert_array_equal(fl.nit, ob.nit)
     assert fl.solved == ob.solved == 1.0
+    # not slim, on the CPU: the method again with fuse_loops=True, and the floor compiled the same
+    # way, which runs the same iterations too
+    case = perf.rosenbrock_case(8, 1e-8, CPU, scipy_starts=1, methods=("newton",))
+    fl = _prepared_outcome(case, "floor: closed-form Newton (2×2)" + perf.FUSED_SUFFIX)
+    ob = _prepared_outcome(case, "optbench newton:mode=minimize" + perf.FUSED_SUFFIX)
+    np.testing.assert_array_equal(fl.nit, ob.nit)
+    assert fl.solved == ob.solved == 1.0
     case = perf.ext_rosenbrock_case(32, 1e-6, CPU, methods=("newton-cg",))
     fl = _prepared_outcome(case, "floor: Newton-CG, closed-form Hv")
     ob = _prepared_outcome(case, "optbench newton-cg:linesearch=armijo")

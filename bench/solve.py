@@ -532,8 +532,8 @@ BACKEND_OPTIONS_KEY = "xla_backend_extra_options"
 #: starts a step is a few dozen kernels of a few kilobytes each, whose dispatch (1–7 µs each),
 #: not their arithmetic, sets the pace. Not the default: a loop compiled as one function runs on
 #: one thread (large batches, whose kernels XLA splits across threads, lose), a loop that holds a
-#: collective (a run sharded over devices) is never compiled so, and the one function rounds
-#: some operations differently from the kernels (XLA forms other fused multiply-adds), so the
+#: collective (a run sharded over devices) is never compiled so, and XLA emits the one function
+#: with another code generator than the kernels, which rounds some operations differently, so the
 #: results differ from the default compilation's in the last bits, and a sharded run would no
 #: longer equal the one-device run bit for bit. See the README for the measurements. XLA's
 #: multi-output fusion (``xla_cpu_use_multi_output_fusion``) made the same methods a further

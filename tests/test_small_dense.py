@@ -317,7 +317,7 @@ def test_backend_options_reach_xla_for_one_program_only(monkeypatch):
 
 def test_fuse_loops_solves_alike_and_is_its_own_program():
     """solve(fuse_loops=True) takes the same iterations and reaches the same points to rounding
-    (the fused loop forms other fused multiply-adds, so not bit for bit), is compiled once as a
+    (XLA emits the fused loop with another code generator, so not bit for bit), is compiled once as a
     program of its own (not served the default's, nor serving it), and reports its compile."""
     starts = np.random.default_rng(5).uniform(-2, 2, (40, 2))
     before = solve_mod.compile_count()

@@ -457,11 +457,14 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     def batch_outcome(xcol=0, ncol=1):
         return lambda out: Outcome(np.asarray(out[ncol]), _rosen_grad_np(out[xcol]), gtol)
 
+    def floor(suffix="", note="same method as newton, derivatives by hand", fuse_loops=False):
+        return jax_contender("floor: closed-form Newton (2×2)" + suffix, "newton", "floor",
+                             lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
+                             lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
+                             note=note, xla_for=(2, 0, fuse_loops))
+
     cs: List[Contender] = [
-        jax_contender("floor: closed-form Newton (2×2)", "newton", "floor",
-                      lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
-                      lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
-                      note="same method as newton, derivatives by hand", xla_for=(2, 0)),
+        floor(),
         # minimisation Newton: on a residual problem ``newton`` would otherwise solve r(x) = 0
         oc(p, "newton:mode=minimize", x0s, gtol, max_iter, device, method="newton")]
     sub = x0s[:min(scipy_starts, n_starts)]
@@ -497,10 +500,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
 
     fuses = not slim and (device if isinstance(device, str) else device.platform).split(":")[0] == "cpu"
     if fuses:   # the floor compiled as the fuse_loops=True rows are: their x_floor is against it
-        cs.insert(1, jax_contender("floor: closed-form Newton (2×2)" + FUSED_SUFFIX, "newton", "floor",
-                                   lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
-                                   lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
-                                   note="the floor, loops compiled as one function", xla_for=(2, 0, True)))
+        cs.insert(1, floor(FUSED_SUFFIX, "the floor, loops compiled as one function", fuse_loops=True))
 
     def fused(problem, spec, method, note=""):
         # the same method with solve(fuse_loops=True): each loop compiled as one function (CPU)

@@ -587,7 +587,8 @@ def format_backend_options(opts: Dict[str, str]) -> str:
     return ",".join(f"{k}={v}" if v != "" else k for k, v in opts.items())
 
 
-def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False):
+def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False,
+                own: bool = True):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
     ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
     own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
@@ -595,10 +596,11 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
     platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
     (:func:`user_xla_options`), which win over optbench's (backend options merged name by name).
     ``fuse_loops``: on the CPU, also :data:`FUSE_LOOPS_BACKEND` (listed under
-    :data:`BACKEND_OPTIONS_KEY`), whatever the other settings."""
+    :data:`BACKEND_OPTIONS_KEY`), whatever the other settings. ``own=False``: without optbench's
+    own compile options (what :func:`compile_lowered` falls back to)."""
     options = {}
     backend = {}
-    if platform_name == "cpu" and _OPTIONS_OK["cpu"] and not _env_flag("OPTBENCH_XLA_DEFAULTS"):
+    if own and platform_name == "cpu" and _OPTIONS_OK["cpu"] and not _env_flag("OPTBENCH_XLA_DEFAULTS"):
         options.update(CPU_COMPILER_OPTIONS)
         if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
             options.update(SMALL_PROBLEM_OPTIONS)
@@ -705,30 +707,27 @@ def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bo
     holds ``data_size`` numbers (``fuse_loops``: see there; where this jaxlib does not know
     optbench's own options, without them from then on; options from ``OPTBENCH_XLA_OPTIONS`` that
     it does not know are a one-line error)."""
+    def compile_with(options):
+        options = dict(options or {})
+        with _backend_options(options.pop(BACKEND_OPTIONS_KEY, None)):
+            return lowered.compile(compiler_options=options) if options else lowered.compile()
+
     options = xla_options(dev.platform, n, data_size, fuse_loops)
     if options is None:
         return lowered.compile()
-    options = dict(options)
-    backend = options.pop(BACKEND_OPTIONS_KEY, None)
     try:
-        with _backend_options(backend):
-            return lowered.compile(compiler_options=options) if options else lowered.compile()
+        return compile_with(options)
     except Exception as e:
         if "option" not in str(e).lower():
             raise
     # an XLA that does not know some option: optbench's own are dropped (remembered; the program
     # compiles as XLA would), the user's are theirs to fix
-    user = user_xla_options()
-    user_backend = parse_backend_options(user.pop(BACKEND_OPTIONS_KEY, ""))
-    if fuse_loops and dev.platform == "cpu":
-        user_backend = {**FUSE_LOOPS_BACKEND, **user_backend}
     try:
-        with _backend_options(format_backend_options(user_backend)):
-            exe = lowered.compile(compiler_options=user) if user else lowered.compile()
+        exe = compile_with(xla_options(dev.platform, n, data_size, fuse_loops, own=False))
     except Exception as e:
         if "option" not in str(e).lower():
             raise
-        raise OptbenchError(f"XLA refused the options in {XLA_OPTIONS_ENV} ({', '.join(sorted(user))}): "
+        raise OptbenchError(f"XLA refused the options in {XLA_OPTIONS_ENV} ({', '.join(sorted(user_xla_options()))}): "
                             f"{first_line(e)}") from None
     if dev.platform == "cpu":
         _OPTIONS_OK["cpu"] = False

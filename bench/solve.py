@@ -571,6 +571,13 @@ def user_xla_options() -> Dict[str, Any]:
     return opts
 
 
+def _xla_settings() -> tuple:
+    """The environment's say in how optbench compiles (``OPTBENCH_XLA_OPTIONS``,
+    ``OPTBENCH_XLA_DEFAULTS``), part of a compiled program's key: a program compiled before either
+    changed in this process is not reused after."""
+    return os.environ.get(XLA_OPTIONS_ENV, "").strip(), _env_flag("OPTBENCH_XLA_DEFAULTS")
+
+
 def parse_backend_options(text: str) -> Dict[str, str]:
     """``"a,b=1"`` -> ``{"a": "", "b": "1"}`` (XLA_FLAGS' syntax for ``xla_backend_extra_options``)."""
     out = {}
@@ -1406,7 +1413,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)),
-               bool(fuse_loops))
+               bool(fuse_loops), _xla_settings())
         compile_s = 0.0
         entry = _lookup(key)
         if entry is None:

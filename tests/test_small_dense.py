@@ -263,6 +263,30 @@ def test_user_xla_options_from_the_environment(monkeypatch):
     assert store._xla_options("cpu") == "xla defaults"
 
 
+def test_a_change_of_the_xla_environment_compiles_again(monkeypatch):
+    """A program compiled under one OPTBENCH_XLA_OPTIONS / OPTBENCH_XLA_DEFAULTS is not served
+    after either changed in the same process (it would run with options the user no longer asked
+    for), and is served again once they are back."""
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
+    starts = np.random.default_rng(1).uniform(-2, 2, (8, 2))
+
+    def compiles():
+        before = solve_mod.compile_count()
+        solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=30, history=False)
+        return solve_mod.compile_count() - before
+
+    compiles()
+    assert compiles() == 0
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}))
+    assert compiles() == 1 and compiles() == 0
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert compiles() == 1
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    assert compiles() == 0
+
+
 _LOOP_LANES = 200_000   # 1.6 MB a trip: above any size XLA compiles as one function by itself
 
 

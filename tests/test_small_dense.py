@@ -269,6 +269,9 @@ def test_a_change_of_the_xla_environment_compiles_again(monkeypatch):
     for), and is served again once they are back."""
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
     monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
+    # none of this process's earlier programs (another test may have compiled this one under
+    # the same settings)
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
     starts = np.random.default_rng(1).uniform(-2, 2, (8, 2))
 
     def compiles():

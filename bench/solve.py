@@ -537,9 +537,43 @@ BACKEND_OPTIONS_KEY = "xla_backend_extra_options"
 #: results differ from the default compilation's in the last bits, and a sharded run would no
 #: longer equal the one-device run bit for bit. See the README for the measurements. XLA's
 #: multi-output fusion (``xla_cpu_use_multi_output_fusion``) made the same methods a further
-#: 0.8–0.9× faster, but aborted the process inside XLA on the packed loop's program (a failed
-#: check in its loop fusion emitter), so optbench does not offer it.
+#: 0.8–0.9× faster, but aborted the process inside XLA on a packed run's programs (a failed check
+#: in its loop fusion emitter, jaxlib 0.10.2 and 0.11.2), so optbench does not offer it as a
+#: switch of its own (see :data:`MULTI_OUTPUT_OPTION`).
 FUSE_LOOPS_BACKEND = {"xla_cpu_small_while_loop_byte_threshold": str(1 << 40)}
+
+
+#: XLA's CPU multi-output fusion (a backend option, in ``OPTBENCH_XLA_OPTIONS``): one kernel may
+#: compute several of a step's results that otherwise each recompute their shared inputs. Not
+#: optbench's default: measured on jax 0.12.1 (2-D Rosenbrock, 10³ / 10⁴ starts, without history)
+#: it took bfgs to 0.76× / 0.73× the time, levenberg-marquardt 0.76× / 0.82×, lbfgs 0.89× / 0.85×,
+#: gauss-newton 0.87× / 0.84×, but a run sharded over devices or processes then differs from the
+#: one-device run in the last bits (three tests of that equality failed). The XLA of jaxlib 0.10.2 and
+#: 0.11.2 aborts the process compiling the loops of a packed run (``pack=True``) with it, so that
+#: combination is refused there (:func:`_check_multi_output`). XLA reads it by its presence alone
+#: (``=false`` switches it on), so an entry set to false is left out (:func:`xla_options`).
+MULTI_OUTPUT_OPTION = "xla_cpu_use_multi_output_fusion"
+MULTI_OUTPUT_MIN_JAXLIB = (0, 12)
+
+
+def _jaxlib_version() -> tuple:
+    """(major, minor) of the installed jaxlib."""
+    import jaxlib
+    parts = []
+    for p in str(getattr(jaxlib, "__version__", "0")).split(".")[:2]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _check_multi_output(options) -> None:
+    """A packed run's compile options (``options``, as :func:`xla_options` gives them): multi-output
+    fusion there is a one-line error on a jaxlib whose XLA aborts the process compiling them."""
+    backend = parse_backend_options((options or {}).get(BACKEND_OPTIONS_KEY, ""))
+    if MULTI_OUTPUT_OPTION in backend and _jaxlib_version() < MULTI_OUTPUT_MIN_JAXLIB:
+        raise OptbenchError(f"pack=True with {MULTI_OUTPUT_OPTION} (from {XLA_OPTIONS_ENV}) needs jaxlib "
+                            f"{'.'.join(map(str, MULTI_OUTPUT_MIN_JAXLIB))} or later: the XLA of this one "
+                            "aborts the process compiling a packed run's loops with it")
 
 
 #: the environment variable of XLA options added to every optbench compile (and the perf floors')
@@ -601,7 +635,8 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
     own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
     unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
     platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
-    (:func:`user_xla_options`), which win over optbench's (backend options merged name by name).
+    (:func:`user_xla_options`), which win over optbench's (backend options merged name by name; a
+    backend option whose value is ``false`` is left out).
     ``fuse_loops``: on the CPU, also :data:`FUSE_LOOPS_BACKEND` (listed under
     :data:`BACKEND_OPTIONS_KEY`), whatever the other settings. ``own=False``: without optbench's
     own compile options (what :func:`compile_lowered` falls back to)."""
@@ -618,6 +653,9 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
         backend.update(FUSE_LOOPS_BACKEND)
     user = user_xla_options()
     backend.update(parse_backend_options(user.pop(BACKEND_OPTIONS_KEY, "")))
+    # an entry set to false is left out: XLA reads some (MULTI_OUTPUT_OPTION) by their presence
+    # alone, so passing "false" would switch them on
+    backend = {k: v for k, v in backend.items() if v.strip().lower() != "false"}
     options.update(user)
     if backend:
         options[BACKEND_OPTIONS_KEY] = format_backend_options(backend)
@@ -1411,6 +1449,8 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         chunk = int(HISTORY_CHUNK)
         zero = _put(np.zeros(2 + (chunk if history else 0), np.int32), whole)
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
+        if tiles > 1:
+            _check_multi_output(xla_options(dev.platform, n, 0, fuse_loops))
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)),
                bool(fuse_loops), _xla_settings())

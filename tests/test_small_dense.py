@@ -263,6 +263,34 @@ def test_user_xla_options_from_the_environment(monkeypatch):
     assert store._xla_options("cpu") == "xla defaults"
 
 
+def test_a_backend_option_set_to_false_is_left_out_and_multi_output_fusion_with_pack_needs_jaxlib_0_12(
+        monkeypatch):
+    """XLA reads xla_cpu_use_multi_output_fusion by its presence alone, so an entry set to false
+    (any case) is left out of the compile options; with it, pack=True is a one-line error on a
+    jaxlib before 0.12 (whose XLA aborts the process compiling a packed run's loops), checked before
+    anything compiles, and allowed from 0.12 on; pack=False is allowed everywhere."""
+    import jaxlib
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    key, mof = solve_mod.BACKEND_OPTIONS_KEY, solve_mod.MULTI_OUTPUT_OPTION
+    assert solve_mod._jaxlib_version() == tuple(int(v) for v in jaxlib.__version__.split(".")[:2])
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({key: f"{mof}=False"}))
+    assert key not in solve_mod.xla_options("cpu", 2, 0)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({key: f"{mof}=false,xla_cpu_small_while_loop_byte_threshold=0"}))
+    assert solve_mod.xla_options("cpu", 2, 0)[key] == "xla_cpu_small_while_loop_byte_threshold=0"
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({key: mof}))
+    assert solve_mod.parse_backend_options(solve_mod.xla_options("cpu", 2, 0)[key]) == {mof: ""}
+    monkeypatch.setattr(solve_mod, "PACK_TILE_MIN", 8)
+    monkeypatch.setattr(solve_mod, "_jaxlib_version", lambda: (0, 11))
+    before = solve_mod.compile_count()
+    starts = np.random.default_rng(4).uniform(-2, 2, (32, 2))
+    with pytest.raises(OptbenchError, match="needs jaxlib 0.12 or later") as e:
+        solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=5, pack=True)
+    assert "\n" not in str(e.value) and solve_mod.compile_count() == before
+    solve_mod._check_multi_output({key: "xla_cpu_small_while_loop_byte_threshold=0"})   # others pass
+    monkeypatch.setattr(solve_mod, "_jaxlib_version", lambda: (0, 12))
+    solve_mod._check_multi_output(solve_mod.xla_options("cpu", 2, 0))   # allowed there
+
+
 def test_a_change_of_the_xla_environment_compiles_again(monkeypatch):
     """A program compiled under one OPTBENCH_XLA_OPTIONS / OPTBENCH_XLA_DEFAULTS is not served
     after either changed in the same process (it would run with options the user no longer asked

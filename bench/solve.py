@@ -1120,6 +1120,8 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
     how to compile the packed loop (on first use, see :func:`_packed_exe`). ``record``: whether
     the programs write the history (see :func:`_build`)."""
     problem.check(xs.dtype, data)   # one-line errors for an unusable f, before anything is traced for real
+    if tiling[0] > 1:   # a packed run: refused before its compile where XLA would abort the process
+        _check_multi_output(xla_options(dev.platform, n, 0, fuse_loops))
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
@@ -1449,8 +1451,6 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         chunk = int(HISTORY_CHUNK)
         zero = _put(np.zeros(2 + (chunk if history else 0), np.int32), whole)
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
-        if tiles > 1:
-            _check_multi_output(xla_options(dev.platform, n, 0, fuse_loops))
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)),
                bool(fuse_loops), _xla_settings())

@@ -12,7 +12,9 @@ every contender is compiled first, with the compile timed on its own; one untime
 yields its outcome (iterations, how many starts reached ‖∇f‖ ≤ gtol); then the timed repeats are
 *interleaved* — round r runs every contender once, in an order rotated by r — so slow drift of a
 shared machine falls on all contenders alike. The table holds medians and ratios: ``x_floor`` =
-median / the floor's median (a ``fuse_loops=True`` row: the floor compiled so), ``speedup`` (peer rows) = the peer's median / the matched optbench
+median / the floor's median (a ``fuse_loops=True`` row: the floor compiled so; a method with a
+floor of its own, such as Levenberg-Marquardt on 2-D Rosenbrock, and its peers: that floor),
+``speedup`` (peer rows) = the peer's median / the matched optbench
 method's median (per iteration where the floor is a per-iteration limit, as in the memory-bound
 regression); on an optbench variant row (the same method again with ``pack=True`` or other
 settings) ``speedup`` = the method's first peer's median / this row's; ``growth`` = median / the
@@ -84,6 +86,9 @@ class Contender:
     prepare: Callable[[], Runner]
     scale: float = 1.0   # multiplies the measured time (a subset run scaled to the whole batch)
     note: str = ""
+    # a floor that runs one method's own algorithm: the rows of these methods compare with it
+    # (``x_floor``) instead of the case's first floor
+    floor_for: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -239,11 +244,22 @@ def optbench_contender(problem, spec: str, x0s, gtol, max_iter, device, dtype="f
     return Contender(label or f"optbench {spec}", method or spec.split(":")[0], "optbench", _Timed(build), note=note)
 
 
+def _kept(c: Contender, methods) -> bool:
+    """Whether ``--methods`` keeps this contender: the named methods' rows, the floors that serve
+    no method in particular, and the floors of the named methods."""
+    if methods is None:
+        return True
+    if c.kind == "floor":
+        return not c.floor_for or any(m in methods for m in c.floor_for)
+    return c.method in methods
+
+
 def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcome], device, note="",
-                  xla_for=None) -> Contender:
+                  xla_for=None, floor_for: Tuple[str, ...] = ()) -> Contender:
     """A jitted JAX program (a kernel or a peer), compiled ahead of time and timed with
     ``block_until_ready``. The floor kernels pass ``xla_for`` (see :func:`_aot`): the limit is
-    measured with the same compiler options as optbench, peers run as their users run them."""
+    measured with the same compiler options as optbench, peers run as their users run them;
+    ``floor_for``: see :class:`Contender`."""
     def build():
         with jax.default_device(device):
             dargs = jax.device_put(args, device)
@@ -256,7 +272,7 @@ def jax_contender(label, method, kind, fn, args, outcome: Callable[[Any], Outcom
             dt = clock() - t0
             return dt, outcome(jax.device_get(out))
         return cs, run
-    return Contender(label, method, kind, _Timed(build), note=note)
+    return Contender(label, method, kind, _Timed(build), note=note, floor_for=tuple(floor_for))
 
 
 def host_contender(label, method, kind, prepare_fn, note="", scale=1.0) -> Contender:
@@ -463,6 +479,13 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
                              lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
                              note=note, xla_for=(2, 0, fuse_loops))
 
+    def lm_floor(suffix="", note="same method as levenberg-marquardt (MINPACK), by hand", fuse_loops=False):
+        # Levenberg-Marquardt's own floor: its rows (optbench's, jaxopt's, optimistix's) compare with it
+        return jax_contender("floor: closed-form MINPACK LM (2×2)" + suffix, "levenberg-marquardt", "floor",
+                             lambda x, g: kernels.rosenbrock2_lm(x, g, max_iter=max_iter), (xj, g),
+                             lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
+                             note=note, xla_for=(2, 0, fuse_loops), floor_for=("levenberg-marquardt",))
+
     cs: List[Contender] = [
         floor(),
         # minimisation Newton: on a residual problem ``newton`` would otherwise solve r(x) = 0
@@ -541,6 +564,9 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
     if _have("scipy.optimize"):
         cs.append(scipy_peer("scipy L-BFGS-B", "lbfgs", "L-BFGS-B"))
     if "levenberg-marquardt" in names:
+        cs.append(lm_floor())
+        if fuses:
+            cs.append(lm_floor(FUSED_SUFFIX, "the LM floor, loops compiled as one function", fuse_loops=True))
         cs.append(oc(pls, "levenberg-marquardt", x0s, gtol, max_iter, device,
                                      note="residual form"))
         unrecorded(pls, "levenberg-marquardt", "levenberg-marquardt", note="residual form")
@@ -572,7 +598,7 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         cs.append(jax_contender("optimistix GaussNewton", "gauss-newton", "peer",
                                 _optimistix_lsq("GaussNewton", 1e-12, 1e-12, max_iter), (xj,),
                                 batch_outcome(), device, note="rtol=atol=1e-12; iterations: its steps after x₀"))
-    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
+    cs = [c for c in cs if _kept(c, methods)]
     return Case(f"rosenbrock-2d B={n_starts}", "rosenbrock-2d", n_starts, gtol, cs,
                 f"2-D Rosenbrock, {n_starts} starts in [−2,2]², to ‖∇f‖ ≤ {gtol:g}, float64")
 
@@ -647,7 +673,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
                                 lambda x: (lambda s: (s.params, s.state.iter_num))(
                                     jaxopt.LBFGS(fun=kernels.ext_rosenbrock, maxiter=max_iter, tol=gtol).run(x)),
                                 (xj,), single(), device))
-    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
+    cs = [c for c in cs if _kept(c, methods)]
     return Case(f"ext-rosenbrock n={n}", "ext-rosenbrock", n, gtol, cs,
                 f"extended Rosenbrock, n = {n}, start (−1.2, 1, …), to ‖∇f‖ ≤ {gtol:g}, float64")
 
@@ -720,7 +746,7 @@ def linreg_case(rows: int, d: int, device, iters: int = 20, seed: int = 0, block
             pass
     if slim:   # quick: the floors and optbench's blocked form only
         cs = [c for c in cs if c.kind == "floor" or c.label == "optbench gd (blocked f)"]
-    cs = [c for c in cs if methods is None or c.kind == "floor" or c.method in methods]
+    cs = [c for c in cs if _kept(c, methods)]
     return Case(f"linreg {rows}×{d} f32", "linreg", rows, 0.0, cs,
                 f"gradient descent on ‖Xw − y‖², X {rows}×{d} float32 ({x.nbytes / 1e6:.0f} MB), {iters} iterations",
                 ratio_on="ms_per_iter")
@@ -769,6 +795,8 @@ def measure_case(case: Case, repeats: int, progress: Optional[Callable[[str], No
                      "ms_per_iter": 1e3 * med / nit_max if nit_max > 0 else None,
                      "nit_median": float(np.median(nit)) if nit.size else None, "nit_max": nit_max,
                      "solved": outcome.solved if case.gtol > 0 else None, "note": c.note})
+        if c.floor_for:
+            rows[-1]["floor_for"] = list(c.floor_for)
     _add_ratios(rows, case.ratio_on)
     return rows
 
@@ -790,10 +818,14 @@ def _add_ratios(rows, on="median_ms"):
     floors = [r for r in rows if r["kind"] == "floor"]
 
     def floor_of(r):
-        # a fuse_loops=True row compares with the floor compiled the same way, where there is one
+        # a fuse_loops=True row compares with a floor compiled the same way, where there is one;
+        # a row whose method has a floor of its own (``floor_for``) with that one, else with the
+        # case's first floor that serves no method in particular
         fused = r.get("contender", "").endswith(FUSED_SUFFIX)
-        return next((f for f in floors if f.get("contender", "").endswith(FUSED_SUFFIX) == fused),
-                    floors[0] if floors else None)
+        alike = [f for f in floors if f.get("contender", "").endswith(FUSED_SUFFIX) == fused]
+        own = [f for f in alike if r.get("method") in f.get("floor_for", ())]
+        general = [f for f in alike if not f.get("floor_for")]
+        return (own or general or floors or [None])[0]
     ob = {}
     for r in rows:   # a peer compares with the first optbench row of its method
         if r["kind"] == "optbench":

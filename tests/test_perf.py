@@ -43,6 +43,25 @@ def test_rosenbrock_kernel_is_newton_and_matches_optbench():
     assert np.mean(np.asarray(nit) == res.nit) >= 0.8, (np.asarray(nit), res.nit)
 
 
+def test_lm_kernel_is_minpack_lm_and_matches_optbench():
+    """The Levenberg-Marquardt floor solves 2-D Rosenbrock from random starts and runs optbench's
+    default method (MINPACK's): the same iterations start for start and the same points, where a
+    different damping rule or trust-radius update would take other counts."""
+    p = perf.rosenbrock_ls_problem()
+    x0s = problems.get("rosenbrock").random_starts(12, seed=5)
+    x, f, gn, nit, k = kernels.rosenbrock2_lm(jnp.asarray(x0s), 1e-8)
+    np.testing.assert_allclose(np.asarray(x), np.ones((12, 2)), atol=1e-8)
+    assert np.all(np.asarray(gn) <= 1e-8) and int(k) == int(np.max(nit))
+    res = bench.solve(p, "levenberg-marquardt", x0s, max_iter=200, gtol=1e-8, history=False)
+    np.testing.assert_array_equal(np.asarray(nit), res.nit)
+    np.testing.assert_allclose(np.asarray(x), res.x, rtol=0, atol=1e-11)
+    # and with optbench's constant: the initial trust radius factor·‖Dx₀‖
+    import inspect
+    from optimizers.least_squares import levenberg_marquardt
+    assert (inspect.signature(kernels.rosenbrock2_lm).parameters["factor"].default
+            == inspect.signature(levenberg_marquardt).parameters["factor"].default)
+
+
 def test_modified_direction_2x2_equals_eigen_form():
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -180,6 +199,32 @@ def test_ratios_of_peers_and_of_optbench_variants():
     perf._add_ratios(rows)
     assert [r["x_floor"] for r in rows] == [1.0, 1.0, 25.0, 80.0, 80.0]
     assert [r["speedup"] for r in rows] == [None, None, None, 4.0, 3.2]
+
+
+def test_a_method_with_a_floor_of_its_own_compares_with_it():
+    """A floor with ``floor_for`` serves those methods' rows (optbench's and the peers', plain
+    and fused alike); every other row keeps the case's first floor that serves no method in
+    particular, whatever the order of the rows; ``--methods`` keeps such a floor only with its
+    method."""
+    fused = perf.FUSED_SUFFIX
+
+    def row(kind, method, ms, label, **kw):
+        return dict({"kind": kind, "method": method, "median_ms": ms, "contender": label}, **kw)
+    rows = [row("floor", "levenberg-marquardt", 4.0, "lm floor", floor_for=["levenberg-marquardt"]),
+            row("floor", "newton", 2.0, "newton floor"),
+            row("floor", "levenberg-marquardt", 1.0, "lm floor" + fused, floor_for=["levenberg-marquardt"]),
+            row("floor", "newton", 0.5, "newton floor" + fused),
+            row("optbench", "newton", 3.0, "optbench newton"),
+            row("optbench", "levenberg-marquardt", 6.0, "optbench lm"),
+            row("optbench", "levenberg-marquardt", 3.0, "optbench lm" + fused),
+            row("peer", "levenberg-marquardt", 2.0, "jaxopt lm"),
+            row("optbench", "bfgs", 5.0, "optbench bfgs" + fused)]
+    perf._add_ratios(rows)
+    assert [r["x_floor"] for r in rows] == [1.0, 1.0, 1.0, 1.0, 1.5, 1.5, 3.0, 0.5, 10.0]
+    floor = perf.Contender("lm floor", "levenberg-marquardt", "floor", None, floor_for=("levenberg-marquardt",))
+    plain = perf.Contender("newton floor", "newton", "floor", None)
+    assert perf._kept(floor, None) and perf._kept(floor, ["bfgs", "levenberg-marquardt"])
+    assert not perf._kept(floor, ["newton"]) and perf._kept(plain, ["bfgs"])
 
 
 def test_short_cases_get_more_rounds_until_their_time_budget():

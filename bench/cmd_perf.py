@@ -29,7 +29,7 @@ def add_arguments(p):
     size.add_argument("--large", action="store_true",
                       help="extended Rosenbrock n = 10⁵, 10⁶ and a 2·10⁶×50 float32 regression (minutes)")
     p.add_argument("--cases", help=f"comma-separated families to run (default all: {', '.join(perf.CASE_FAMILIES)})")
-    p.add_argument("--methods", help="comma-separated methods to time, with the floors (default all: "
+    p.add_argument("--methods", help="comma-separated methods to time, with the case's floor and their own (default all: "
                    + ", ".join(perf.all_methods()) + ")")
     p.add_argument("--device", default="cpu", help="where the JAX side runs: cpu or gpu (scipy stays on the host)")
     p.add_argument("--clock", default="wall", choices=sorted(perf.CLOCKS),

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from optimizers.dense import EIG_FLOOR, modified_newton_2x2
+from optimizers.least_squares import minpack_update
 
 jax.config.update("jax_enable_x64", True)
 
@@ -253,21 +254,8 @@ def rosenbrock2_lm(x0s, gtol, max_iter=200, factor=10.0, lmpar_iter=10):
         t0, t1_ = _rosen2_res(xt, yt)
         ft = t0 * t0 + t1_ * t1_
         fnorm1 = jnp.sqrt(ft)
-        fn_safe = jnp.where(fnorm > 0, fnorm, 1.0)
-        actred = jnp.where(jnp.isfinite(fnorm1) & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / fn_safe) ** 2, -1.0)
-        jp0, jp1 = -20.0 * x * px + 10.0 * py, -px
-        t1 = jnp.sqrt(jp0 * jp0 + jp1 * jp1) / fn_safe
-        t2 = jnp.sqrt(lam) * pnorm / fn_safe
-        prered = t1 * t1 + 2.0 * t2 * t2
-        dirder = -(t1 * t1 + t2 * t2)
-        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
-        temp = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-        temp = jnp.where((0.1 * fnorm1 >= fnorm) | ~jnp.isfinite(fnorm1) | (temp < 0.1), 0.1, temp)
-        shrunk = temp * jnp.minimum(radius, pnorm / 0.1)
-        grown = pnorm / 0.5
-        big = (lam == 0) | (ratio >= 0.75)
-        radius_n = jnp.where(ratio <= 0.25, shrunk, jnp.where(big, grown, radius))
-        par_n = jnp.where(ratio <= 0.25, lam / temp, jnp.where(big, 0.5 * lam, lam))
+        jp0, jp1 = -20.0 * x * px + 10.0 * py, -px   # Jp, J = [[−20x, 10], [−1, 0]]
+        ratio, radius_n, par_n = minpack_update(fnorm, fnorm1, jnp.sqrt(jp0 * jp0 + jp1 * jp1), lam, pnorm, radius)
         accept = active & (ratio >= 1e-4) & jnp.isfinite(fnorm1)
         stalled = ~accept & (radius_n <= 10.0 * eps * jnp.sqrt((d0 * x) ** 2 + (d1 * y) ** 2))
         x, y = jnp.where(accept, xt, x), jnp.where(accept, yt, y)

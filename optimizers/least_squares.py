@@ -74,6 +74,30 @@ def _col_norms(jac):
     return jnp.where(c > 0, c, 1.0)
 
 
+def minpack_update(fnorm, fnorm1, jp_norm, lam, pnorm, radius):
+    """MINPACK lmder's reduction ratio and its updates of the trust radius Δ and of λ (Moré 1978),
+    elementwise: ``fnorm`` = ‖r‖ at x, ``fnorm1`` = ‖r‖ at the trial point x + p, ``jp_norm`` =
+    ‖Jp‖, ``lam`` the damping that gave the step, ``pnorm`` = ‖Dp‖ and ``radius`` = Δ. The ratio is
+    taken in the scale of ‖r‖, so it stays finite when ‖r‖ at the trial point overflows.
+    Returns (ratio, next Δ, next λ). Shared by ``levenberg-marquardt`` and its hand-written floor
+    (:func:`bench.kernels.rosenbrock2_lm`)."""
+    fn_safe = jnp.where(fnorm > 0, fnorm, 1.0)
+    actred = jnp.where(jnp.isfinite(fnorm1) & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / fn_safe) ** 2, -1.0)
+    t1 = jp_norm / fn_safe
+    t2 = jnp.sqrt(lam) * pnorm / fn_safe
+    prered = t1 * t1 + 2.0 * t2 * t2
+    dirder = -(t1 * t1 + t2 * t2)
+    ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+    temp = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+    temp = jnp.where((0.1 * fnorm1 >= fnorm) | ~jnp.isfinite(fnorm1) | (temp < 0.1), 0.1, temp)
+    shrunk = temp * jnp.minimum(radius, pnorm / 0.1)
+    grown = pnorm / 0.5
+    big = (lam == 0) | (ratio >= 0.75)
+    radius = jnp.where(ratio <= 0.25, shrunk, jnp.where(big, grown, radius))
+    par_next = jnp.where(ratio <= 0.25, lam / temp, jnp.where(big, 0.5 * lam, lam))
+    return ratio, radius, par_next
+
+
 def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool = True, tau: float = 1e-3) -> Optimizer:
     """Levenberg-Marquardt (Levenberg 1944; Marquardt 1963) with Jacobian scaling, two damping
     strategies:
@@ -147,19 +171,7 @@ def levenberg_marquardt(damping: str = "more", factor: float = 10.0, scale: bool
         r_t, jac_t = oracle.residuals_and_jac(s.x + p)
         f_t = jnp.vdot(r_t, r_t)
         fnorm1 = jnp.sqrt(f_t)
-        fn_safe = jnp.where(fnorm > 0, fnorm, 1.0)
-        actred = jnp.where(jnp.isfinite(fnorm1) & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / fn_safe) ** 2, -1.0)
-        t1 = jnp.linalg.norm(mv(jac, p)) / fn_safe
-        t2 = jnp.sqrt(lam) * pnorm / fn_safe
-        prered = t1 * t1 + 2.0 * t2 * t2
-        dirder = -(t1 * t1 + t2 * t2)
-        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
-        temp = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-        temp = jnp.where((0.1 * fnorm1 >= fnorm) | ~jnp.isfinite(fnorm1) | (temp < 0.1), 0.1, temp)
-        shrunk = temp * jnp.minimum(radius, pnorm / 0.1)
-        grown = pnorm / 0.5
-        radius = jnp.where(ratio <= 0.25, shrunk, jnp.where((lam == 0) | (ratio >= 0.75), grown, radius))
-        par_next = jnp.where(ratio <= 0.25, lam / temp, jnp.where((lam == 0) | (ratio >= 0.75), 0.5 * lam, lam))
+        ratio, radius, par_next = minpack_update(fnorm, fnorm1, jnp.linalg.norm(mv(jac, p)), lam, pnorm, radius)
         accept = (ratio >= 1e-4) & jnp.isfinite(fnorm1)
         new = finish(s, p, r_t, jac_t, accept, ratio, radius, (par_next.astype(dt), first & ~accept), f_t)
         stalled = ~accept & (radius <= 10.0 * jnp.finfo(dt).eps * jnp.linalg.norm(dg * s.x))

@@ -251,15 +251,15 @@ def rosenbrock2_lm(x0s, gtol, max_iter=200, factor=10.0, lmpar_iter=10):
         # MINPACK's ratio of actual to predicted reduction, in the scale of ‖r‖
         fnorm = jnp.sqrt(f)
         xt, yt = x + px, y + py
-        t0, t1_ = _rosen2_res(xt, yt)
-        ft = t0 * t0 + t1_ * t1_
+        rt0, rt1 = _rosen2_res(xt, yt)
+        ft = rt0 * rt0 + rt1 * rt1
         fnorm1 = jnp.sqrt(ft)
         jp0, jp1 = -20.0 * x * px + 10.0 * py, -px   # Jp, J = [[−20x, 10], [−1, 0]]
         ratio, radius_n, par_n = minpack_update(fnorm, fnorm1, jnp.sqrt(jp0 * jp0 + jp1 * jp1), lam, pnorm, radius)
         accept = active & (ratio >= 1e-4) & jnp.isfinite(fnorm1)
         stalled = ~accept & (radius_n <= 10.0 * eps * jnp.sqrt((d0 * x) ** 2 + (d1 * y) ** 2))
         x, y = jnp.where(accept, xt, x), jnp.where(accept, yt, y)
-        r0, r1 = jnp.where(accept, t0, r0), jnp.where(accept, t1_, r1)
+        r0, r1 = jnp.where(accept, rt0, r0), jnp.where(accept, rt1, r1)
         f = jnp.where(accept, ft, f)
         d0 = jnp.where(accept, jnp.maximum(d0, jnp.sqrt(400.0 * xt * xt + 1.0)), d0)
         gx, gy = grad(x, r0, r1)

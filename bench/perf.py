@@ -196,8 +196,9 @@ def _have(module: str) -> bool:
 
 def _aot(fn, *args, xla_for=None, device=None):
     """Compile ``fn`` ahead of time for ``args``; return (executable, compile seconds). With
-    ``xla_for = (dimension, data size[, fuse_loops])`` it is compiled with the XLA options optbench's own
-    programs get for such a problem (``bench.solve.compile_lowered``), else with XLA's defaults."""
+    ``xla_for = (dimension, data size[, fuse_loops[, starts]])`` it is compiled with the XLA options
+    optbench's own programs get for such a problem and batch (``bench.solve.compile_lowered``), else
+    with XLA's defaults."""
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     if xla_for is None:
@@ -477,14 +478,14 @@ def rosenbrock_case(n_starts: int, gtol: float, device, seed=0, scipy_starts=100
         return jax_contender("floor: closed-form Newton (2×2)" + suffix, "newton", "floor",
                              lambda x, g: kernels.rosenbrock2_newton(x, g, max_iter=max_iter), (xj, g),
                              lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
-                             note=note, xla_for=(2, 0, fuse_loops))
+                             note=note, xla_for=(2, 0, fuse_loops, len(x0s)))
 
     def lm_floor(suffix="", note="same method as levenberg-marquardt (MINPACK), by hand", fuse_loops=False):
         # Levenberg-Marquardt's own floor: its rows (optbench's, jaxopt's, optimistix's) compare with it
         return jax_contender("floor: closed-form MINPACK LM (2×2)" + suffix, "levenberg-marquardt", "floor",
                              lambda x, g: kernels.rosenbrock2_lm(x, g, max_iter=max_iter), (xj, g),
                              lambda out: Outcome(np.asarray(out[3]), _rosen_grad_np(out[0]), gtol), device,
-                             note=note, xla_for=(2, 0, fuse_loops), floor_for=("levenberg-marquardt",))
+                             note=note, xla_for=(2, 0, fuse_loops, len(x0s)), floor_for=("levenberg-marquardt",))
 
     cs: List[Contender] = [
         floor(),
@@ -622,7 +623,7 @@ def ext_rosenbrock_case(n: int, gtol: float, device, max_iter=1000, methods=None
                         lambda x, g: kernels.ext_rosenbrock_newton_cg(x, g, max_iter=max_iter),
                         (xj, jnp.asarray(gtol)),
                         lambda out: Outcome(np.atleast_1d(out[3]), np.array([_ext_rosen_gnorm_np(out[0])]), gtol),
-                        device, note="N&W Alg. 7.1 + Armijo", xla_for=(n, 0))]
+                        device, note="N&W Alg. 7.1 + Armijo", xla_for=(n, 0, False, 1))]
     for spec in ("newton-cg", "trust-ncg", "lbfgs"):
         if spec in names:
             cs.append(oc(p, spec, x0, gtol, max_iter, device))
@@ -727,7 +728,7 @@ def linreg_case(rows: int, d: int, device, iters: int = 20, seed: int = 0, block
           jax_contender("floor: blocked single-pass GD", "gd", "floor",
                         lambda xt, y, w, lr: kernels.linreg_gd_blocked(xt, y, w, lr, iters, block_rows),
                         (xt, y, w0, lr), per_iter, device, note=f"Xᵀ stored, {block_rows}-row blocks",
-                        xla_for=(d, rows * (d + 1))),
+                        xla_for=(d, rows * (d + 1), False, 1)),
           optbench_contender(p_block, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",
                              method="gd", label="optbench gd (blocked f)", note="custom_jvp single-pass f"),
           optbench_contender(p_plain, f"gd:lr={float(lr)!r}", w0[None], 0.0, iters, device, dtype="float32",

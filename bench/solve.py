@@ -515,7 +515,28 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 SMALL_PROBLEM_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 SMALL_DIM_MAX = 256
 SMALL_DATA_MAX = 1 << 16
-_OPTIONS_OK = {"cpu": True}
+
+#: XLA options added on CPU for small batches: XLA's element-wise kernels from its older emitters
+#: instead of its MLIR fusion emitters. A batch of at most :data:`SMALL_BATCH_MAX` numbers
+#: (starts × dimension; a small problem with small data, as for :data:`SMALL_PROBLEM_OPTIONS`)
+#: gains nothing at run time from the newer emitters' vectorised code, whose compile is the
+#: larger part of such a cell's wall time. Measured in one process on this 2-core VM (median of
+#: 9 interleaved runs; cold compiles): 2-D Rosenbrock with 5 to 32 starts, newton, bfgs, lbfgs,
+#: levenberg-marquardt: compile 0.53–0.86× the time, runs 0.82–1.13× (median 1.03×); 5 starts
+#: of NIST Misra1a and Gauss1 and of a 10-variable quadratic: compile 0.44–0.76×, runs
+#: 0.90–1.04×; Rosenbrock n = 32 and 64, one or two starts: compile 0.45–0.71×, runs 0.98–1.10×; at 64
+#: starts of 2-D Rosenbrock runs took 1.07–1.25× the time and at 1,000 starts 1.5–1.6×, so
+#: larger batches keep the newer emitters. The quick suite (`suites/quick.toml`, 43 cells of 5
+#: starts): 46.7 s of compiling in all → 28.2 s, wall time 27.4 s → 17.6 s. The results agree
+#: with the other compile's to rounding (the last bits of some cells differ).
+SMALL_BATCH_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+SMALL_BATCH_MAX = 64
+_OPTIONS_OK = {"cpu": True, "small_batch": True}
+
+
+def small_batch(batch: int, n: int) -> bool:
+    """Whether ``batch`` starts of dimension ``n`` are a small batch (:data:`SMALL_BATCH_MAX`)."""
+    return 0 < int(batch) * int(n) <= SMALL_BATCH_MAX
 
 #: The compile-option key under which optbench lists XLA *backend* options: settings of XLA's CPU
 #: compiler that live in the ``xla_backend_extra_options`` map of XLA's debug options, which XLA
@@ -629,10 +650,11 @@ def format_backend_options(opts: Dict[str, str]) -> str:
 
 
 def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False,
-                own: bool = True):
+                own: bool = True, batch: int = 0):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
     ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
-    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems),
+    own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems, with
+    :data:`SMALL_BATCH_OPTIONS` too for a small batch of ``batch`` starts, 0 for none said),
     unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
     platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
     (:func:`user_xla_options`), which win over optbench's (backend options merged name by name; a
@@ -646,6 +668,8 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
         options.update(CPU_COMPILER_OPTIONS)
         if n <= SMALL_DIM_MAX and data_size <= SMALL_DATA_MAX:
             options.update(SMALL_PROBLEM_OPTIONS)
+            if _OPTIONS_OK["small_batch"] and small_batch(batch, n):
+                options.update(SMALL_BATCH_OPTIONS)
     if fuse_loops and platform_name == "cpu":
         if _backend_options_hook() is None:
             raise OptbenchError("fuse_loops=True needs a JAX whose compile options optbench can extend "
@@ -747,17 +771,18 @@ class _backend_options:
         return False
 
 
-def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False):
-    """``lowered.compile()`` with :func:`xla_options` for a problem of dimension ``n`` whose data
-    holds ``data_size`` numbers (``fuse_loops``: see there; where this jaxlib does not know
-    optbench's own options, without them from then on; options from ``OPTBENCH_XLA_OPTIONS`` that
-    it does not know are a one-line error)."""
+def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False, batch: int = 0):
+    """``lowered.compile()`` with :func:`xla_options` for ``batch`` starts (0: not said) of a
+    problem of dimension ``n`` whose data holds ``data_size`` numbers (``fuse_loops``: see there;
+    where this jaxlib does not know the small-batch option, without it from then on, and where it
+    does not know optbench's other options, without any of optbench's own from then on; options
+    from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line error)."""
     def compile_with(options):
         options = dict(options or {})
         with _backend_options(options.pop(BACKEND_OPTIONS_KEY, None)):
             return lowered.compile(compiler_options=options) if options else lowered.compile()
 
-    options = xla_options(dev.platform, n, data_size, fuse_loops)
+    options = xla_options(dev.platform, n, data_size, fuse_loops, batch=batch)
     if options is None:
         return lowered.compile()
     try:
@@ -765,6 +790,15 @@ def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bo
     except Exception as e:
         if "option" not in str(e).lower():
             raise
+    if dev.platform == "cpu" and any(k in options for k in SMALL_BATCH_OPTIONS):
+        # an XLA without the older emitters' switch: small batches compile as large ones do
+        try:
+            exe = compile_with(xla_options(dev.platform, n, data_size, fuse_loops))
+            _OPTIONS_OK["small_batch"] = False
+            return exe
+        except Exception as e:
+            if "option" not in str(e).lower():
+                raise
     # an XLA that does not know some option: optbench's own are dropped (remembered; the program
     # compiles as XLA would), the user's are theirs to fix
     try:
@@ -1098,10 +1132,10 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
 
 
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
-                   progress, record=True, fuse_loops=False):
+                   progress, record=True, fuse_loops=False, batch=0):
     try:
         return _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole,
-                                        chunk_lanes, dev, progress, record, fuse_loops)
+                                        chunk_lanes, dev, progress, record, fuse_loops, batch)
     except OptbenchError:
         raise
     except Exception:
@@ -1113,7 +1147,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
 
 
 def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes,
-                             dev, progress, record=True, fuse_loops=False):
+                             dev, progress, record=True, fuse_loops=False, batch=0):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
     returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
     fraction at which the packed loop takes over); with more than one tile the entry also knows
@@ -1148,10 +1182,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops)
+            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch)
             adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 carry_spec, hist_spec, data, g, mi, k_spec)
-            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops)
+            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch)
             start_exe = start_fut.result()
         exes = (start_exe, adv_exe)
     else:
@@ -1162,7 +1196,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         carry_shape = first_low.out_info[0]
         carry_spec = on_lanes(carry_shape)
         hist_spec = ()
-        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops))
+        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch))
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
@@ -1172,7 +1206,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
             perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
             low = jax.jit(packed, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 tuple(carry_spec) + (perm_spec,), hist_spec, data, g, mi, k_spec)
-            return compile_lowered(low, dev, n, data_size, fuse_loops)
+            return compile_lowered(low, dev, n, data_size, fuse_loops, batch)
         info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
     info["alive"] = _alive(problem)
@@ -1453,7 +1487,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
         tiling = (tiles, tile, bp, float(PACK_RUNNING_MAX))
         key = (_key(problem), _key(optimizer), bp, n, dtype, chunk, tiling, history, tuple(d.id for d in devs),
                jax.tree_util.tree_structure(data), tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(data)),
-               bool(fuse_loops), _xla_settings())
+               bool(fuse_loops), small_batch(b, n), _xla_settings())
         compile_s = 0.0
         entry = _lookup(key)
         if entry is None:
@@ -1462,7 +1496,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
                 if entry is None:
                     compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
                                                       lanes, whole, chunk_lanes, dev, progress, record=history,
-                                                      fuse_loops=fuse_loops)
+                                                      fuse_loops=fuse_loops, batch=b)
                     # run once, untimed and unreported: compile_s stays the compile alone, like
                     # the ahead-of-time compile times perf reports for the peers
                     _warm_up(key, entry, xs, data, g, zero, whole, history)

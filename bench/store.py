@@ -211,7 +211,7 @@ def _cpu_threads() -> int:
 
 
 def _xla_options(platform_name: str):
-    from .solve import SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
+    from .solve import SMALL_BATCH_MAX, SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
     options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)   # what every problem gets
     if options is None:
         return "xla defaults"
@@ -219,8 +219,13 @@ def _xla_options(platform_name: str):
     extra = {k: v for k, v in small.items() if options.get(k) != v}
     if not extra:
         return {"options": options}
-    return {"options": options, "small_problems": {"options": extra, "for_dim_at_most": SMALL_DIM_MAX,
-                                                   "for_data_at_most": SMALL_DATA_MAX}}
+    rec = {"options": options, "small_problems": {"options": extra, "for_dim_at_most": SMALL_DIM_MAX,
+                                                  "for_data_at_most": SMALL_DATA_MAX}}
+    tiny = xla_options(platform_name, n=1, batch=1)   # and small batches of them besides
+    batch_extra = {k: v for k, v in tiny.items() if small.get(k) != v}
+    if batch_extra:
+        rec["small_problems"]["small_batches"] = {"options": batch_extra, "for_starts_times_dim_at_most": SMALL_BATCH_MAX}
+    return rec
 
 
 def summarize(res, problem_dim: int, trace_file: str) -> (Dict[str, Any], List[Dict[str, Any]]):

@@ -179,7 +179,7 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS")
     monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
     monkeypatch.setattr(solve_mod, "SMALL_PROBLEM_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": "1"})
-    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True, "small_batch": True})
     fallback = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=50)
     assert solve_mod._OPTIONS_OK["cpu"] is False
     np.testing.assert_allclose(fallback.x, plain.x, rtol=1e-12)
@@ -191,7 +191,7 @@ def _options_probe(monkeypatch):
     CPU device), with no option variables set and optbench's own options known to XLA."""
     monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
     monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
-    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True})
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True, "small_batch": True})
 
     class Lowered:
         def compile(self, compiler_options=None):
@@ -211,6 +211,60 @@ def test_cpu_compiler_options_only_for_small_dimension_and_small_data(monkeypatc
     assert solve_mod.compile_lowered(lowered, cpu, 50, solve_mod.SMALL_DATA_MAX + 1) == always
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
     assert solve_mod.compile_lowered(lowered, cpu, 2, 100) is None
+
+
+def test_small_batches_compile_with_the_older_emitters(monkeypatch):
+    """A batch of at most SMALL_BATCH_MAX numbers (starts × dimension) of a small problem also
+    gets SMALL_BATCH_OPTIONS; a larger batch, a batch not said (0), a large problem or large data
+    do not, nor does anything off the CPU or with OPTBENCH_XLA_DEFAULTS=1."""
+    lowered, cpu = _options_probe(monkeypatch)
+    always, small, tiny = (solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS,
+                           solve_mod.SMALL_BATCH_OPTIONS)
+    top = solve_mod.SMALL_BATCH_MAX
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=top // 2) == {**always, **small, **tiny}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=top // 2 + 1) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, top, 0, batch=1) == {**always, **small, **tiny}
+    assert solve_mod.compile_lowered(lowered, cpu, top + 1, 0, batch=1) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, solve_mod.SMALL_DATA_MAX + 1, batch=1) == always
+    assert solve_mod.xla_options("gpu", 2, 0, batch=1) is None
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=1) is None
+
+
+def test_a_small_batch_gives_the_same_results_and_an_xla_without_its_option_keeps_the_others(monkeypatch):
+    """Real compiles: 4 starts of 2-D Rosenbrock compiled with the small-batch options (the
+    default) and without them (forced through OPTBENCH_XLA_OPTIONS) take the same iterations to
+    the same points (to rounding); the small-batch option and the run's options are in the
+    compiled program's key. An XLA that refuses the small-batch option compiles without it (and
+    remembers that) but keeps optbench's other options."""
+    starts = np.random.default_rng(1).uniform(-2, 2, (4, 2))
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True, "small_batch": True})
+    seen = []
+    real = solve_mod.compile_lowered
+
+    def spy(lowered, dev, n=0, data_size=0, fuse_loops=False, batch=0):
+        exe = real(lowered, dev, n, data_size, fuse_loops, batch)
+        seen.append(solve_mod.xla_options(dev.platform, n, data_size, fuse_loops, batch=batch))
+        return exe
+    monkeypatch.setattr(solve_mod, "compile_lowered", spy)
+    small = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False)
+    assert seen and all(o.items() >= solve_mod.SMALL_BATCH_OPTIONS.items() for o in seen)
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({k: True for k in solve_mod.SMALL_BATCH_OPTIONS}))
+    large = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False)
+    assert small.nit.tolist() == large.nit.tolist() and (small.status == "converged").all()
+    np.testing.assert_allclose(small.x, large.x, rtol=1e-12)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    monkeypatch.setattr(solve_mod, "SMALL_BATCH_OPTIONS", {"xla_cpu_no_such_option_in_any_xla": True})
+    seen.clear()
+    fallback = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False)
+    assert solve_mod._OPTIONS_OK == {"cpu": True, "small_batch": False}
+    assert seen and all(o.items() >= solve_mod.SMALL_PROBLEM_OPTIONS.items() for o in seen)
+    assert not any("xla_cpu_no_such_option_in_any_xla" in o for o in seen)
+    np.testing.assert_allclose(fallback.x, large.x, rtol=1e-12)
 
 
 def test_user_xla_options_from_the_environment(monkeypatch):
@@ -257,6 +311,8 @@ def test_user_xla_options_from_the_environment(monkeypatch):
     rec = store._xla_options("cpu")
     assert rec["options"] == {**solve_mod.CPU_COMPILER_OPTIONS, **user}
     assert rec["small_problems"]["options"] == solve_mod.SMALL_PROBLEM_OPTIONS
+    assert rec["small_problems"]["small_batches"] == {"options": solve_mod.SMALL_BATCH_OPTIONS,
+                                                      "for_starts_times_dim_at_most": solve_mod.SMALL_BATCH_MAX}
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
     assert store._xla_options("cpu") == {"options": user}
     monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")

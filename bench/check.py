@@ -935,8 +935,9 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
                      "baseline after an upgrade")
     bxla, cxla = bsrc.get("xla_options"), csrc.get("xla_options")
     if bxla is not None and cxla is not None and bxla != cxla:
-        notes.append("the baseline and the run were compiled with different XLA options (OPTBENCH_XLA_OPTIONS, "
-                     "OPTBENCH_XLA_DEFAULTS): convergence metrics may differ in the last bits")
+        notes.append("the baseline and the run were compiled with different XLA options (optbench's own rules, "
+                     "OPTBENCH_XLA_OPTIONS or OPTBENCH_XLA_DEFAULTS; meta.json's xla_options): convergence metrics may "
+                     "differ in the last bits")
     bfuse, cfuse = bsrc.get("fuse_loops", False), csrc.get("fuse_loops", False)
     if bfuse != cfuse:
         notes.append(f"fuse_loops {json.dumps(bfuse)} in the baseline, {json.dumps(cfuse)} in the run: loops compiled "

@@ -25,7 +25,8 @@ def _check_packages() -> None:
 _check_packages()
 
 from . import plugins  # noqa: F401  (bench.plugins.load_plugin after `import bench`, as the README shows)
-from .solve import Result, Trace, compile_count, cpu_threads, precompile, set_cpu_threads, solve
+from .solve import (Result, Trace, compile_count, cpu_threads, enable_program_cache, precompile, program_load_count,
+                    set_cpu_threads, solve)
 
 __all__ = ["solve", "precompile", "Result", "Trace", "compile_count", "cpu_threads", "set_cpu_threads",
-           "OptbenchError"]
+           "enable_program_cache", "program_load_count", "OptbenchError"]

@@ -391,6 +391,9 @@ def _run(args, out) -> int:
         if value is not None and not str(value).strip():
             raise OptbenchError(f"{option} needs {what}, got an empty string")
     rank = join_processes()
+    # compiled programs kept on disk for the next run of the same cells (bench.solve.enable_program_cache)
+    from .solve import enable_program_cache
+    enable_program_cache()
     if rank and resume:
         raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
     plan = resume_plan(args) if resume else build_plan(args)

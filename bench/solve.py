@@ -102,7 +102,7 @@ CACHE_MIN_COMPILE_S = 0.1
 #: slow MGH + NIST robustness test, all optimizers in one process, segfaulted inside XLA).
 COMPILED_MAX = 128
 _COMPILED: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
-_STATS = {"compiles": 0}
+_STATS = {"compiles": 0, "loads": 0}
 _CACHE = {"configured": False, "dir": None}
 _clock = time.perf_counter   # the run's clock (wall time); experiments may swap in process_time
 
@@ -211,7 +211,7 @@ class Result:
     dtype: str
     max_iter: int
     gtol: float
-    compile_s: float          # 0.0 when the executable came from the cache
+    compile_s: float          # 0.0 when the executable was compiled earlier in this process; a load from the program store: its seconds
     run_s: float              # median wall time of one batched run
     run_s_all: list
     iterations_run: int       # loop iterations the batch ran (= max nit)
@@ -771,20 +771,29 @@ class _backend_options:
         return False
 
 
-def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False, batch: int = 0):
+def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False, batch: int = 0,
+                    fresh: Optional[list] = None):
     """``lowered.compile()`` with :func:`xla_options` for ``batch`` starts (0: not said) of a
     problem of dimension ``n`` whose data holds ``data_size`` numbers (``fuse_loops``: see there;
     where this jaxlib does not know the small-batch option, without it from then on, and where it
     does not know optbench's other options, without any of optbench's own from then on; options
-    from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line error)."""
+    from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line error). ``fresh``: a list,
+    for a program the program store will keep: compiled by XLA past JAX's persistent cache
+    (:func:`_past_jax_cache`), and True appended to the list if JAX's cache served it all the same
+    (then it is not stored), else False."""
+    hits = _jax_cache_hits()
+
     def compile_with(options):
         options = dict(options or {})
-        with _backend_options(options.pop(BACKEND_OPTIONS_KEY, None)):
-            return lowered.compile(compiler_options=options) if options else lowered.compile()
+        with _backend_options(options.pop(BACKEND_OPTIONS_KEY, None)), _past_jax_cache(fresh is not None):
+            exe = lowered.compile(compiler_options=options) if options else lowered.compile()
+        if fresh is not None:
+            fresh.append(_jax_cache_hits() != hits)
+        return exe
 
     options = xla_options(dev.platform, n, data_size, fuse_loops, batch=batch)
     if options is None:
-        return lowered.compile()
+        return compile_with(None)
     try:
         return compile_with(options)
     except Exception as e:
@@ -1004,6 +1013,282 @@ def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
     return path
 
 
+# ---- optbench's store of compiled programs -------------------------------------------------
+#: The environment variable that turns the program store off (0, off, no, false, none).
+PROGRAM_CACHE_ENV = "OPTBENCH_PROGRAM_CACHE"
+#: the store's subdirectory of the compilation cache directory, and its file format
+PROGRAM_CACHE_SUBDIR = "optbench-programs"
+PROGRAM_CACHE_FORMAT = 1
+_PROGRAMS: Dict[str, Any] = {"dir": None, "code": None}
+_OWN_MODULES = ("optimizers", "problems", "bench")
+
+
+_HITS = threading.local()
+_HITS_LISTENER = {"on": False}
+_JAX_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def _jax_cache_hits() -> int:
+    """How many executables JAX's persistent cache has served to this thread (counted once the
+    program store is on)."""
+    return getattr(_HITS, "n", 0)
+
+
+def _listen_for_jax_cache_hits() -> None:
+    """Count JAX's persistent-cache hits per thread (JAX reports each in the compiling thread)."""
+    with _KEY_LOCKS_GUARD:
+        if _HITS_LISTENER["on"]:
+            return
+
+        def listener(event, **_):
+            if event == _JAX_CACHE_HIT_EVENT:
+                _HITS.n = getattr(_HITS, "n", 0) + 1
+        jax.monitoring.register_event_listener(listener)
+        _HITS_LISTENER["on"] = True
+
+
+_PAST = threading.local()
+_PAST_HOOK = {"installed": None}
+
+
+def _past_jax_cache_hook() -> bool:
+    """Install (once) a wrapper of JAX's ``compilation_cache.is_cache_used`` that answers False in
+    a thread compiling inside :func:`_past_jax_cache`: JAX then neither reads nor writes its
+    persistent cache for that compile (it decides once per process otherwise). False where this
+    JAX has no such function (the program store then stays off)."""
+    with _KEY_LOCKS_GUARD:
+        if _PAST_HOOK["installed"] is None:
+            try:
+                from jax._src import compilation_cache as jax_cc
+                original = jax_cc.is_cache_used
+                if not getattr(original, "_optbench_past", False):
+                    def is_cache_used(backend):
+                        if getattr(_PAST, "on", False):
+                            return False
+                        return original(backend)
+                    is_cache_used._optbench_past = True
+                    is_cache_used.__wrapped__ = original
+                    jax_cc.is_cache_used = is_cache_used
+                _PAST_HOOK["installed"] = True
+            except (ImportError, AttributeError):
+                _PAST_HOOK["installed"] = False
+        return bool(_PAST_HOOK["installed"])
+
+
+class _past_jax_cache:
+    """While ``on``: this thread's compiles go past JAX's persistent cache (:func:`_past_jax_cache_hook`)."""
+
+    def __init__(self, on: bool):
+        self.on = on and bool(_PAST_HOOK["installed"])
+
+    def __enter__(self):
+        if self.on:
+            self.saved, _PAST.on = getattr(_PAST, "on", False), True
+
+    def __exit__(self, *exc):
+        if self.on:
+            _PAST.on = self.saved
+
+
+def enable_program_cache(on: bool = True) -> Optional[str]:
+    """Keep the compiled programs of :func:`solve` on disk and load them in later processes,
+    skipping the tracing and lowering that a load from JAX's persistent cache still pays (about
+    0.25–0.35 s a cell of 2-D problems on this 2-core VM, against 0.03 s for the load). ``optbench
+    run`` turns it on; the Python API leaves it off unless this is called. A program is stored
+    under a key of everything it is compiled from: the problem's and the optimizer's spec, the
+    shapes, dtype and settings of the run, the device, the XLA options, the versions of Python,
+    jax, jaxlib, optax and numpy, and a hash of optbench's own source and data files — so an
+    edited file, an upgrade or another option compiles afresh. Only programs built from
+    optbench's own registered problems and optimizers on one CPU device, without ``pack``, are
+    stored (a plug-in's code is not in the hash). Code changed in memory (a monkeypatched
+    function) is not in the key either: turn the store off for that (``OPTBENCH_PROGRAM_CACHE=off``,
+    or ``enable_program_cache(False)``). The store lives in ``optbench-programs/`` inside the
+    compilation cache directory (:func:`enable_compilation_cache`); its files are Python pickles,
+    loaded only from that directory, so it must be writable by you alone, as JAX's cache must.
+    Returns the directory in use, or None (off, or no cache directory)."""
+    _PROGRAMS["dir"] = None
+    if not on or os.environ.get(PROGRAM_CACHE_ENV, "").strip().lower() in ("0", "off", "no", "false", "none"):
+        return None
+    base = enable_compilation_cache()
+    if not base:
+        return None
+    try:
+        import importlib
+        importlib.import_module("jax.experimental.serialize_executable")   # a JAX without it: no store
+        _listen_for_jax_cache_hits()
+        if not _past_jax_cache_hook():
+            return None
+        path = os.path.join(base, PROGRAM_CACHE_SUBDIR)
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            return None
+    except (ImportError, AttributeError, OSError):
+        return None
+    _PROGRAMS["dir"] = path
+    return path
+
+
+def _code_fingerprint() -> str:
+    """sha256 of optbench's own source and data files (the modules a program is traced from)."""
+    if _PROGRAMS["code"] is None:
+        import hashlib
+        import optbench_core
+        h = hashlib.sha256()
+        files = [("optbench_core.py", os.path.abspath(optbench_core.__file__))]
+        for name in _OWN_MODULES:
+            root = os.path.dirname(os.path.abspath(sys.modules[name].__file__))
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+                files += [(os.path.relpath(os.path.join(dirpath, f), os.path.dirname(root)), os.path.join(dirpath, f))
+                          for f in sorted(filenames) if not f.endswith((".pyc", ".pyo"))]
+        for rel, path in files:
+            h.update(rel.encode() + b"\0")
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+            h.update(b"\0")
+        _PROGRAMS["code"] = h.hexdigest()
+    return _PROGRAMS["code"]
+
+
+def _own_registered(obj, registry) -> bool:
+    """Whether ``obj`` was built by the registry from a factory of optbench's own modules, by the
+    registration now in force (not a plug-in's, nor one replaced since)."""
+    if not getattr(obj, "_from_registry", False):
+        return False
+    reg = registry._REGISTRY
+    name = obj.name
+    factory = reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
+    module = getattr(factory, "__module__", "") or ""
+    return (module.partition(".")[0] in _OWN_MODULES and getattr(obj, "_registration", None) == reg.registration(name))
+
+
+def _host_cpu() -> List[str]:
+    """The host's processor (architecture, model, instruction-set flags): XLA compiles CPU code
+    for the machine it runs on, so a store shared between machines keeps them apart."""
+    import platform as _platform
+    out = [_platform.machine(), _platform.processor()]
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("model name", "flags", "Features", "CPU part")):
+                    out.append(line.split(":", 1)[-1].strip())
+                elif not line.strip() and len(out) > 2:
+                    break   # the first processor's block is enough
+    except OSError:
+        pass
+    return out
+
+
+def _trace_config() -> List[Any]:
+    """JAX settings that change what a function traces to (besides x64, keyed apart)."""
+    names = ("jax_default_matmul_precision", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion",
+             "jax_debug_nans", "jax_debug_infs", "jax_default_prng_impl", "jax_enable_checks")
+    return [str(getattr(jax.config, name, None)) for name in names]
+
+
+def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, history, data, fuse_loops) -> Optional[str]:
+    """The store's file name for this program, or None where the store does not apply."""
+    if _PROGRAMS["dir"] is None or len(devs) != 1 or devs[0].platform != "cpu" or tiling[0] > 1 \
+            or jax.process_count() != 1:
+        return None
+    from optimizers import registry as opt_registry
+    from problems import registry as prob_registry
+    if not (_own_registered(problem, prob_registry) and _own_registered(optimizer, opt_registry)):
+        return None
+    import hashlib
+    import platform as _platform
+    import jaxlib
+    try:
+        import optax
+        optax_version = optax.__version__
+    except ImportError:
+        optax_version = None
+    dev = devs[0]
+    data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
+    leaves = jax.tree_util.tree_leaves(data)
+    parts = {"format": PROGRAM_CACHE_FORMAT, "code": _code_fingerprint(),
+             "versions": [_platform.python_version(), jax.__version__, jaxlib.__version__, optax_version,
+                          np.__version__],
+             "x64": bool(jax.config.jax_enable_x64), "config": _trace_config(),
+             "device": [dev.platform, dev.device_kind, dev.id, getattr(dev.client, "platform_version", None)],
+             "host": _host_cpu(), "cpu_threads": cpu_threads(),
+             "problem": [problem.spec, problem.name], "optimizer": [optimizer.spec, optimizer.name],
+             "shape": [int(b), int(bp), int(n), str(dtype), int(chunk), list(tiling), bool(history)],
+             "data": [str(jax.tree_util.tree_structure(data)), [[list(np.shape(a)), str(np.asarray(a).dtype)]
+                                                                 for a in leaves]],
+             "fuse_loops": bool(fuse_loops),
+             "options": repr(xla_options(dev.platform, n, data_size, fuse_loops, batch=b)),
+             "options_ok": sorted(_OPTIONS_OK.items()), "env": list(_xla_settings())}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest() + ".pkl"
+
+
+def _store_program(pkey: Optional[str], entry) -> None:
+    """Write a compiled entry's executables to the store (best effort: a failure stores nothing)."""
+    if pkey is None or _PROGRAMS["dir"] is None or not entry[3].get("storable", False):
+        # only programs XLA compiled here: on jaxlib 0.10.2 (CPU) an executable that JAX's
+        # persistent cache served serialised without its kernels, and the copy loaded from it
+        # failed to run ("Function ... not found")
+        return
+    import pickle
+    tmp = None
+    try:
+        from jax.experimental import serialize_executable
+        exes = [None if e is None else serialize_executable.serialize(e) for e in entry[0]]
+        blob = pickle.dumps({"format": PROGRAM_CACHE_FORMAT, "exes": exes, "hist": entry[3]["hist"]})
+        path = os.path.join(_PROGRAMS["dir"], pkey)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except Exception:   # noqa: BLE001  (a program XLA cannot serialise, a full disk: just not stored)
+        if tmp is not None and os.path.exists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+
+def _ready_for_loads() -> None:
+    """What lowering a program sets up in the process and a loaded program relies on: jaxlib
+    points its LAPACK kernels (eigh, solve, …) at their library when it first lowers one, so a
+    loaded program that calls one before anything lowered did crashed the process (a quadratic's
+    newton in a warm `optbench run suites/quick.toml`). Lowering one such call does it (once)."""
+    if not _PROGRAMS.get("ready"):
+        jax.jit(jnp.linalg.eigh).lower(jax.ShapeDtypeStruct((2, 2), jnp.float32))
+        _PROGRAMS["ready"] = True
+
+
+def _load_program(pkey: Optional[str], problem, optimizer, dev, chunk_lanes, tiling):
+    """The entry stored under ``pkey``, loaded onto ``dev``, or None (absent, unreadable, or
+    written by another format)."""
+    if pkey is None or _PROGRAMS["dir"] is None:
+        return None
+    path = os.path.join(_PROGRAMS["dir"], pkey)
+    if not os.path.isfile(path):
+        return None
+    import pickle
+    try:
+        from jax.experimental import serialize_executable
+        _ready_for_loads()
+        with open(path, "rb") as fh:
+            stored = pickle.loads(fh.read())
+        if stored.get("format") != PROGRAM_CACHE_FORMAT:
+            return None
+        exes = tuple(None if e is None else serialize_executable.deserialize_and_load(
+            *e, backend=dev.client, execution_devices=[dev]) for e in stored["exes"])
+        info = {"hist": stored["hist"], "chunk_lanes": chunk_lanes, "tiling": tiling, "alive": _alive(problem)}
+    except Exception:   # noqa: BLE001  (a damaged or foreign file: compile instead)
+        return None
+    with _KEY_LOCKS_GUARD:
+        _STATS["loads"] += 1
+    return exes, problem, optimizer, info
+
+
+def program_load_count() -> int:
+    """How many programs :func:`solve` has loaded from the program store in this process."""
+    return _STATS["loads"]
+
+
 def disable_compilation_cache() -> bool:
     """Keep :func:`solve` from turning the persistent cache on in this process (``optbench perf``
     measures cold compiles). Returns False if a cache was already configured (it stays on)."""
@@ -1132,10 +1417,10 @@ def _optimizer_fault(problem, optimizer, n: int, dtype, data) -> Optional[str]:
 
 
 def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes, dev,
-                   progress, record=True, fuse_loops=False, batch=0):
+                   progress, record=True, fuse_loops=False, batch=0, storable=False):
     try:
         return _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole,
-                                        chunk_lanes, dev, progress, record, fuse_loops, batch)
+                                        chunk_lanes, dev, progress, record, fuse_loops, batch, storable)
     except OptbenchError:
         raise
     except Exception:
@@ -1147,7 +1432,7 @@ def _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, l
 
 
 def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi, lanes, whole, chunk_lanes,
-                             dev, progress, record=True, fuse_loops=False, batch=0):
+                             dev, progress, record=True, fuse_loops=False, batch=0, storable=False):
     """Check the problem, build and compile the start and loop programs, store them under ``key``;
     returns (compile seconds, the entry). ``tiling`` = (tiles, tile lanes, live lanes, the running
     fraction at which the packed loop takes over); with more than one tile the entry also knows
@@ -1159,6 +1444,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
     if progress is not None:
         progress("compile")
     t0 = time.perf_counter()
+    cached = [] if storable else None   # for the program store: did JAX's cache serve one? (_store_program)
     start, advance, packed, first = _build(problem, optimizer, n, chunk, *tiling, record=record)
     data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
     hist_sh = (chunk_lanes, chunk_lanes) if record else ()
@@ -1182,10 +1468,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch)
+            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch, cached)
             adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 carry_spec, hist_spec, data, g, mi, k_spec)
-            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch)
+            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch, cached)
             start_exe = start_fut.result()
         exes = (start_exe, adv_exe)
     else:
@@ -1196,11 +1482,12 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         carry_shape = first_low.out_info[0]
         carry_spec = on_lanes(carry_shape)
         hist_spec = ()
-        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch))
+        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch, cached))
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
-    info = {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes, "tiling": tiling}
+    info = {"hist": tuple((h.shape, h.dtype) for h in hist_spec), "chunk_lanes": chunk_lanes, "tiling": tiling,
+            "storable": storable and not any(cached)}
     if tiling[0] > 1:
         def compile_packed():
             perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
@@ -1494,9 +1781,18 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
             with _key_lock(key):   # another thread may be compiling the same program: wait for it
                 entry = _lookup(key)
                 if entry is None:
-                    compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
-                                                      lanes, whole, chunk_lanes, dev, progress, record=history,
-                                                      fuse_loops=fuse_loops, batch=b)
+                    pkey = _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, history, data,
+                                        fuse_loops)
+                    t0 = time.perf_counter()
+                    entry = _load_program(pkey, problem, optimizer, dev, chunk_lanes, tiling)
+                    if entry is not None:   # from the program store: what it cost is the compile column's
+                        compile_s = time.perf_counter() - t0
+                        _remember(key, entry)
+                    else:
+                        compile_s, entry = _compile_entry(key, problem, optimizer, n, chunk, tiling, xs, data, g, mi,
+                                                          lanes, whole, chunk_lanes, dev, progress, record=history,
+                                                          fuse_loops=fuse_loops, batch=b, storable=pkey is not None)
+                        _store_program(pkey, entry)
                     # run once, untimed and unreported: compile_s stays the compile alone, like
                     # the ahead-of-time compile times perf reports for the peers
                     _warm_up(key, entry, xs, data, g, zero, whole, history)

@@ -10,6 +10,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 jax.config.update("jax_enable_x64", True)
+# tests monkeypatch optbench's internals, which the program store's key cannot see (see
+# bench.solve.enable_program_cache); tests/test_program_cache.py turns it on where it tests it
+os.environ["OPTBENCH_PROGRAM_CACHE"] = "off"
 
 
 def pytest_addoption(parser):

@@ -245,8 +245,8 @@ def test_a_small_batch_gives_the_same_results_and_an_xla_without_its_option_keep
     seen = []
     real = solve_mod.compile_lowered
 
-    def spy(lowered, dev, n=0, data_size=0, fuse_loops=False, batch=0):
-        exe = real(lowered, dev, n, data_size, fuse_loops, batch)
+    def spy(lowered, dev, n=0, data_size=0, fuse_loops=False, batch=0, jax_cache=True):
+        exe = real(lowered, dev, n, data_size, fuse_loops, batch, jax_cache)
         seen.append(solve_mod.xla_options(dev.platform, n, data_size, fuse_loops, batch=batch))
         return exe
     monkeypatch.setattr(solve_mod, "compile_lowered", spy)

@@ -194,7 +194,15 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
         # XLA options optbench's executables were compiled with on CPU, and those added for
         # small problems (see bench.solve.CPU_COMPILER_OPTIONS), or "xla defaults"
         "xla_options": _xla_options(dev.platform),
+        # whether compiled programs were kept in, and loaded from, the program store
+        # (bench.solve.enable_program_cache): a loaded cell's compile_s is its load time
+        "program_store": _program_store(),
     }
+
+
+def _program_store() -> bool:
+    from .solve import _PROGRAMS
+    return _PROGRAMS["dir"] is not None
 
 
 def _installed_version(name: str) -> Optional[str]:

@@ -144,3 +144,5 @@ def test_optbench_run_stores_and_loads_programs_across_processes(tmp_path):
     off = dict(env, OPTBENCH_PROGRAM_CACHE="off", OPTBENCH_CACHE_DIR=str(tmp_path / "cache2"))
     subprocess.run(cmd + ["--out", str(tmp_path / "run3")], env=off, check=True, capture_output=True, timeout=300)
     assert not os.path.exists(tmp_path / "cache2" / drv.PROGRAM_CACHE_SUBDIR)
+    with open(tmp_path / "run2" / "meta.json") as fh, open(tmp_path / "run3" / "meta.json") as gh:
+        assert json.load(fh)["program_store"] is True and json.load(gh)["program_store"] is False

@@ -1230,11 +1230,15 @@ def _store_program(pkey: Optional[str], entry) -> None:
         # failed to run ("Function ... not found")
         return
     import pickle
+    import zlib
     tmp = None
     try:
         from jax.experimental import serialize_executable
         exes = [None if e is None else serialize_executable.serialize(e) for e in entry[0]]
-        blob = pickle.dumps({"format": PROGRAM_CACHE_FORMAT, "exes": exes, "hist": entry[3]["hist"]})
+        # zlib level 1: a 2-D program's 320 kB become 90 kB for 3 ms here (1 ms to read back)
+        lapack = any(e is not None and "lapack" in e.as_text() for e in entry[0])   # see _ready_for_loads
+        blob = zlib.compress(pickle.dumps({"format": PROGRAM_CACHE_FORMAT, "exes": exes, "hist": entry[3]["hist"],
+                                           "lapack": lapack}), 1)
         path = os.path.join(_PROGRAMS["dir"], pkey)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "wb") as fh:
@@ -1252,7 +1256,8 @@ def _ready_for_loads() -> None:
     """What lowering a program sets up in the process and a loaded program relies on: jaxlib
     points its LAPACK kernels (eigh, solve, …) at their library when it first lowers one, so a
     loaded program that calls one before anything lowered did crashed the process (a quadratic's
-    newton in a warm `optbench run suites/quick.toml`). Lowering one such call does it (once)."""
+    newton in a warm `optbench run suites/quick.toml`). Lowering one such call does it (once;
+    0.15–0.2 s here, most of it jaxlib loading LAPACK), before loading a program that calls one."""
     if not _PROGRAMS.get("ready"):
         jax.jit(jnp.linalg.eigh).lower(jax.ShapeDtypeStruct((2, 2), jnp.float32))
         _PROGRAMS["ready"] = True
@@ -1267,13 +1272,15 @@ def _load_program(pkey: Optional[str], problem, optimizer, dev, chunk_lanes, til
     if not os.path.isfile(path):
         return None
     import pickle
+    import zlib
     try:
         from jax.experimental import serialize_executable
-        _ready_for_loads()
         with open(path, "rb") as fh:
-            stored = pickle.loads(fh.read())
+            stored = pickle.loads(zlib.decompress(fh.read()))
         if stored.get("format") != PROGRAM_CACHE_FORMAT:
             return None
+        if stored.get("lapack", True):
+            _ready_for_loads()
         exes = tuple(None if e is None else serialize_executable.deserialize_and_load(
             *e, backend=dev.client, execution_devices=[dev]) for e in stored["exes"])
         info = {"hist": stored["hist"], "chunk_lanes": chunk_lanes, "tiling": tiling, "alive": _alive(problem)}

@@ -1099,8 +1099,9 @@ def enable_program_cache(on: bool = True) -> Optional[str]:
     shapes, dtype and settings of the run, the device, the XLA options, the versions of Python,
     jax, jaxlib, optax and numpy, and a hash of optbench's own source and data files — so an
     edited file, an upgrade or another option compiles afresh. Only programs built from
-    optbench's own registered problems and optimizers on one CPU device, without ``pack``, are
-    stored (a plug-in's code is not in the hash). Code changed in memory (a monkeypatched
+    optbench's own registered problems and optimizers on one CPU device, without ``pack``, in a
+    process that loaded no plug-in, are stored (a plug-in's code is not in the hash, and it may
+    change optbench's own in memory). Code changed in memory (a monkeypatched
     function) is not in the key either: turn the store off for that (``OPTBENCH_PROGRAM_CACHE=off``,
     or ``enable_program_cache(False)``). The store lives in ``optbench-programs/`` inside the
     compilation cache directory (:func:`enable_compilation_cache`); its files are Python pickles,
@@ -1194,6 +1195,9 @@ def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, histo
     from optimizers import registry as opt_registry
     from problems import registry as prob_registry
     if not (_own_registered(problem, prob_registry) and _own_registered(optimizer, opt_registry)):
+        return None
+    from . import plugins
+    if plugins._LOADED:   # a plug-in may change any code in memory, not only register its own
         return None
     import hashlib
     import platform as _platform

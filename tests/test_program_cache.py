@@ -108,6 +108,13 @@ def test_the_key_separates_what_compiles_differently_and_refuses_what_it_cannot_
         assert key(problem=problems.get("rosenbrock")) is None
     finally:
         problems.registry._REGISTRY.restore(snap)
+    # nor anything in a process that loaded a plug-in
+    from bench import plugins
+    before = key()
+    monkeypatch.setitem(plugins._LOADED, "/some/plugin.py", object())
+    assert before is not None and key() is None
+    monkeypatch.delitem(plugins._LOADED, "/some/plugin.py")
+    assert key() == before
     monkeypatch.setitem(drv._PROGRAMS, "dir", None)
     assert key() is None
 

@@ -23,7 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """The store on in a fresh directory, with this process's compiled programs set aside."""
+    """The store on in a fresh directory, with this process's compiled programs set aside (and the
+    plug-ins earlier tests loaded, which turn the store off)."""
+    from bench import plugins
+    monkeypatch.setattr(plugins, "_LOADED", {})
     drv._listen_for_jax_cache_hits()
     assert drv._past_jax_cache_hook()
     monkeypatch.setitem(drv._PROGRAMS, "dir", str(tmp_path))

@@ -37,7 +37,9 @@ Compilation is ahead of time (``lower(...).compile()``), timed apart from the ru
 per (problem, optimizer, shapes, dtype, devices), the :data:`COMPILED_MAX` most recently used: a
 second call with the same ones compiles nothing. Across processes a persistent compilation cache (:func:`enable_compilation_cache`,
 on by default, directory ``$OPTBENCH_CACHE_DIR`` or ``~/.cache/optbench/jax``) replaces XLA's
-compile with a load. The run is timed over ``repeats`` calls, each until the result is ready.
+compile with a load; with the program store on (:func:`enable_program_cache`, as ``optbench run``
+turns it on) a stored program is loaded without being traced or lowered at all. The run is timed
+over ``repeats`` calls, each until the result is ready.
 """
 from __future__ import annotations
 

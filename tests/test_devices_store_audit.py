@@ -498,3 +498,22 @@ def test_a_run_failing_at_its_first_cell_leaves_nothing_behind(tmp_path, monkeyp
     monkeypatch.setattr(os, "fsync", real)
     assert main(args) == 0
     assert store.load_run(str(out)).meta["complete"] is True
+
+
+def test_the_csvs_written_cell_by_cell_equal_a_full_rewrite():
+    """RunDir rewrites summary.csv and starts.csv after each cell, formatting each cell's rows
+    once (bench.store._cells_csv_text): at every step, with a cell run again (its rows replaced
+    by new ones, moved to the end) and a value that formats with quotes, the text equals the
+    plain full rewrite."""
+    from bench import store as st
+    rows, cache = [], {}
+    for k in range(12):
+        rows += [{"problem": f"p{k % 4}", "optimizer": f"o{k}", "start": i, "f_final": 0.1 * k + i,
+                  "status": "converged" if i else "max_iter, then more", "x0": [1.5, -2.0]} for i in range(3)]
+        if k == 7:   # cell p1 × o5 run again: new row objects, same cell, at the end
+            rows = [r for r in rows if (r["problem"], r["optimizer"]) != ("p1", "o5")]
+            rows += [{"problem": "p1", "optimizer": "o5", "start": i, "f_final": 9.0 + i, "status": "stalled",
+                      "x0": None} for i in range(3)]
+        cols = ["problem", "optimizer", "start", "f_final", "status", "x0"]
+        assert st._cells_csv_text(cols, rows, cache) == st._csv_text(cols, rows)
+    assert "9.0" in st._cells_csv_text(cols, rows, cache) and '"max_iter, then more"' in st._csv_text(cols, rows)

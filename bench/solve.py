@@ -1167,7 +1167,14 @@ def _own_registered(obj, registry) -> bool:
 
 def _host_cpu() -> List[str]:
     """The host's processor (architecture, model, instruction-set flags): XLA compiles CPU code
-    for the machine it runs on, so a store shared between machines keeps them apart."""
+    for the machine it runs on, so a store shared between machines keeps them apart. Read once
+    per process."""
+    if "host" not in _PROGRAMS:
+        _PROGRAMS["host"] = _read_host_cpu()
+    return _PROGRAMS["host"]
+
+
+def _read_host_cpu() -> List[str]:
     import platform as _platform
     out = [_platform.machine(), _platform.processor()]
     try:
@@ -1189,17 +1196,27 @@ def _trace_config() -> List[Any]:
     return [str(getattr(jax.config, name, None)) for name in names]
 
 
+def program_store_in_use() -> bool:
+    """Whether this process keeps and loads programs in the program store: it is on
+    (:func:`enable_program_cache`) and no plug-in is loaded (a plug-in may change any code in
+    memory, not only register its own, and the store's key cannot see that)."""
+    from . import plugins
+    return _PROGRAMS["dir"] is not None and not plugins._LOADED
+
+
+def _data_size(data) -> int:
+    """How many numbers a problem's data holds (what :func:`xla_options` reads)."""
+    return sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
+
+
 def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, history, data, fuse_loops) -> Optional[str]:
     """The store's file name for this program, or None where the store does not apply."""
-    if _PROGRAMS["dir"] is None or len(devs) != 1 or devs[0].platform != "cpu" or tiling[0] > 1 \
+    if not program_store_in_use() or len(devs) != 1 or devs[0].platform != "cpu" or tiling[0] > 1 \
             or jax.process_count() != 1:
         return None
     from optimizers import registry as opt_registry
     from problems import registry as prob_registry
     if not (_own_registered(problem, prob_registry) and _own_registered(optimizer, opt_registry)):
-        return None
-    from . import plugins
-    if plugins._LOADED:   # a plug-in may change any code in memory, not only register its own
         return None
     import hashlib
     import platform as _platform
@@ -1210,7 +1227,6 @@ def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, histo
     except ImportError:
         optax_version = None
     dev = devs[0]
-    data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
     leaves = jax.tree_util.tree_leaves(data)
     parts = {"format": PROGRAM_CACHE_FORMAT, "code": _code_fingerprint(),
              "versions": [_platform.python_version(), jax.__version__, jaxlib.__version__, optax_version,
@@ -1223,7 +1239,7 @@ def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, histo
              "data": [str(jax.tree_util.tree_structure(data)), [[list(np.shape(a)), str(np.asarray(a).dtype)]
                                                                  for a in leaves]],
              "fuse_loops": bool(fuse_loops),
-             "options": repr(xla_options(dev.platform, n, data_size, fuse_loops, batch=b)),
+             "options": repr(xla_options(dev.platform, n, _data_size(data), fuse_loops, batch=b)),
              "options_ok": sorted(_OPTIONS_OK.items()), "env": list(_xla_settings())}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest() + ".pkl"
 
@@ -1459,7 +1475,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
     t0 = time.perf_counter()
     cached = [] if storable else None   # for the program store: did JAX's cache serve one? (_store_program)
     start, advance, packed, first = _build(problem, optimizer, n, chunk, *tiling, record=record)
-    data_size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(data))
+    data_size = _data_size(data)
     hist_sh = (chunk_lanes, chunk_lanes) if record else ()
 
     def on_lanes(shapes):   # the carry's shapes, each split along its batch axis

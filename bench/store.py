@@ -224,9 +224,8 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
 
 
 def _program_store() -> bool:
-    from . import plugins
-    from .solve import _PROGRAMS
-    return _PROGRAMS["dir"] is not None and not plugins._LOADED   # (a plug-in turns it off: solve)
+    from .solve import program_store_in_use
+    return program_store_in_use()
 
 
 def _installed_version(name: str) -> Optional[str]:

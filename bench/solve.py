@@ -228,9 +228,15 @@ class Result:
         return self.fun - fs
 
 
-def _record(s, n):
-    """One history row: a dict of (B,) arrays (and x as (B, n) when n ≤ 3)."""
-    out = {"f": s.f, "grad_norm": jnp.linalg.norm(s.g, axis=-1), "step": s.step, "rho": s.rho,
+def _grad_norm(s):
+    """‖∇f‖ of each start of a batched State."""
+    return jnp.linalg.norm(s.g, axis=-1)
+
+
+def _record(s, n, gn):
+    """One history row: a dict of (B,) arrays (and x as (B, n) when n ≤ 3); ``gn``: the ‖∇f‖
+    the convergence test used (:func:`_build`'s ``classify``)."""
+    out = {"f": s.f, "grad_norm": gn, "step": s.step, "rho": s.rho,
            "nfev": s.nfev, "njev": s.njev, "nhev": s.nhev, "nhvp": s.nhvp}
     if n <= TRACE_X_MAX_DIM:
         out["x"] = s.x
@@ -241,12 +247,12 @@ _FLOAT_FIELDS = ("f", "grad_norm", "step", "rho")
 _INT_FIELDS = ("nfev", "njev", "nhev", "nhvp")
 
 
-def _packed_row(s, n):
+def _packed_row(s, n, gn):
     """One history row packed into two arrays, floats (F, B) and counts (4, B): two in-place
     writes per iteration instead of one per field (each write is a separate kernel in the
     compiled loop, and at a few thousand starts the kernels' fixed cost, not their work, is
     what the driver adds to a step)."""
-    rec = _record(s, n)
+    rec = _record(s, n, gn)
     floats = [rec[k].astype(s.f.dtype) for k in _FLOAT_FIELDS]
     if "x" in rec:
         floats += [rec["x"][:, i].astype(s.f.dtype) for i in range(n)]
@@ -340,9 +346,12 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         """Whether row j fits the chunk (a run without history has no chunks)."""
         return (j < chunk) if record else True
 
-    def classify(s, k, prev, gtol, max_iter):
-        """Status after k steps: converged > diverged > optimizer's own > max_iter > running."""
-        gn = jnp.linalg.norm(s.g, axis=-1)
+    def classify(s, gn, k, prev, gtol, max_iter):
+        """Status after k steps: converged > diverged > optimizer's own > max_iter > running.
+        ``gn``: ‖∇f‖ of each start (:func:`_grad_norm`), the one number the run reports and
+        records for it: computed once, in one place, so that a ``converged`` start's reported
+        ‖∇f‖ is the one that passed the test (computed again elsewhere, XLA may contract it
+        differently, and the last bit differed: ``converged`` with ‖∇f‖ one ulp above gtol)."""
         # a non-finite ‖∇f‖ covers NaN/inf entries and a norm that overflows from finite ones
         # (which would otherwise run on to max_iter, reported with grad_norm = inf)
         finite = jnp.isfinite(s.f) & jnp.isfinite(gn) & jnp.all(jnp.isfinite(s.x), axis=-1)
@@ -356,12 +365,13 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         oracle = _oracle(problem, data)
         s0 = _over_lanes(lambda x0: opt.init(oracle, x0), compact)(x0s)
         b = x0s.shape[0]
-        code0 = classify(s0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
+        gn0 = _grad_norm(s0)
+        code0 = classify(s0, gn0, 0, jnp.zeros(b, jnp.int32), gtol, max_iter)
         if live is not None and live < b:   # the slots after the live ones hold no start
             code0 = jnp.where(jnp.arange(b) < live, code0, STATUS_MAX_ITER)
-        return (s0, code0, jnp.zeros(b, jnp.int32)), (_packed_row(s0, n) if record else ())
+        return (s0, code0, jnp.zeros(b, jnp.int32), gn0), (_packed_row(s0, n, gn0) if record else ())
 
-    def one_step(step, s, code, nit, gtol, max_iter):
+    def one_step(step, s, code, nit, gn, gtol, max_iter):
         """One iteration over a batch of lanes: step the running ones, freeze the others."""
         active = code == STATUS_RUNNING
         s_new = step(s)
@@ -387,7 +397,9 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
             # iterations), skip the select
             s = jax.lax.cond(jnp.all(active), lambda: s_new, lambda: where_state(active, s_new, s))
         nit = nit + active.astype(jnp.int32)
-        return s, classify(s, nit, code, gtol, max_iter), nit
+        # a stopped start keeps the norm it stopped with
+        gn = jnp.where(active, _grad_norm(s), gn)
+        return s, classify(s, gn, nit, code, gtol, max_iter), nit, gn
 
     def advance(carry, hist, data, gtol, max_iter, kv):
         # ``hist``: a donated (chunk, F, B) buffer pair whose old contents are overwritten row by
@@ -395,10 +407,10 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         oracle = _oracle(problem, data)
         step = _over_lanes(_checked_step(opt, oracle), compact)
         k0 = kv[0]
-        s, code, nit = carry
+        s, code, nit, gn = carry
 
         def cond(c):
-            j, _, code, _, _ = c
+            j, _, code, _, _, _ = c
             go = (k0 + j < max_iter) & in_chunk(j)
             if tiles > 1:   # the packed loop takes over once few starts run: stop for it
                 running = jnp.sum(code == STATUS_RUNNING, dtype=jnp.int32)
@@ -406,18 +418,18 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
             return go & jnp.any(code == STATUS_RUNNING)
 
         def body(c):
-            j, s, code, nit, hist = c
-            s, code, nit = one_step(step, s, code, nit, gtol, max_iter)
+            j, s, code, nit, gn, hist = c
+            s, code, nit, gn = one_step(step, s, code, nit, gn, gtol, max_iter)
             if not record:
-                return j + 1, s, code, nit, hist
-            fl, ints = _packed_row(s, n)
+                return j + 1, s, code, nit, gn, hist
+            fl, ints = _packed_row(s, n, gn)
             if tiles > 1:   # the chunk's rows name each slot's start, as the packed loop's do
                 ints = jnp.concatenate([ints, jnp.arange(code.shape[0], dtype=jnp.int32)[None]])
             hist = tuple(jax.lax.dynamic_update_index_in_dim(h, v, j, 0) for h, v in zip(hist, (fl, ints)))
-            return j + 1, s, code, nit, hist
+            return j + 1, s, code, nit, gn, hist
 
-        j, s, code, nit, hist = jax.lax.while_loop(cond, body, (jnp.int32(0), s, code, nit, hist))
-        return (s, code, nit), _progress(k0 + j, code, max_iter, jnp.zeros(rows, jnp.int32)), hist
+        j, s, code, nit, gn, hist = jax.lax.while_loop(cond, body, (jnp.int32(0), s, code, nit, gn, hist))
+        return (s, code, nit, gn), _progress(k0 + j, code, max_iter, jnp.zeros(rows, jnp.int32)), hist
 
     def _progress(k, code, max_iter, per_row):
         """The one small array the host reads after a chunk: [iterations so far, go on?, then
@@ -430,10 +442,10 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
         oracle = _oracle(problem, data)
         step = _over_lanes(_checked_step(opt, oracle), compact)
         k0, j0 = kv[0], kv[1]
-        s, code, nit, perm = carry
+        s, code, nit, gn, perm = carry
         slots = code.shape[0]
         slot = jnp.arange(slots, dtype=jnp.int32)
-        leaves, treedef = jax.tree_util.tree_flatten((s, code, nit))
+        leaves, treedef = jax.tree_util.tree_flatten((s, code, nit, gn))
 
         def tiles_needed(code):
             """Tiles up to the last running slot (0 when none runs)."""
@@ -462,17 +474,17 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
                 lv, hist = tc
                 at = (t * tile).astype(jnp.int32)
                 cut = lambda a: jax.lax.dynamic_slice_in_dim(a, at, tile, 0)  # noqa: E731
-                st, ct, it = one_step(step, *jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv]),
-                                      gtol, max_iter)
+                st, ct, it, gt = one_step(step, *jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv]),
+                                          gtol, max_iter)
                 lv = tuple(jax.lax.dynamic_update_slice_in_dim(a, v, at, 0)
-                           for a, v in zip(lv, jax.tree_util.tree_leaves((st, ct, it))))
+                           for a, v in zip(lv, jax.tree_util.tree_leaves((st, ct, it, gt))))
                 if not record:
                     return lv, hist
                 # the history row is read back from the written slots: computed from the tile's
                 # values instead, XLA fuses it to read the old slots, and keeps them readable by
                 # copying the whole array every tile
-                st = jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv])[0]
-                fl, ints = _packed_row(st, n)
+                st, _, _, gt = jax.tree_util.tree_unflatten(treedef, [cut(a) for a in lv])
+                fl, ints = _packed_row(st, n, gt)
                 ints = jnp.concatenate([ints, cut(perm)[None]])
                 hist = tuple(jax.lax.dynamic_update_slice(h, v[None], (j, jnp.int32(0), at))
                              for h, v in zip(hist, (fl, ints)))
@@ -483,8 +495,8 @@ def _build(problem, opt, n: int, chunk: int, tiles: int = 1, tile: int = 0, live
 
         init = (j0, tuple(leaves), perm, hist, tiles_needed(code), jnp.zeros(rows, jnp.int32))
         j, lv, perm, hist, _, per_row = jax.lax.while_loop(cond, body, init)
-        s, code, nit = jax.tree_util.tree_unflatten(treedef, list(lv))
-        return (s, code, nit, perm), _progress(k0 + j - j0, code, max_iter, per_row), hist
+        s, code, nit, gn = jax.tree_util.tree_unflatten(treedef, list(lv))
+        return (s, code, nit, gn, perm), _progress(k0 + j - j0, code, max_iter, per_row), hist
 
     def first(x0s, data, gtol, max_iter, kv):
         carry, _ = start(x0s, data, gtol, max_iter)
@@ -1901,12 +1913,12 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     # reported: it stays on the device instead of being copied (or, across processes, gathered)
     # to the host and dropped
     carry = _to_host((carry[0]._replace(aux=()),) + tuple(carry[1:]))
-    if len(carry) == 4:
+    if len(carry) == 5:
         # slots back to starts: slot i holds start perm[i], so start q is in slot argsort(perm)[q]
-        s, code, nit, perm = carry
+        s, code, nit, gn, perm = carry
         where = np.argsort(np.asarray(perm), kind="stable")[:b]
     else:
-        s, code, nit = carry
+        s, code, nit, gn = carry
         where = slice(0, b)
     bufs = [h for h, _ in chunks]
     trace = None
@@ -1923,10 +1935,9 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     code = np.asarray(code)
     names = np.array(STATUS_NAMES, dtype=object)[code].astype(str)
     success = success_mask(code, fun, problem.f_star, dtype)
-    # a diverged start's gradient may square past the float range: its norm reads inf, as in the
-    # compiled history and the convergence test, without numpy's overflow warning on the console
-    with np.errstate(over="ignore", invalid="ignore"):
-        grad_norm = np.linalg.norm(np.asarray(s.g), axis=-1)
+    # the norm the convergence test used (a diverged start's may read inf: its gradient squared
+    # past the float range)
+    grad_norm = np.asarray(gn)[where]
     res = Result(x=np.asarray(s.x), fun=fun, grad_norm=grad_norm, nit=np.asarray(nit),
                  nfev=np.asarray(s.nfev), njev=np.asarray(s.njev), nhev=np.asarray(s.nhev), nhvp=np.asarray(s.nhvp),
                  status=names, status_code=code, success=success, trace=trace, x0=x0s, problem=problem.spec,

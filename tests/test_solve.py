@@ -302,3 +302,22 @@ def test_float32_run_of_an_f_that_closes_over_float64_constants():
         res = bench.solve(prob, opt, np.zeros((2, 2)), dtype="float32", max_iter=200)
         assert res.x.dtype == np.float32 and res.trace.f.dtype == np.float32, opt
         np.testing.assert_allclose(res.x, np.tile(c, (2, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_the_reported_gradient_norm_is_the_one_the_convergence_test_used(pack):
+    # ‖∇f‖ was computed three times — in the convergence test, in the history row and on the
+    # host for Result.grad_norm — and they could differ in the last bit: goldstein-price from
+    # its second random start stopped "converged" at a gtol equal to its own recorded final
+    # norm, and reported a norm one ulp above that gtol. Every start now reports the one number.
+    p = problems.get("goldstein-price")
+    x0s = p.random_starts(3, seed=0)
+    r = bench.solve(p, "newton-cg", x0s, max_iter=2000, gtol=1e-8, pack=pack)
+    traced = r.trace.recorded()["grad_norm"]
+    for i in range(3):
+        assert traced[i][r.nit[i]] == r.grad_norm[i]
+    gt = float(r.grad_norm[1])
+    r2 = bench.solve(p, "newton-cg", x0s, max_iter=2000, gtol=gt, pack=pack)
+    assert r2.status[1] == "converged" and r2.grad_norm[1] <= gt
+    conv = r2.status == "converged"
+    assert (r2.grad_norm[conv] <= gt).all()

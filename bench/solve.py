@@ -1690,10 +1690,37 @@ def success_tol(f_star: float, dtype: str = "float64") -> float:
     return max(SUCCESS_ATOL, SUCCESS_RTOL[dtype] * abs(f_star))
 
 
+#: f in float64 over a batch of points, per problem (:func:`f_in_float64`), least recently used last
+_F64: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_F64_MAX = 32
+
+
+def f_in_float64(problem, xs) -> np.ndarray:
+    """f at each row of ``xs`` ((B, n)) evaluated in float64 with the problem's data in float64:
+    what a float32 run's success is judged on. A float32 f carries rounding of its own —
+    MGH Meyer (f* = 87.9459, a sum of squares of residuals against y ≈ 10⁴) reads 87.83–87.96 in
+    float32 at points where float64 gives 88.05–88.07 — which exceeds the float32 tolerance
+    (√ε·|f*| = 0.03) on either side of f*."""
+    key = _key(problem)
+    hit = _F64.get(key)
+    if hit is None:
+        data = None if problem.data is None else _cast_data(problem.data, jnp.float64)
+        fn = jax.jit(jax.vmap(lambda x, d: problem.objective(x, d), in_axes=(0, None)))
+        hit = (fn, data, _alive(problem))
+        _F64[key] = hit
+        while len(_F64) > _F64_MAX:
+            _F64.popitem(last=False)
+    _F64.move_to_end(key)
+    fn, data, _ = hit
+    with np.errstate(all="ignore"):
+        return np.asarray(fn(jnp.asarray(xs, jnp.float64), data), np.float64)
+
+
 def success_mask(code, fun, f_star, dtype: str = "float64") -> np.ndarray:
     """Which starts solved the problem.
 
-    Where f* is unknown: the start ``converged`` (‖∇f‖ ≤ gtol). Where f* is known: f − f* ≤
+    Where f* is unknown: the start ``converged`` (‖∇f‖ ≤ gtol). Where f* is known (``fun``: a
+    float32 run's f evaluated in float64 at its x, :func:`f_in_float64`): f − f* ≤
     :func:`success_tol` (1e-6·max(1, |f*|) in float64) at a start that stopped by itself —
     ``converged``, or reporting that it can make no further progress (``stalled``: no step changes
     x in floating point; ``linesearch_failed``: no step lowers f measurably, after a restart along
@@ -1720,7 +1747,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     (``max_iter``), on a non-finite f, gradient or x (``diverged``), or when the optimizer
     reports failure (``linesearch_failed``, ``singular``, ``stalled``). ``success``
     (:func:`success_mask`): converged; where f* is known, f − f* ≤ 1e-6·max(1, |f*|) (float32:
-    max(1e-6, 3.45e-4·|f*|)) at a start that stopped by itself (any status but ``max_iter`` and
+    max(1e-6, 3.45e-4·|f*|), f evaluated in float64 at the returned x) at a start that stopped by itself (any status but ``max_iter`` and
     ``diverged``). ``progress(phase)``, if given, is
     called with ``"compile"`` and ``"run"`` as those phases begin (for a progress bar).
 
@@ -1934,7 +1961,10 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     fun = np.asarray(s.f, dtype=np.float64)
     code = np.asarray(code)
     names = np.array(STATUS_NAMES, dtype=object)[code].astype(str)
-    success = success_mask(code, fun, problem.f_star, dtype)
+    # float32: success is judged on f evaluated in float64 at the returned x (f's float32 value
+    # carries rounding that can exceed the tolerance, on either side of f*)
+    judged = fun if dtype != "float32" or problem.f_star is None else f_in_float64(problem, np.asarray(s.x))
+    success = success_mask(code, judged, problem.f_star, dtype)
     # the norm the convergence test used (a diverged start's may read inf: its gradient squared
     # past the float range)
     grad_norm = np.asarray(gn)[where]

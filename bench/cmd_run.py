@@ -42,11 +42,11 @@ def add_arguments(p):
                    help="import a file that registers problems/optimizers first (repeatable)")
     p.add_argument("--starts", type=int,
                    help="starts per problem: x0 plus N-1 random in the box (default: the suite's; 10 in the default suite)")
-    p.add_argument("--seed", type=int, help="seed of the random starts (default 0)")
+    p.add_argument("--seed", type=int, help="seed of the random starts (default: the suite's; 0 where it names none)")
     p.add_argument("--max-iter", type=int,
                    help="iteration budget per start (default: the suite's; 1000 in the default suite)")
-    p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default 1e-8)")
-    p.add_argument("--dtype", choices=list(DTYPES), help="default float64")
+    p.add_argument("--gtol", type=float, help="stop when the gradient norm is at most this (default: the suite's; 1e-8 where it names none)")
+    p.add_argument("--dtype", choices=list(DTYPES), help="default: the suite's; float64 where it names none")
     p.add_argument("--device", help="cpu, gpu, cpu:N or gpu:N (default: the suite's, else cpu)")
     p.add_argument("--repeats", type=int,
                    help="timed repeats per cell, median reported (default: the suite's; 3 in the default suite)")

@@ -104,3 +104,18 @@ def test_python_m_bench_where_a_folder_hides_a_package(tmp_path):
     assert got.returncode == 2, got.stderr
     assert got.stderr.startswith("optbench: error: the directory ") and "hides optbench's 'suites' package" in got.stderr
     assert len(got.stderr.strip().splitlines()) == 1
+
+
+def test_the_python_api_block_runs_as_written():
+    """The README's Python API block used names it never defined (fn, rfn, x0, x0s): run as a
+    script it stopped at a NameError. It now defines them; run it, and check what it states."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    at = text.index("```python", text.index("## Python API")) + len("```python\n")
+    block = text[at:text.index("```", at)]
+    ns = {}
+    exec(compile(block, "README.md (Python API)", "exec"), ns)
+    res = ns["res"]   # the last call: fuse_loops=True on 8 starts of 2-D Rosenbrock with newton
+    assert res.x.shape == (8, 2) and res.success.all()
+    conv = res.status == "converged"
+    assert (res.grad_norm[conv] <= 1e-8).all()

@@ -517,6 +517,7 @@ def existing_baseline(out: str, option: str = "--out") -> Optional[Dict[str, Any
     one-line error, never silently replaced."""
     if os.path.isdir(out):
         raise OptbenchError(f"{option} {out}: is a directory; give the baseline file's path")
+    store.refuse_special(out, f"{option} {out}")
     if not os.path.exists(out) or os.path.getsize(out) == 0:
         return None
     doc = _read_baseline_doc(out)

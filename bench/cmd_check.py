@@ -43,6 +43,7 @@ def _check_out(args) -> None:
     """Refuse a --out that would replace what the check reads: a file of the run (its meta.json,
     CSVs, traces) or the baseline itself, or any other file but an earlier check report (or an
     empty file). Checked before anything is computed."""
+    store.refuse_special(args.out, f"--out {args.out}")
     store.refuse_run_output(args.out, args.run_dir)
     if os.path.realpath(args.out) == os.path.realpath(args.baseline):
         raise OptbenchError(f"--out {args.out}: is the baseline file itself; writing the report there would destroy "

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import optimizers
-from optbench_core import DTYPES, OptbenchError
+from optbench_core import DTYPES, OptbenchError, first_line
 
 from . import interrupt, plots, report, store
 from . import limits as _limits
@@ -425,6 +425,12 @@ def _run(args, out) -> int:
                 writer = _NoWriter() if rank else store.RunWriter(path, meta, resume=bool(resume))
             done = writer.done_cells()
             todo = [c for c in cells if c.key not in done]
+            if resume and done and todo and not args.no_plots:
+                # the figures read every cell's trace: a damaged one of a cell done before stopped
+                # the resume only after the missing cells ran, and every later resume the same way
+                kept = store.load_run(path)
+                for key in sorted(done):
+                    kept.cell(*key)
             if resume:
                 with guard.critical():
                     writer.note_resumed({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -472,9 +478,18 @@ def _run(args, out) -> int:
                   f"finish with: optbench run --resume {path}", file=sys.stderr, flush=True)
             _wait_for_compiles(exc.exit_code)
             return exc.exit_code
-        except Exception:
+        except Exception as exc:
             if writer is not None and not resume and not rank:
                 writer.discard()  # a new run that failed before its first cell leaves nothing behind
+            if writer is not None and not rank and writer.meta.get("cells_done") and not writer.meta.get("complete"):
+                # cells are kept: say where, and how to finish once the cause is fixed (a plug-in
+                # optimizer that fails on its first cell, after other cells ran)
+                n = len(writer.done_cells())
+                with guard.critical():
+                    writer.mark_interrupted(f"error: {first_line(exc)}")
+                if isinstance(exc, OptbenchError):
+                    raise OptbenchError(f"{first_line(exc)} — {n} of {len(cells)} cells are kept in {path} "
+                                        f"(incomplete); once fixed, finish with: optbench run --resume {path}") from None
             raise
         finally:
             if writer is not None:

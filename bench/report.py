@@ -354,6 +354,7 @@ def report_path(run: Run, out: Optional[str] = None) -> str:
     path = out or os.path.join(run.path, REPORT_NAME)
     if os.path.isdir(path) or path.endswith(("/", os.sep)):   # checked before any directory is made
         raise OptbenchError(f"{path} names a directory, not a file; give a file name such as {REPORT_NAME}")
+    store.refuse_special(path, f"--out {path}" if out else None)
     if out and os.path.lexists(path) and not is_report_file(path):
         raise OptbenchError(f"{path} exists and is not an optbench report; remove it or choose another file name")
     store.writable_dir(os.path.dirname(path) or ".", "the report")

@@ -63,7 +63,16 @@ def atomic_write_bytes(path: str, data: bytes, *, durable: bool = True, what: st
     see the old file or the new one, never half. ``durable``: fsync before the rename (run files;
     figures, which can be redrawn, skip it). On a failure (a full disk, a vanished or read-only
     directory) the half-written temporary is removed, the old file stays as it was, and the error
-    is one line naming the file ("``what`` written before are intact")."""
+    is one line naming the file ("``what`` written before are intact").
+
+    A symbolic link is written through: the file it points to is replaced, the link kept (a
+    baseline kept as a link to a shared file was turned into a file of its own, the shared one
+    left old). A path that holds something other than a regular file — a device, a named pipe, a
+    socket — is refused, never replaced (``--out /dev/null`` as root replaced the device)."""
+    shown = path
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    refuse_special(path, shown, what)
     d = os.path.dirname(path) or "."
     tmp = os.path.join(d, f"{TMP_PREFIX}{os.path.basename(path)}.tmp{os.getpid()}")
     try:
@@ -78,12 +87,23 @@ def atomic_write_bytes(path: str, data: bytes, *, durable: bool = True, what: st
             os.remove(tmp)
         except OSError:
             pass
-        raise OptbenchError(f"{path}: cannot write ({exc.strerror or exc}); {what} written before are intact") from None
+        raise OptbenchError(f"{shown}: cannot write ({exc.strerror or exc}); {what} written before are intact") from None
+
+
+def refuse_special(path: str, shown: Optional[str] = None, what: str = "files") -> None:
+    """A one-line error if ``path`` exists and is neither a regular file nor a directory (a
+    device, a named pipe, a socket): no output replaces one, nor reads from it (a pipe blocks)."""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise OptbenchError(f"{shown or path}: not a regular file (a device, pipe or socket); refusing to write "
+                            f"there; {what} written before are intact")
 
 
 def file_head(path: str, size: int = 4096) -> Optional[str]:
     """The first ``size`` bytes of ``path`` as text (undecodable bytes replaced), or None when it
-    cannot be read: what the --out guards look at to recognise an earlier output of their own."""
+    cannot be read or is not a regular file (a named pipe would block the read): what the --out
+    guards look at to recognise an earlier output of their own."""
+    if not os.path.isfile(path):
+        return None
     try:
         with open(path, "rb") as fh:
             return fh.read(size).decode("utf-8", errors="replace")

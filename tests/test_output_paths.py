@@ -251,3 +251,43 @@ def test_all_diverged_run_plots_without_legend_warnings(diverged_run, tmp_path, 
     messages = [str(w.message) for w in caught] + [capsys.readouterr().err]
     assert not [m for m in messages if "No artists with labels" in m], messages
     assert os.path.exists(os.path.join(copy, "plots", "convergence_rosenbrock.png"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+@pytest.mark.parametrize("cmd", ["baseline", "check", "report"])
+def test_out_that_is_a_named_pipe_is_refused_not_replaced_nor_read(tiny_run, tmp_path, capsys, cmd):
+    """`check --out PIPE` blocked forever reading the pipe to see whether it held an earlier
+    report; `baseline --out PIPE` (and as root `--out /dev/null`, a device) replaced it with a
+    regular file. Anything but a regular file is now refused, before anything is read from it."""
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    bl = str(tmp_path / "bl.json")
+    assert main(["baseline", tiny_run, "--out", bl]) == 0
+    capsys.readouterr()
+    argv = {"baseline": ["baseline", tiny_run, "--out", fifo],
+            "check": ["check", tiny_run, "--baseline", bl, "--out", fifo],
+            "report": ["report", tiny_run, "--out", fifo]}[cmd]
+    assert main(argv) == 2
+    _one_line_error(capsys, fifo, "not a regular file")
+    import stat
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_baseline_out_through_a_symbolic_link_updates_the_file_it_points_to(tiny_run, tmp_path, capsys):
+    """The link was replaced by a file of its own and the shared baseline it pointed to kept its
+    old contents, while the command said it replaced the baseline."""
+    target = str(tmp_path / "shared.json")
+    assert main(["baseline", tiny_run, "--out", target]) == 0
+    before = open(target, "rb").read()
+    link = str(tmp_path / "link.json")
+    os.symlink(target, link)
+    other = _copy(tiny_run, tmp_path, "other")
+    with open(os.path.join(other, "meta.json"), encoding="utf-8") as fh:
+        meta = fh.read()
+    with open(os.path.join(other, "meta.json"), "w", encoding="utf-8") as fh:
+        fh.write(meta.replace('"name": "tiny"', '"name": "other"'))
+    assert main(["baseline", other, "--out", link]) == 0
+    assert os.path.islink(link) and os.path.realpath(link) == os.path.realpath(target)
+    after = open(target, "rb").read()
+    assert after != before and b'"other"' in after

@@ -180,3 +180,67 @@ def test_plot_with_plugin_redraws_a_plugin_run_byte_for_byte(plugin_run):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert open(fig, "rb").read() == before
+
+
+FLAKY = '''
+import os
+import jax.numpy as jnp
+import optimizers
+from optimizers.base import initial_state
+
+
+@optimizers.register({name!r})
+def flaky(lr: float = 1e-3):
+    def init(oracle, x0):
+        return initial_state(oracle, x0)
+
+    def step(oracle, s):
+        if os.path.exists({flag!r}):
+            raise RuntimeError("boom")
+        x = s.x - lr * s.g
+        f, g = oracle.value_and_grad(x)
+        return s._replace(x=x, f=f, g=g, nfev=s.nfev + 1, njev=s.njev + 1, step=jnp.asarray(lr, x.dtype))
+    return optimizers.Optimizer(name={name!r}, init=init, step=step, params={{"lr": lr}})
+'''
+
+
+def _flaky_partial_run(tmp_path, capsys, name):
+    """A run whose second cell's plug-in optimizer fails (while a flag file exists) after the
+    first cell was written."""
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    plug = tmp_path / "flaky.py"
+    plug.write_text(FLAKY.format(flag=str(flag), name=name))
+    out = str(tmp_path / "run")
+    rc = main(["run", "--plugin", str(plug), "--problems", "himmelblau", "--optimizers", f"newton,{name}",
+               "--starts", "2", "--max-iter", "50", "--repeats", "1", "--out", out, "--quiet", "--no-report"])
+    assert rc == 2
+    return out, flag, capsys.readouterr().err
+
+
+def test_a_cell_failing_after_others_ran_names_the_kept_cells_and_resume_finishes(tmp_path, capsys):
+    """The error said only "step fails: RuntimeError: boom"; the run directory, half done, was left
+    without a word. It now names the directory and the command that finishes it."""
+    out, flag, err = _flaky_partial_run(tmp_path, capsys, "flaky-gd")
+    assert err.count("\n") == 1 and "boom" in err and "Traceback" not in err, err
+    assert f"1 of 2 cells are kept in {out}" in err and f"optbench run --resume {out}" in err, err
+    meta = store.load_meta(out)
+    assert meta["complete"] is False and "boom" in meta["interrupted"]["reason"]
+    flag.unlink()
+    assert main(["run", "--resume", out, "--quiet", "--no-report"]) == 0
+    meta = store.load_meta(out)
+    assert meta["complete"] is True and len(meta["cells_done"]) == 2
+
+
+def test_resume_refuses_a_damaged_trace_before_running_the_missing_cells(tmp_path, capsys):
+    """A trace of a cell done before, damaged, stopped the resume only when the figures read it,
+    after the missing cells ran — and every later resume the same way. It is read first now."""
+    out, flag, _ = _flaky_partial_run(tmp_path, capsys, "flaky-gd-2")
+    flag.unlink()
+    (trace,) = [os.path.join(out, "traces", f) for f in os.listdir(os.path.join(out, "traces"))]
+    with open(trace, "r+b") as fh:
+        fh.truncate(100)
+    assert main(["run", "--resume", out, "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "unreadable trace file" in err and err.count("\n") == 1, err
+    assert len(store.load_meta(out)["cells_done"]) == 1   # the missing cell was not run

@@ -52,6 +52,28 @@ def build_parser():
     return parser, modules
 
 
+#: what an option names, for the error on an empty value (default: "a value")
+_EMPTY_WHAT = {("run", "out"): "a directory", ("compare", "out"): "a directory", ("perf", "out"): "a directory",
+               ("report", "out"): "a file", ("baseline", "out"): "a file", ("check", "out"): "a file",
+               ("check", "baseline"): "a file", ("run", "resume"): "a directory",
+               ("run", "device"): "cpu, gpu, cpu:N or gpu:N", ("perf", "device"): "cpu or gpu"}
+#: positional arguments (checked by their commands, with messages of their own)
+_POSITIONAL = ("command", "suite", "run_dir", "run_dirs", "cli_argv")
+
+
+def refuse_empty_options(args) -> None:
+    """A one-line error for an option given an empty (or blank) value: ``--out ''`` quietly meant
+    the default place for some commands, ``--device ''`` was recorded as a device, ``--methods ''``
+    meant all methods and ``--cpu-threads ''`` was ignored — typically a shell variable left unset."""
+    for dest, value in vars(args).items():
+        if dest in _POSITIONAL:
+            continue
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, str) and not v.strip():
+                what = _EMPTY_WHAT.get((args.command, dest), "a value")
+                raise OptbenchError(f"--{dest.replace('_', '-')} needs {what}, got an empty string")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
@@ -67,6 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        refuse_empty_options(args)
         threads = getattr(args, "cpu_threads", None)
         from .solve import CPU_THREADS_ENV, set_cpu_threads
         source = "--cpu-threads"

@@ -38,6 +38,17 @@ def format_differences(rows) -> str:
     return "\n".join(out)
 
 
+def _refuse_run_figures(out: str) -> None:
+    """A one-line error if ``out`` is a run directory or its ``plots/``: the comparison's figures
+    have the run's own figures' names (``convergence_<problem>.png``) and replaced them silently."""
+    target = os.path.realpath(out)
+    parent = os.path.dirname(target)
+    if os.path.isfile(os.path.join(target, "meta.json")) or (
+            os.path.basename(target) == "plots" and os.path.isfile(os.path.join(parent, "meta.json"))):
+        raise OptbenchError(f"--out {out}: is a run directory or its plots/, whose figures the comparison's "
+                            "(same file names) would replace; choose another directory")
+
+
 def run(args) -> int:
     if len(args.run_dirs) < 2:
         raise OptbenchError("compare needs at least two run directories")
@@ -47,6 +58,7 @@ def run(args) -> int:
     if args.out:
         for d in args.run_dirs:   # figures and compare.html never go into a run's data (its traces/)
             store.refuse_run_output(args.out, d)
+        _refuse_run_figures(args.out)
     runs = [store.load_run(d) for d in args.run_dirs]
     for d, r in zip(args.run_dirs, runs):
         if not r.summary:

@@ -359,3 +359,25 @@ def test_huge_dimension_is_refused_before_the_factory_allocates(tmp_path, capsys
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["perf", "--quick", "--device", ""], "--device needs cpu or gpu"),
+    (["perf", "--quick", "--methods", " "], "--methods needs a value"),
+    (["perf", "--quick", "--out", ""], "--out needs a directory"),
+    (["report", "RUN", "--out", ""], "--out needs a file"),
+    (["baseline", "RUN", "--out", ""], "--out needs a file"),
+    (["compare", "RUN", "RUN", "--out", ""], "--out needs a directory"),
+    (["plot", "RUN", "--work-weights", ""], "--work-weights needs a value"),
+    (["--cpu-threads", "", "list", "optimizers"], "--cpu-threads needs a value"),
+    (["check", "RUN", "--baseline", "B", "--tolerance", ""], "--tolerance needs a value"),
+])
+def test_an_empty_option_value_is_one_line_for_every_command(argv, needle, capsys):
+    """Empty values meant different things per command: `perf --device ''` ran and recorded the
+    device as "", `report/check/compare/perf --out ''` wrote to the default place, `--methods ''`
+    timed everything, `--cpu-threads ''` and `--work-weights ''` were ignored (an unset shell
+    variable, typically). Each is now refused before anything runs."""
+    from bench.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optbench: error: ") and needle in err and err.count("\n") == 1, err

@@ -291,3 +291,20 @@ def test_baseline_out_through_a_symbolic_link_updates_the_file_it_points_to(tiny
     assert os.path.islink(link) and os.path.realpath(link) == os.path.realpath(target)
     after = open(target, "rb").read()
     assert after != before and b'"other"' in after
+
+
+@pytest.mark.parametrize("into", ["", "plots"])
+def test_compare_out_into_a_run_or_its_plots_is_refused(tiny_run, tmp_path, capsys, into):
+    """`compare A B --out C/plots` replaced run C's own convergence figures with the comparison's
+    (the same file names), without a word."""
+    a = _copy(tiny_run, tmp_path, "a")
+    b = _copy(tiny_run, tmp_path, "b")
+    c = _copy(tiny_run, tmp_path, "c")
+    os.makedirs(os.path.join(c, "plots"), exist_ok=True)
+    with open(os.path.join(c, "plots", "convergence_himmelblau.png"), "wb") as fh:
+        fh.write(b"run c's own figure")
+    before = _snapshot(c)
+    out = os.path.join(c, into) if into else c
+    assert main(["compare", a, b, "--out", out, "--formats", "png"]) == 2
+    _one_line_error(capsys, "is a run directory or its plots/")
+    assert _snapshot(c) == before

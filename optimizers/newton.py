@@ -133,7 +133,11 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
     trials per iteration. For a square residual system (``mode``), the damped Jacobian step on
     ‖F‖², falling back to the minimum-norm Gauss-Newton step when J is singular to working
     precision (the Jacobian step not finite, or not a descent direction for ‖F‖², which it is for
-    any nonsingular J). A search that finds no decrease ends the start
+    any nonsingular J); after a search along it that finds no decrease, the next iteration tries
+    the Levenberg-Marquardt step −(JᵀJ + ‖F‖²I)⁻¹JᵀF from the same point (Yamashita & Fukushima
+    2001's μ = ‖F‖²; on MGH Freudenstein-Roth, Broyden tridiagonal and Trigonometric five starts
+    ended at points that are no minimum, now at local minima of ‖F‖²). A search that finds no
+    decrease (in root mode, along that damped step) ends the start
     ``linesearch_failed`` where it is; in root mode a Jacobian with non-finite entries (no finite
     direction) ends it ``singular``, as for ``newton-raphson``. When minimising, a Hessian with
     non-finite entries at a finite point gives a NaN direction and x + 0·NaN: the start ends
@@ -157,12 +161,15 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
 
     def init(oracle, x0):
         if _root_mode(oracle, x0, mode, "newton"):
-            return _root_state(oracle, x0)
+            s = _root_state(oracle, x0)
+            # the third entry: the previous search along the Jacobian step failed, so this
+            # iteration searches along −∇‖F‖² instead
+            return s._replace(aux=s.aux + (jnp.asarray(False),))
         return initial_state(oracle, x0)
 
     def step(oracle, s: State) -> State:
         if _root_mode(oracle, s.x, mode, "newton"):
-            r, jac = s.aux
+            r, jac, descend = s.aux
             d = -solve(jac, r)
             # The Jacobian step descends ‖F‖² wherever J is nonsingular (slope 2FᵀJ·d = −2‖F‖²). One
             # that does not, or is not finite, comes from a J singular to working precision: take
@@ -171,13 +178,25 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
             # cond 1.3e18 and an LU step of length 1.2e17, uphill for ‖F‖², and the search failed at
             # once (f = 272.7, no root). (Tested on the slope, a scalar: a test of JᵀJ's eigenvalues
             # against the Gauss-Newton model's floor cost 2-D root steps 10 % at 10³ starts.)
-            d_gn = least_squares_model(jac, r)[3](0.0)
-            d = jnp.where(jnp.vdot(s.g, d) < 0, d, d_gn)
+            step_at = least_squares_model(jac, r)[3]
+            d = jnp.where(jnp.vdot(s.g, d) < 0, d, step_at(0.0))
+            # after a failed search along that step, a Levenberg-Marquardt step with μ = ‖F‖²
+            # (Yamashita & Fukushima 2001): near a singular J the Jacobian step can be huge and
+            # nearly orthogonal to ∇‖F‖² (MGH Freudenstein-Roth from x0: length ~10⁹), no step
+            # along it lowers ‖F‖² measurably, and the start ended linesearch_failed at a point
+            # that is no minimum (f = 57.9, ‖∇f‖ = 114; N&W §11.2 on merit-function searches near
+            # singular J). The damped step descends ‖F‖² for any J
+            d = jnp.where(descend, step_at(s.f), d)
             slope, finite = _finite_slope(s.g, d)
-            search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, slope, d, 1.0, c1, shrink, max_backtracks)
+            search = ls.armijo_backtracking(oracle.sum_of_squares, s.x, s.f, slope, d, 1.0, c1, shrink,
+                                            max_backtracks)
             x = s.x + search.alpha * jnp.where(finite, d, 0.0)
             r, jac = oracle.residuals_and_jac(x)  # r(x) was the accepted trial: only J is new
-            f, g, aux, nhev = jnp.vdot(r, r), 2.0 * vm(r, jac), (r, jac), 0
+            f, g, nhev = jnp.vdot(r, r), 2.0 * vm(r, jac), 0
+            # a failed Jacobian-step search is retried along −∇‖F‖² next iteration; a failed
+            # steepest-descent search ends the start
+            retry = ~search.ok & ~descend & finite
+            aux = (r, jac, retry)
         else:
             _, _, h = oracle.value_grad_hess(s.x)
             d, _ = modified_newton_direction(h, s.g, rel_floor=eig_floor)
@@ -195,7 +214,8 @@ def newton(c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 60, eig_
                                         search.ok), nhev=nhev, aux=aux)
         if finite is None:
             return new
-        return new._replace(status=jnp.where(finite, new.status, STATUS_SINGULAR).astype(s.status.dtype))
+        status = jnp.where(retry, s.status, new.status)   # no failure yet: the retry comes next
+        return new._replace(status=jnp.where(finite, status, STATUS_SINGULAR).astype(s.status.dtype))
 
     return Optimizer("newton", init, step, {"c1": c1, "shrink": shrink, "max_backtracks": max_backtracks,
                                             "eig_floor": eig_floor, "mode": mode},

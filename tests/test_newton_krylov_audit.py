@@ -337,20 +337,48 @@ def test_root_mode_steps_singular_jacobian_and_counts():
     assert np.linalg.norm(s - (s @ d) / (d @ d) * d) <= 1e-12 * np.linalg.norm(s) and s @ d > 0
 
 
-def test_newton_root_failed_search_ends_where_the_iteration_began():
-    """Damped root steps with one trial allowed (the unit step): where it is not accepted the
-    start ends ``linesearch_failed`` where the iteration began, with one F counted for the trial
-    and the Jacobian evaluated there again."""
-    res = solve(ROOT2, "newton:max_backtracks=1", ROOTSTARTS[1], max_iter=20, gtol=GTOL)
+def test_newton_root_failed_search_retries_along_a_damped_step_then_ends_where_it_began():
+    """Damped root steps with one trial allowed (the unit step): where the Jacobian step is not
+    accepted, x stays and the next iteration tries the Levenberg-Marquardt step with μ = ‖F‖²,
+    −(JᵀJ + ‖F‖²I)⁻¹JᵀF, from the same point; where that fails too the start ends
+    ``linesearch_failed`` where it stands. Each iteration counts one F (the trial) and one J.
+    From this start the unit Jacobian step alone ended ``linesearch_failed`` after a few
+    iterations; with the retries it reaches the root."""
+    res = solve(ROOT2, "newton:max_backtracks=1", ROOTSTARTS[1], max_iter=200, gtol=GTOL)
     t, k = res.trace.recorded(), int(res.nit)
+    sq = lambda y: _r2(y) @ _r2(y)  # noqa: E731
+    descend, kinds = False, []
     for j in range(k):
-        x_next, counts, (a, ok) = _root_step(True, max_backtracks=1)(t["x"][j])
-        assert ok == (j < k - 1) and a == (1.0 if ok else 0.0)
-        np.testing.assert_allclose(t["x"][j + 1], x_next, rtol=1e-9, atol=1e-12)
-        assert (t["nfev"][j + 1] - t["nfev"][j], t["njev"][j + 1] - t["njev"][j]) == counts[:2]
-    assert res.status == "linesearch_failed" and k >= 1
-    np.testing.assert_array_equal(res.x, t["x"][k - 1])
+        x = t["x"][j]
+        r, jac = _r2(x), _j2(x)
+        if descend:
+            d = -np.linalg.solve(jac.T @ jac + (r @ r) * np.eye(2), jac.T @ r)
+        else:
+            d = -np.linalg.solve(jac, r)
+        a, _, trials, ok = _armijo(sq, x, r @ r, 2 * (jac.T @ r) @ d, d, 1e-4, 0.5, 1)
+        kinds.append((descend, ok))
+        np.testing.assert_allclose(t["x"][j + 1], x + a * d, rtol=1e-9, atol=1e-12)
+        assert (t["nfev"][j + 1] - t["nfev"][j], t["njev"][j + 1] - t["njev"][j]) == (1, 1)
+        if not ok and descend:
+            assert j == k - 1
+        descend = not ok and not descend
+    assert (False, False) in kinds and (True, True) in kinds, "Jacobian steps refused, damped ones taken"
+    assert res.status == "converged" and res.fun <= 1e-20, (res.status, res.fun)
     assert (res.nfev, res.njev, res.nhev) == (1 + k, 1 + k, 0)
+
+
+def test_newton_root_mode_ends_at_a_stationary_point_not_where_j_is_near_singular():
+    """MGH Freudenstein-Roth from x0 (a square system, solved as roots): near a singular J the
+    Jacobian step was ~10⁹ long and nearly orthogonal to ∇‖F‖², no step along it lowered ‖F‖²,
+    and the start ended ``linesearch_failed`` at f = 57.9 with ‖∇f‖ = 114 — no minimum. With the
+    damped retry it reaches the local minimum scipy's BFGS finds from the same start."""
+    import scipy.optimize as so
+    p = problems.get("mgh:freudenstein-roth")
+    res = solve(p, "newton", p.x0, max_iter=2000, gtol=GTOL)
+    ref = so.minimize(lambda x: float(p(x)), p.x0, method="BFGS", options={"gtol": 1e-8})
+    assert abs(res.fun - ref.fun) <= 1e-9 * ref.fun and res.grad_norm <= 1e-5, (res.status, res.fun, res.grad_norm)
+    np.testing.assert_allclose(res.x, ref.x, rtol=1e-6)
+    assert not res.success   # a local minimum (f ≈ 48.98), not the root
 
 
 def test_newton_takes_the_gauss_newton_step_where_j_is_singular_to_working_precision():

@@ -37,6 +37,8 @@ def parse_value(text: str) -> Any:
         return False
     if low in ("none", "null"):
         return None
+    if "_" in t:   # Python's int() and float() read "1_0" as 10: a typo, not a number
+        return t
     try:
         return int(t)
     except ValueError:

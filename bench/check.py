@@ -650,12 +650,16 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
     tol = Tolerances(time=bool(time), alpha=alpha, exact=bool(exact))
     if not (0 < alpha < 1):
         raise OptbenchError(f"--alpha must be in (0, 1), got {alpha:g}")
+    seen = set()
     for item in items or []:
         for part in [p.strip() for p in item.split(",") if p.strip()]:
             key, eq, val = part.partition("=")
             key = key.strip()
             if key == STATUS_ROW:
                 key = "failed"
+            if key in seen:   # the last one silently won
+                raise OptbenchError(f"--tolerance: {key} given twice")
+            seen.add(key)
             if not eq or not val.strip():
                 raise OptbenchError(f"--tolerance: expected KEY=VALUE, got {part!r}")
             if key not in FAMILIES and key not in METRICS:

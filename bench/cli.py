@@ -86,8 +86,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:   # -h/--help after the command: argparse printed it and exits;
             return exc.code or 0    # main(argv) returns the code rather than ending the caller
-        if args.command is None:
-            parser.print_help()
+        if args.command is None:   # options but no command: the usage goes to stderr, as an error's
+            parser.print_help(sys.stderr)
             return 2
         refuse_empty_options(args)
         threads = getattr(args, "cpu_threads", None)

@@ -381,3 +381,16 @@ def test_an_empty_option_value_is_one_line_for_every_command(argv, needle, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("optbench: error: ") and needle in err and err.count("\n") == 1, err
+
+
+def test_small_things_an_audit_of_bad_input_found(capsys):
+    """`gd:lr=1_0` ran with lr = 10 (Python reads "1_0" as a number); a --tolerance key given
+    twice silently took the last value; options without a command printed the usage on stdout."""
+    from bench.cli import main
+    assert main(["run", "--problems", "rosenbrock", "--optimizers", "gd:lr=1_0", "--starts", "2"]) == 2
+    assert "parameter 'lr' must be a number, got '1_0'" in capsys.readouterr().err
+    assert main(["check", "RUN", "--baseline", "B", "--tolerance", "nit=1", "--tolerance", "nit=2"]) == 2
+    assert "--tolerance: nit given twice" in capsys.readouterr().err
+    assert main(["--cpu-threads", "2"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("usage: optbench")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+from decimal import Decimal
 from fractions import Fraction
 import json
 import math
@@ -238,7 +239,8 @@ def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str, where: str = "cell",
     naming ``where`` (see :func:`_cell_arrays`).
 
     ``log10_subopt_median`` is the median over starts of log10(max(f − f*, floor)), a
-    non-finite final f counting as +inf; it is None when f* is unknown.
+    non-finite final f or a ``diverged`` start (also ended by a non-finite gradient or x, with f
+    still finite) counting as +inf; it is None when f* is unknown.
     """
     _cell_arrays(arrays, where, starts)
     out: Dict[str, Any] = {}
@@ -252,7 +254,9 @@ def cell_metrics(arrays: Dict[str, np.ndarray], dtype: str, where: str = "cell",
         if np.asarray(arrays.get("f_star", np.nan)).size == 1 else float("nan")
     if math.isfinite(f_star):
         fun = np.asarray(arrays["fun"], dtype=np.float64)
-        sub = np.where(np.isfinite(fun), fun - f_star, np.inf)
+        diverged = np.asarray(arrays["status"]).astype(str) == "diverged" if "status" in arrays \
+            else np.zeros(fun.shape, bool)
+        sub = np.where(np.isfinite(fun) & ~diverged, fun - f_star, np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(np.maximum(sub, subopt_floor(dtype, f_star)))
         out["log10_subopt_median"] = float(np.median(logs))
@@ -622,7 +626,7 @@ class Tolerances:
             parts = ["convergence metrics: any change, better or worse (--exact)"]
         else:
             parts = [f"success rate: {'any drop' if self.family['success'] == 0 else 'drop > ' + _num(self.family['success'])}",
-                     f"iterations: +{self.family['nit']:.0%}", f"evaluations: +{self.family['evals']:.0%}",
+                     f"iterations: +{_percent(self.family['nit'])}", f"evaluations: +{_percent(self.family['evals'])}",
                      f"log10(f-f*): +{self.family['subopt']:g} decade(s)",
                      f"starts ending {'/'.join(FAILED_STATUSES)}: "
                      + ("any rise" if self.family["failed"] == 0 else f"rise > {self.family['failed']:g}")]
@@ -667,8 +671,10 @@ def parse_tolerances(items: Sequence[str], time: bool = False, alpha: float = DE
                                     f"use one of {', '.join(FAMILIES)} or a metric name")
             text = val.strip()
             try:
-                v = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-            except ValueError:
+                # a percentage as the decimal it names: float("0.7") / 100 is 0.006999…, which
+                # failed a rise of exactly 0.7 % that "nit=0.007" passed
+                v = float(Decimal(text[:-1]) / 100) if text.endswith("%") else float(text)
+            except (ValueError, ArithmeticError):
                 raise OptbenchError(f"--tolerance: {key} needs a number, got {text!r}") from None
             fam = key if key in FAMILIES else METRICS[key][0]
             if exact and fam != "time":
@@ -770,6 +776,11 @@ def _fmt_value(metric: str, v: Optional[float]) -> str:
     return f"{v:g}"
 
 
+def _percent(t: float) -> str:
+    """A relative tolerance as a percentage, as written (0.007 → "0.7%", 0.125 → "12.5%")."""
+    return f"{float(Decimal(repr(float(t))) * 100):g}%"
+
+
 def _decimal(t: float) -> Fraction:
     """A tolerance as the decimal the user wrote (``0.15`` from "0.15" or "15%"), exactly: the
     shortest repr of the float, which reads back as it."""
@@ -806,7 +817,7 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
         # 114.99999999999999), failing a rise of exactly the tolerance, which is allowed
         fb, fc, ft = Fraction(b), Fraction(c), _decimal(t)
         if fc > fb * (1 + ft):
-            return MetricRow(metric, b, c, "regression", change, f"tolerance: +{t:.0%}")
+            return MetricRow(metric, b, c, "regression", change, f"tolerance: +{_percent(t)}")
         if fc * (1 + ft) < fb:
             return MetricRow(metric, b, c, "improvement", change)
         return MetricRow(metric, b, c, "same", change)
@@ -815,9 +826,13 @@ def _compare_metric(metric: str, b: Optional[float], c: Optional[float], tol: To
             return MetricRow(metric, b, c, "same", "+0 dec")
         d = c - b
         change = "+inf dec" if d == math.inf else ("-inf dec" if d == -math.inf else f"{d:+.2f} dec")
-        if d > t:
+        # finite ends in exact decimals, as the counts: -13.65… against -13.95… is a rise of
+        # 0.3000000000000007 in floats, and failed a tolerance of exactly 0.3
+        up, down = ((d > 0, d < 0) if not math.isfinite(d) else
+                    (_decimal(c) - _decimal(b) > _decimal(t), _decimal(b) - _decimal(c) > _decimal(t)))
+        if up:
             return MetricRow(metric, b, c, "regression", change, f"tolerance: +{t:g} decade(s)")
-        if d < -t:
+        if down:
             return MetricRow(metric, b, c, "improvement", change)
         return MetricRow(metric, b, c, "same", change)
     # time: a factor and a consistent shift over repeats (asv's rule)
@@ -872,7 +887,12 @@ def _compare_statuses(b: Optional[Dict[str, int]], c: Optional[Dict[str, int]], 
         return MetricRow(STATUS_ROW, float(fb), float(fc), "regression", change,
                          f"starts ending {' or '.join(FAILED_STATUSES)}, tolerance: +{t:g}; statuses {moved}")
     if d < -t:
-        return MetricRow(STATUS_ROW, float(fb), float(fc), "improvement", change, f"statuses {moved}")
+        # fewer starts ran out or blew up: an improvement only where as many more converged (a
+        # start that now gives up early, linesearch_failed short of f*, is no better off)
+        if int(c.get("converged", 0)) - int(b.get("converged", 0)) >= -d:
+            return MetricRow(STATUS_ROW, float(fb), float(fc), "improvement", change, f"statuses {moved}")
+        return MetricRow(STATUS_ROW, float(fb), float(fc), "same", change,
+                         f"fewer end {' or '.join(FAILED_STATUSES)}, but no more converge; statuses {moved}")
     return MetricRow(STATUS_ROW, float(fb), float(fc), "same", change)
 
 
@@ -968,8 +988,10 @@ def compare(baseline: Dict[str, Any], current: Dict[str, Any], tol: Tolerances,
     if tol.time:
         med = noise["run"]["median_spread"]
         if med is None:
-            notes.append("time check asked for, but the run has fewer than two repeats per cell: "
-                         "no time difference can be significant (use --repeats 5 or more)")
+            # what one repeat a side can show depends on --alpha (the best p of 1+1 repeats is 0.5)
+            notes.append("time check asked for, but the run has fewer than two repeats per cell: its noise "
+                         "cannot be measured, and a time difference is significant only at a loose --alpha "
+                         f"(best p with 1 repeat each: {min_attainable_p(1, 1):.3g}; use --repeats 5 or more)")
         elif med > tol.family["time"] - 1.0:
             notes.append(f"the machine is noisier (repeats vary by {med:.0%}) than the time threshold "
                          f"(x{tol.family['time']:g}): smaller slowdowns cannot be told from noise")

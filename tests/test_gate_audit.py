@@ -357,3 +357,47 @@ def test_failed_tolerance_is_a_whole_number_of_starts(text):
         check.parse_tolerances([text])
     assert "a number of starts, a whole number" in str(info.value)
     assert check.parse_tolerances(["failed=2"]).family["failed"] == 2.0
+
+
+# -- defects found by a second audit of the gate -------------------------------------------------------
+
+def test_a_percentage_tolerance_is_the_decimal_written(tmp_path, capsys):
+    """`nit=0.7%` read as float("0.7") / 100 = 0.006999…, so 1000 → 1007 (+0.7 % exactly) failed
+    where `nit=0.007` passed, and the message rounded the tolerance to "+1%"."""
+    base, run = _gate(tmp_path, [_cell(nit=[1000] * 5)], [_cell(nit=[1007] * 5)])
+    for tol in ("nit=0.7%", "nit=0.70%", "nit=0.007"):
+        assert _check(capsys, run, base, "--tolerance", tol)[0] == 0, tol
+    run2 = _write_run(str(tmp_path / "run2"), [_cell(nit=[1008] * 5)])
+    rc, out, _ = _check(capsys, run2, base, "--tolerance", "nit=0.7%")
+    assert rc == 1 and "tolerance: +0.7%" in out
+    assert "iterations: +12.5%" in check.parse_tolerances(["nit=12.5%"]).describe()
+
+
+def test_a_subopt_rise_of_exactly_the_tolerance_passes():
+    """-13.953559774527022 → -13.653559774527022 is a rise of 0.3 in decimals, 0.3000000000000007
+    in floats: it failed `subopt=0.3`, against the README's rule that exactly the tolerance passes."""
+    tol = check.Tolerances(family=dict(check.Tolerances().family, subopt=0.3))
+    row = check._compare_metric("log10_subopt_median", -13.953559774527022, -13.653559774527022, tol, (), ())
+    assert row.verdict == "same", row
+    row = check._compare_metric("log10_subopt_median", -13.953559774527022, -13.65355977452702, tol, (), ())
+    assert row.verdict == "regression", row
+    assert check._compare_metric("log10_subopt_median", -3.0, float("inf"), tol, (), ()).verdict == "regression"
+
+
+def test_a_diverged_start_counts_as_inf_in_the_subopt_median():
+    """README: "a diverged start counts as +inf". A start ended diverged by a non-finite gradient
+    or x keeps a finite f, which counted as it was."""
+    _, _, a = _cell(n=3, status=["diverged", "diverged", "converged"], success=[False, False, True],
+                    fun=[1.0, 2.0, 0.0])
+    arrays = {k: (np.asarray(v).astype(str) if k == "status" else np.asarray(v)) for k, v in a.items()}
+    metrics, _ = check.cell_metrics(arrays, "float64")
+    assert metrics["log10_subopt_median"] == float("inf")
+
+
+def test_starts_that_stop_failing_without_converging_are_no_improvement():
+    """Three starts that ran out of iterations now give up early (linesearch_failed) short of f*:
+    the failed_starts row read "3 → 0, improvement". Only starts that now converge make it one."""
+    tol = check.Tolerances()
+    row = check._compare_statuses({"max_iter": 3}, {"linesearch_failed": 3}, tol)
+    assert row.verdict == "same" and "no more converge" in row.detail
+    assert check._compare_statuses({"max_iter": 3}, {"converged": 3}, tol).verdict == "improvement"

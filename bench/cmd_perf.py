@@ -12,7 +12,8 @@ from optbench_core import OptbenchError
 
 from . import perf, store
 from . import suite as _suite
-from .solve import XLA_OPTIONS_ENV, disable_compilation_cache, resolve_device, user_xla_options
+from .solve import (XLA_OPTIONS_ENV, disable_compilation_cache, enable_compilation_cache, resolve_device,
+                    user_xla_options)
 
 NAME = "perf"
 #: the most timed rounds ``--repeats`` may ask for (the default takes at most 41): a guard against
@@ -179,10 +180,16 @@ def run(args) -> int:
                             + (f" for --methods {args.methods}" if methods else ""))
     if args.repeats is not None and not 1 <= args.repeats <= MAX_REPEATS:
         raise OptbenchError(f"--repeats must be from 1 to {MAX_REPEATS}, got {args.repeats}")
+    if args.no_write and args.out:   # --out was ignored without a word
+        raise OptbenchError("--no-write writes nothing, so --out has no use; give one or the other")
     device = resolve_device(args.device)   # one line, exit 2, when there is no such device
     user_options = user_xla_options()        # a malformed value fails here, before any work
     if not args.warm_cache:
         disable_compilation_cache()
+    else:
+        # on before the first compile: solve() turns it on at its first call, and the floor
+        # kernels compiled before that were never stored, so their column stayed cold
+        enable_compilation_cache()
     with _cold_compiles(not args.warm_cache):
         return _write_or_print(args, sizes, families, methods, device, user_options)
 
@@ -267,8 +274,12 @@ def _timed(args, sizes, families, methods, device, user_options, path) -> int:
             "config": {"preset": "quick" if args.quick else "large" if args.large else "default",
                        "sizes": sizes, "families": list(families), "device": args.device,
                        "methods": list(methods) if methods else None,
+                       # at least this many rounds; with min_case_s > 0, more (up to max_repeats)
+                       # while a case's rounds take less than min_case_s: each row's own
+                       # ``repeats`` says how many it ran
                        "repeats": args.repeats or sizes["repeats"],
                        "min_case_s": 0.0 if args.repeats else sizes.get("min_case_s", 0.0),
+                       "max_repeats": args.repeats or max(sizes["repeats"], sizes.get("max_repeats", 0)),
                        "warm_cache": bool(args.warm_cache),
                        "clock": args.clock},
             "peers": perf.peer_versions(), "peers_missing": missing, "wall_s": time.perf_counter() - t0,

@@ -861,6 +861,9 @@ def add_growth(rows: List[Dict[str, Any]]) -> None:
         for prev, cur in zip(group, group[1:]):
             if prev["median_ms"] > 0:
                 cur["growth"] = cur["median_ms"] / prev["median_ms"]
+                # marked as the other ratios are: a size at which not every start was solved
+                if not (_all_solved(prev) and _all_solved(cur)):
+                    cur["flagged"] = list(cur.get("flagged") or []) + ["growth"]
 
 
 def _fmt(v, kind):

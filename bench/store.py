@@ -232,6 +232,9 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        # XLA_FLAGS as set in the environment (they can change compiled code and its speed)
+        "xla_flags": os.environ.get("XLA_FLAGS") or None,
         # the thread pool XLA ran CPU programs on (--cpu-threads; default one per usable CPU)
         "cpu_threads": _cpu_threads() if dev.platform == "cpu" else None,
         # XLA options optbench's executables were compiled with on CPU, and those added for
@@ -241,6 +244,19 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
         # (bench.solve.enable_program_cache): a loaded cell's compile_s is its load time
         "program_store": _program_store(),
     }
+
+
+def _cpu_model() -> Optional[str]:
+    """The host processor's model name (/proc/cpuinfo's first "model name"; else what Python's
+    platform module says; null where neither knows)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[-1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _program_store() -> bool:

@@ -233,3 +233,64 @@ def test_compiles_stay_cold_with_a_cache_directory_in_the_environment(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "optbench gd (blocked f)" in out.stdout
     assert not cache.exists() or not any(cache.iterdir()), sorted(p.name for p in cache.iterdir())
+
+
+# -- from a second audit of perf ------------------------------------------------------------------------
+
+def test_perf_json_records_xla_flags_cpu_model_and_the_rounds_rule(monkeypatch, capsys, tmp_path):
+    """XLA_FLAGS, which can move a floor from 5.3 to 3.1 ms, and the processor were not recorded;
+    config.repeats said 5 where the adaptive rule ran up to 41 rounds, and the cap was nowhere."""
+    monkeypatch.setattr(perf, "run_perf", _fake_run_perf([_row("floor", "newton", 1.0),
+                                                           _row("optbench", "newton", 2.0)]))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    out = tmp_path / "p"
+    assert cli.main(["perf", "--cases", "rosenbrock", "--methods", "newton", "--out", str(out)]) == 0
+    capsys.readouterr()
+    meta = json.loads((out / "perf.json").read_text())["meta"]
+    assert meta["xla_flags"] == "--xla_cpu_enable_fast_math=false"
+    assert "cpu_model" in meta
+    assert (meta["config"]["repeats"], meta["config"]["max_repeats"]) == (perf.DEFAULT["repeats"],
+                                                                          perf.DEFAULT["max_repeats"])
+
+
+def test_growth_is_marked_where_a_size_was_not_solved_everywhere():
+    """The README marks every ratio that involves a contender that did not solve every start;
+    growth never was."""
+    small, big = _row("optbench", "newton", 1.0), _row("optbench", "newton", 12.0, solved=0.9)
+    small["size"], big["size"] = 1000, 10000
+    rows = [small, big]
+    perf.add_growth(rows)
+    assert big["growth"] == 12.0 and "growth" in big["flagged"]
+    assert perf.FLAG_MARK in perf.format_table(rows)
+
+
+def test_no_write_with_out_is_refused(monkeypatch, capsys, tmp_path):
+    """`--no-write --out DIR` printed the table, wrote nothing and said nothing of --out."""
+    _no_timing(monkeypatch)
+    assert cli.main(["perf", "--quick", "--no-write", "--out", str(tmp_path / "p")]) == 2
+    _one_line_error(capsys, "--no-write writes nothing")
+
+
+def test_warm_cache_turns_the_cache_on_before_the_first_compile(monkeypatch, capsys, tmp_path):
+    """The floor kernels compile before the first solve(), which is what turned the persistent
+    cache on: under --warm-cache their compile column stayed cold."""
+    import sys
+    bsolve = sys.modules["bench.solve"]
+    seen = {}
+
+    def run_perf(*a, **kw):
+        seen["cache_dir"] = jax.config.jax_compilation_cache_dir
+        return _fake_run_perf([_row("floor", "newton", 1.0), _row("optbench", "newton", 2.0)])(*a, **kw)
+    monkeypatch.setattr(perf, "run_perf", run_perf)
+    monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    # as in a fresh process: nothing configured yet
+    monkeypatch.setitem(bsolve._CACHE, "configured", False)
+    monkeypatch.setitem(bsolve._CACHE, "dir", None)
+    saved = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        assert cli.main(["perf", "--quick", "--cases", "rosenbrock", "--warm-cache", "--no-write"]) == 0
+    finally:
+        jax.config.update("jax_compilation_cache_dir", saved)
+    capsys.readouterr()
+    assert seen["cache_dir"] and str(tmp_path / "cache") in seen["cache_dir"]

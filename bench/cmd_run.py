@@ -368,6 +368,8 @@ def join_processes() -> int:
 
 
 def run(args) -> int:
+    if os.environ.get("OPTBENCH_NUM_PROCESSES"):
+        return _run_native_quiet(args)
     if not getattr(args, "json", False):
         return _run(args, sys.stdout)
     # with --json, stdout carries the JSON document alone: whatever else is printed on the way
@@ -375,6 +377,37 @@ def run(args) -> int:
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         return _run(args, out)
+
+
+def _run_native_quiet(args) -> int:
+    """A multi-process run: the CPU collectives' library (Gloo) prints its connection lines on
+    file descriptor 1 from C++, where Python's redirect cannot reach, and they broke ``--json``'s
+    document and ``--quiet``'s single line. The descriptor points at stderr while the run lasts;
+    what the run prints for the user goes to the real stdout (a duplicate of it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with os.fdopen(os.dup(saved), "w", encoding=sys.stdout.encoding or "utf-8") as real, \
+                contextlib.redirect_stdout(sys.stderr):
+            try:
+                return _run(args, real)
+            finally:
+                real.flush()
+    finally:
+        sys.stdout.flush()
+        _flush_c_stdio()   # C's buffered stdout: written at exit, after fd 1 is back, otherwise
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): what native code has buffered on C's streams goes out now."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 def _run(args, out) -> int:

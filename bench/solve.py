@@ -1339,6 +1339,30 @@ def disable_compilation_cache() -> bool:
     return True
 
 
+#: seconds a process waits to join a multi-process run (JAX's default), and its variable
+INIT_TIMEOUT_S = 300
+INIT_TIMEOUT_ENV = "OPTBENCH_INIT_TIMEOUT"
+
+
+def _reach_coordinator(addr: str, wait_s: int) -> None:
+    """Before a process other than 0 joins: connect to the coordinator's port until it answers
+    or ``wait_s`` passes, then a one-line error. JAX's own join waited its full timeout in
+    silence and then aborted the process from C++ (exit 134, a stack trace)."""
+    import socket
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(5.0, max(0.1, wait_s))):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise OptbenchError(f"cannot reach the coordinator {addr} ({exc.strerror or exc}) within {wait_s} s: "
+                                    f"is process 0 running there? ({INIT_TIMEOUT_ENV} sets the wait)") from None
+            time.sleep(0.2)
+
+
 def init_distributed(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
                      process_id: Optional[int] = None) -> None:
     """Join a multi-host run (``jax.distributed.initialize``); call before anything else uses JAX.
@@ -1364,9 +1388,14 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
     for name, value in (("OPTBENCH_NUM_PROCESSES", nproc), ("OPTBENCH_PROCESS_ID", pid)):
         if value is not None and not str(value).strip().isdigit():
             raise OptbenchError(f"{name} must be a non-negative integer, got {value!r}")
+    wait = env.get(INIT_TIMEOUT_ENV, "").strip() or str(INIT_TIMEOUT_S)
+    if not wait.isdigit() or int(wait) < 1:
+        raise OptbenchError(f"{INIT_TIMEOUT_ENV} must be a whole number of seconds >= 1, got {wait!r}")
+    if addr is not None and pid is not None and int(pid) != 0:
+        _reach_coordinator(addr, int(wait))
     try:
         jax.distributed.initialize(coordinator_address=addr, num_processes=None if nproc is None else int(nproc),
-                                   process_id=None if pid is None else int(pid))
+                                   process_id=None if pid is None else int(pid), initialization_timeout=int(wait))
     except Exception as exc:   # noqa: BLE001 — JAX's and the coordination service's errors, in one line
         msg = first_line(exc)
         raise OptbenchError(f"cannot join the distributed run: {type(exc).__name__}: {msg}") from None

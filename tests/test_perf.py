@@ -359,6 +359,9 @@ def test_two_processes_join_one_run_and_match_one_process_bit_for_bit(tmp_path):
     run = f"import sys; from bench import cli; sys.exit(cli.main({args + ['--out', str(two)]!r}))"
     outs = _run_two_processes(["-c", run], env)
     assert "process 1: 4 cells computed; process 0 writes" in outs[1][1]
+    # --quiet prints its one line alone: the CPU collectives' own connection lines, printed from
+    # C++ on file descriptor 1, went to stdout too (and broke --json's document)
+    assert outs[0][0] == f"run directory: {two}\n" and outs[1][0] == "", outs
     assert cli.main(args + ["--out", str(one)]) == 0
     r2, r1 = store.load_run(str(two)), store.load_run(str(one))
     assert r2.meta["complete"] and r2.meta["process_count"] == 2 and r2.meta["device_count"] == 4
@@ -451,3 +454,26 @@ def test_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
     assert "| rosenbrock-2d B=" in table and "optbench newton" in table
     meta = json.loads((out / "perf-2d.json").read_text())["meta"]
     assert meta["backend"] == "cpu" and meta["device_count"] >= 1
+
+
+def test_an_unreachable_coordinator_is_one_line_within_the_wait(monkeypatch, capsys):
+    """A process other than 0 whose coordinator does not answer waited JAX's 300 s in silence,
+    then aborted from C++ (exit 134, a stack trace). It now tries the port until
+    OPTBENCH_INIT_TIMEOUT runs out and says so in one line, exit 2."""
+    import socket
+    import time
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OPTBENCH_COORDINATOR", f"localhost:{port}")
+    monkeypatch.setenv("OPTBENCH_NUM_PROCESSES", "2")
+    monkeypatch.setenv("OPTBENCH_PROCESS_ID", "1")
+    monkeypatch.setenv("OPTBENCH_INIT_TIMEOUT", "1")
+    t0 = time.monotonic()
+    assert cli.main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 30 and err.count("\n") == 1
+    assert f"cannot reach the coordinator localhost:{port}" in err and "OPTBENCH_INIT_TIMEOUT" in err
+    monkeypatch.setenv("OPTBENCH_INIT_TIMEOUT", "soon")
+    assert cli.main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2"]) == 2
+    assert "OPTBENCH_INIT_TIMEOUT must be a whole number of seconds" in capsys.readouterr().err

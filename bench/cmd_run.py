@@ -111,6 +111,9 @@ def build_plan(args) -> Plan:
     overrides = cli_overrides(args)
     _plugins.load_plugins(getattr(args, "plugin", None) or [])
     suite = _suite.load(getattr(args, "suite", None) or DEFAULT_SUITE)
+    for plug in suite.plugins:   # a missing file named with the suite file and key, as its other mistakes
+        if not os.path.exists(plug):
+            raise OptbenchError(f"{suite.path or suite.name}: key 'plugins': plugin file {plug} not found")
     _plugins.load_plugins(suite.plugins)
     cells = _suite.expand(suite, overrides)
     device_name = getattr(args, "device", None) or suite.device or "cpu"

@@ -553,7 +553,13 @@ def expand(suite: Suite, overrides: Optional[Dict[str, Any]] = None) -> List[Cel
         settings = {k: g.get(k, DEFAULTS[k]) for k in DEFAULTS}
         ospecs = []
         for o in g["optimizers"] if g["optimizers"] != ALL else [ALL]:
-            ospecs.extend(all_optimizers(g.get("exclude", ())) if o == ALL else [o])
+            if o != ALL:
+                ospecs.append(o)
+                continue
+            try:
+                ospecs.extend(all_optimizers(g.get("exclude", ())))
+            except OptbenchError as exc:   # name the file (and group) and the key, as for every key
+                raise OptbenchError(f"{_label(where, 'exclude')}: {exc}") from None
         probs = []
         for s in _problem_specs(g, pwhere):
             if s not in pcache:

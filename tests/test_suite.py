@@ -314,3 +314,17 @@ def test_cli_grids_and_overrides_build_the_plan():
     assert plan.config()["fuse_loops"] is True
     s = suite.parse('problems = ["rosenbrock"]\noptimizers = ["newton"]\nfuse_loops = true\n', path="f.toml")
     assert [c.fuse_loops for c in suite.expand(s)] == [True]
+
+
+def test_exclude_and_plugin_mistakes_name_the_file_and_key(tmp_path, capsys):
+    """An unknown name in `exclude` and a missing plug-in file were one line, but named neither
+    the suite file nor the key, as every other mistake in a suite does."""
+    from bench.cli import main
+    x = tmp_path / "x.toml"
+    x.write_text('problems = ["rosenbrock"]\nexclude = ["bfgss"]\n')
+    assert main(["run", str(x), "--starts", "2"]) == 2
+    assert f"{x}: key 'exclude': cannot exclude unknown optimizer 'bfgss'" in capsys.readouterr().err
+    y = tmp_path / "y.toml"
+    y.write_text('problems = ["rosenbrock"]\nplugins = ["nope.py"]\n')
+    assert main(["run", str(y), "--starts", "2"]) == 2
+    assert f"{y}: key 'plugins': plugin file" in capsys.readouterr().err

@@ -417,15 +417,12 @@ def _run(args, out) -> int:
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         raise OptbenchError(f"--jobs must be at least 1, got {args.jobs}")
     resume = getattr(args, "resume", None)
-    for option, value in (("--resume", resume), ("--out", getattr(args, "out", None))):
-        if value is not None and not str(value).strip():   # '' would quietly mean "not given"
-            raise OptbenchError(f"{option} needs a directory, got an empty string")
-    # likewise an empty SUITE ran the default suite and an empty --device the suite's device
-    # (`optbench run "$SUITE" --device "$DEV"` with the variables unset)
-    for option, value, what in (("SUITE", getattr(args, "suite", None), "a suite file or shipped suite name"),
-                                ("--device", getattr(args, "device", None), "cpu, gpu, cpu:N or gpu:N")):
-        if value is not None and not str(value).strip():
-            raise OptbenchError(f"{option} needs {what}, got an empty string")
+    # an empty SUITE ran the default suite (`optbench run "$SUITE"` with the variable unset); empty
+    # option values (--out, --resume, --device) are refused for every command by
+    # bench.cli.refuse_empty_options
+    suite = getattr(args, "suite", None)
+    if suite is not None and not str(suite).strip():
+        raise OptbenchError("SUITE needs a suite file or shipped suite name, got an empty string")
     rank = join_processes()
     # compiled programs kept on disk for the next run of the same cells (bench.solve.enable_program_cache)
     from .solve import enable_program_cache

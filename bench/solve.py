@@ -1186,19 +1186,30 @@ def _host_cpu() -> List[str]:
     return _PROGRAMS["host"]
 
 
+def cpuinfo() -> Dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none), read once per
+    process: the program store's key and the runs' provenance (``cpu_model``) use them."""
+    if "cpuinfo" not in _PROGRAMS:
+        fields: Dict[str, str] = {}
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if not line.strip():
+                        if fields:
+                            break   # the first processor's block is enough
+                        continue
+                    key, _, value = line.partition(":")
+                    fields.setdefault(key.strip(), value.strip())
+        except OSError:
+            pass
+        _PROGRAMS["cpuinfo"] = fields
+    return _PROGRAMS["cpuinfo"]
+
+
 def _read_host_cpu() -> List[str]:
     import platform as _platform
-    out = [_platform.machine(), _platform.processor()]
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("model name", "flags", "Features", "CPU part")):
-                    out.append(line.split(":", 1)[-1].strip())
-                elif not line.strip() and len(out) > 2:
-                    break   # the first processor's block is enough
-    except OSError:
-        pass
-    return out
+    return [_platform.machine(), _platform.processor()] + [
+        v for k, v in cpuinfo().items() if k in ("model name", "flags", "Features", "CPU part")]
 
 
 def _trace_config() -> List[Any]:

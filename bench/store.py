@@ -249,14 +249,8 @@ def provenance(dtype: str, device=None, devices=None) -> Dict[str, Any]:
 def _cpu_model() -> Optional[str]:
     """The host processor's model name (/proc/cpuinfo's first "model name"; else what Python's
     platform module says; null where neither knows)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[-1].strip() or None
-    except OSError:
-        pass
-    return platform.processor() or None
+    from .solve import cpuinfo
+    return cpuinfo().get("model name") or platform.processor() or None
 
 
 def _program_store() -> bool:

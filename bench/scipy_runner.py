@@ -532,7 +532,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
     Same arguments, metrics, status names and history shapes as :func:`bench.solve`; see the
     module docstring for how scipy is driven and what is timed.
     """
-    from .solve import TRACE_X_MAX_DIM, Result, Trace, f_in_float64, success_mask
+    from .solve import TRACE_X_MAX_DIM, Result, Trace, result_success
     import problems as _problems
     so = _scipy()
     problem = _problems.get(problem)
@@ -583,9 +583,7 @@ def solve(problem, method, x0s, *, max_iter: int = 500, gtol: float = 1e-8, dtyp
         code.append(_classify(st, method, status, gtol, max_iter, str(message)))
         msgs.append(str(message))
     code = np.asarray(code, dtype=np.int32)
-    # float32: judged on f in float64 at the returned x, as for optbench's own runs
-    judged = fun if dtype != "float32" or problem.f_star is None else f_in_float64(problem, xf)
-    success = success_mask(code, judged, problem.f_star, dtype)
+    success = result_success(problem, code, fun, xf, dtype)
     trace = Trace(**cols, **icol, x=xs_tr, length=int(max_iter) + 1)
     res = Result(x=xf, fun=fun, grad_norm=gnorm, nit=nit, nfev=finals["nfev"], njev=finals["njev"],
                  nhev=finals["nhev"], nhvp=finals["nhvp"],

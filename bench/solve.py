@@ -1757,6 +1757,14 @@ def f_in_float64(problem, xs) -> np.ndarray:
         return np.asarray(hit[0](jnp.asarray(xs, jnp.float64), data), np.float64)
 
 
+def result_success(problem, code, fun, x, dtype: str) -> np.ndarray:
+    """:func:`success_mask` of a run's final statuses, values and points; a float32 run is judged
+    on f evaluated in float64 at its x (:func:`f_in_float64`): its own float32 value carries
+    rounding that can exceed the tolerance, on either side of f* (optbench's runs and scipy's)."""
+    judged = fun if dtype != "float32" or problem.f_star is None else f_in_float64(problem, np.asarray(x))
+    return success_mask(code, judged, problem.f_star, dtype)
+
+
 def success_mask(code, fun, f_star, dtype: str = "float64") -> np.ndarray:
     """Which starts solved the problem.
 
@@ -2002,10 +2010,7 @@ def solve(problem, optimizer, x0s=None, *, max_iter: int = 500, gtol: float = 1e
     fun = np.asarray(s.f, dtype=np.float64)
     code = np.asarray(code)
     names = np.array(STATUS_NAMES, dtype=object)[code].astype(str)
-    # float32: success is judged on f evaluated in float64 at the returned x (f's float32 value
-    # carries rounding that can exceed the tolerance, on either side of f*)
-    judged = fun if dtype != "float32" or problem.f_star is None else f_in_float64(problem, np.asarray(s.x))
-    success = success_mask(code, judged, problem.f_star, dtype)
+    success = result_success(problem, code, fun, s.x, dtype)
     # the norm the convergence test used (a diverged start's may read inf: its gradient squared
     # past the float range)
     grad_norm = np.asarray(gn)[where]

@@ -425,6 +425,8 @@ class RunWriter:
         self._created = False
         self._resumed = resume
         self._written = set()   # the CSV and trace files this writer wrote (see discard)
+        # each cell's CSV rows formatted once (see _cells_csv_text)
+        self._csv_cache: Dict[str, Dict[tuple, tuple]] = {"summary": {}, "starts": {}}
         if resume:
             load_meta(path)  # a one-line error if this is not a run, before touching the lock
             self._acquire_lock()
@@ -631,11 +633,10 @@ class RunWriter:
         self.starts = [r for r in self.starts if (r["problem"], r["optimizer"]) != (res.problem, res.optimizer)]
         self.summary.append(row)
         self.starts.extend(starts)
-        cache = self.__dict__.setdefault("_csv_cache", {"summary": {}, "starts": {}})
         atomic_write_text(os.path.join(self.path, "summary.csv"),
-                          _cells_csv_text(SUMMARY_COLUMNS, self.summary, cache["summary"]))
+                          _cells_csv_text(SUMMARY_COLUMNS, self.summary, self._csv_cache["summary"]))
         atomic_write_text(os.path.join(self.path, "starts.csv"),
-                          _cells_csv_text(STARTS_COLUMNS, self.starts, cache["starts"]))
+                          _cells_csv_text(STARTS_COLUMNS, self.starts, self._csv_cache["starts"]))
         done = self.meta.setdefault("cells_done", [])
         if [res.problem, res.optimizer] not in done:
             done.append([res.problem, res.optimizer])

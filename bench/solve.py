@@ -65,6 +65,7 @@ from optimizers.base import (STATUS_CONVERGED, STATUS_DIVERGED, STATUS_LINESEARC
                              running_first, where_state)
 
 from . import limits as _limits
+from .store import pad_columns
 
 jax.config.update("jax_enable_x64", True)
 
@@ -142,13 +143,14 @@ class Trace:
         a = self._arrays.get(name)
         if a is None or a.shape[self._axis] == self._length:
             return a
-        shape = list(a.shape)
-        shape[self._axis] = self._length
-        out = np.empty(shape, a.dtype)
-        out[self._cols(self._t)] = a
-        out[self._cols(self._length, self._t)] = a[self._cols(self._t, self._t - 1)]
+        out = pad_columns(a, self._length, self._axis)
         self._arrays[name] = out    # the compact copy is no longer needed
         return out
+
+    @property
+    def length(self) -> int:
+        """Columns of every field as read: max_iter + 1 (the recorded ones and the flat tail)."""
+        return self._length
 
     def recorded(self) -> Dict[str, np.ndarray]:
         """The columns held (see the class note): every field, without the flat tail."""

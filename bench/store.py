@@ -6,7 +6,8 @@ A run directory is the unit of record::
                      host, the expanded config, completion state
     summary.csv      one row per problem × optimizer (see SUMMARY_COLUMNS)
     starts.csv       one row per start (see STARTS_COLUMNS)
-    traces/*.npz     per cell: the history arrays (B, max_iter+1) and per-start finals
+    traces/*.npz     per cell: the history arrays (B, columns recorded), ``trace_length`` (max_iter+1,
+                     to which Run.cell pads them) and per-start finals
     plots/           figures
 
 Every file is written atomically (temporary file in the same directory, then ``os.replace``), cell by
@@ -40,7 +41,13 @@ except ImportError:  # pragma: no cover - not POSIX: the pid in the file is all 
 
 from optbench_core import OptbenchError
 
-SCHEMA_VERSION = 1
+#: version 2 stores each trace's recorded columns and ``trace_length`` (see :func:`pad_columns`);
+#: version 1 stored every trace padded to max_iter + 1 columns. Both are read.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+#: zlib level of the trace files: level 1 compresses a 2-D Newton cell of 10⁴ starts to 5 % more
+#: bytes than the default level 6 in two thirds of the time
+NPZ_COMPRESSLEVEL = 1
 SUMMARY_COLUMNS = ["problem", "optimizer", "dim", "starts", "success_rate", "nit_median", "nfev_median",
                    "njev_median", "nhev_median", "nhvp_median", "f_final_median", "subopt_median",
                    "grad_norm_median", "f_star", "statuses", "compile_s", "run_s", "dtype", "trace_file"]
@@ -436,6 +443,9 @@ class RunWriter:
                 self.release()
                 raise
             self.meta = run.meta
+            # cells written from now on are stored as this version writes them (the loader
+            # reads each trace file by what it holds, so a run may mix both)
+            self.meta["schema_version"] = SCHEMA_VERSION
             self.summary, self.starts = run.summary, run.starts
             _remove_stale_temporaries(path)
         else:
@@ -615,7 +625,11 @@ class RunWriter:
             raise OptbenchError(f"{res.problem} × {res.optimizer}: a run directory holds batches of starts; this "
                                 f"result was solved from one start of shape (n,) (pass it as shape (1, n))")
         fname = cell_file_name(res.problem, res.optimizer)
-        arrays = {f"trace_{k}": v for k, v in res.trace.arrays().items()}
+        # the recorded columns only, and the length they stand for: the columns after the last
+        # iteration any start ran repeat the last one (Run.cell puts them back on reading). A run
+        # of 10⁴ starts to max_iter = 500 that stops after 31 iterations writes 32 columns, not 501
+        arrays = {f"trace_{k}": v for k, v in res.trace.recorded().items()}
+        arrays["trace_length"] = np.array(res.trace.length, np.int64)
         arrays.update(x=res.x, x0=res.x0, fun=res.fun, grad_norm=res.grad_norm, nit=res.nit, nfev=res.nfev,
                       njev=res.njev, nhev=res.nhev, nhvp=res.nhvp, status=res.status.astype(str),
                       success=res.success, problem=np.array(res.problem), optimizer=np.array(res.optimizer),
@@ -624,7 +638,7 @@ class RunWriter:
         if extra:
             arrays.update(extra)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        write_npz(buf, arrays)
         self._written.update(os.path.join(self.path, f) for f in (os.path.join("traces", fname), "summary.csv",
                                                                     "starts.csv"))
         atomic_write_bytes(os.path.join(self.path, "traces", fname), buf.getvalue())
@@ -680,7 +694,7 @@ class Run:
                     if key in arrays and str(arrays[key]) != want:
                         raise OptbenchError(f"{path}: holds {key} {str(arrays[key])!r}, but summary.csv "
                                             f"says {want!r} (file swapped or edited)")
-                return arrays
+                return padded_traces(arrays, path)
         raise OptbenchError(f"run {self.path} has no cell {problem} × {optimizer}")
 
     def problems(self) -> List[str]:
@@ -688,6 +702,66 @@ class Run:
 
     def optimizers(self) -> List[str]:
         return list(dict.fromkeys(r["optimizer"] for r in self.summary))
+
+
+def pad_columns(a: np.ndarray, length: int, axis: int = 1) -> np.ndarray:
+    """``a`` with its time axis extended to ``length`` columns, each new column a copy of the last
+    (a start that stopped keeps its final values). ``a`` itself where it has them already."""
+    a = np.asarray(a)
+    t = a.shape[axis]
+    if t >= length:
+        return a
+    shape = list(a.shape)
+    shape[axis] = length
+    out = np.empty(shape, a.dtype)
+    idx = [slice(None)] * a.ndim
+    idx[axis] = slice(0, t)
+    out[tuple(idx)] = a
+    idx[axis] = slice(t, length)
+    last = [slice(None)] * a.ndim
+    last[axis] = slice(t - 1, t)
+    out[tuple(idx)] = a[tuple(last)]
+    return out
+
+
+def padded_traces(arrays: Dict[str, np.ndarray], path: str) -> Dict[str, np.ndarray]:
+    """A cell's arrays as every reader takes them: each ``trace_*`` of ``length`` = max_iter + 1
+    columns. A trace file of this version holds the recorded columns and ``trace_length``
+    (``RunWriter.add_cell``); one of version 1 holds them padded already."""
+    if "trace_length" not in arrays:
+        return arrays
+    arrays = dict(arrays)
+    raw = arrays.pop("trace_length")
+    traces = [k for k in arrays if k.startswith("trace_")]
+    cols = [arrays[k].shape[1] for k in traces if arrays[k].ndim >= 2]
+    if raw.shape != () or raw.dtype.kind not in "iu" or int(raw) < max(cols, default=1) or int(raw) > 10**9:
+        raise OptbenchError(f"{path}: trace_length must be one integer from the traces' columns "
+                            f"({max(cols, default=1)}) to 10⁹, got {raw.dtype} {raw.shape} "
+                            f"{str(raw.ravel()[:1])[:40]}")
+    first = None
+    for k in traces:
+        shape = arrays[k].shape
+        if len(shape) < 2 or shape[1] == 0:
+            raise OptbenchError(f"{path}: {k} must be numbers of shape (starts, iterations[, n]) with at least one "
+                                f"column, got {arrays[k].dtype} {shape}")
+        if first is None:
+            first = (k, shape[:2])
+        elif shape[:2] != first[1]:   # padding would hide a trace cut short
+            raise OptbenchError(f"{path}: {k} has {shape[0]} starts × {shape[1]} columns, {first[0]} "
+                                f"{first[1][0]} × {first[1][1]} (every trace has the same)")
+    for k in traces:
+        arrays[k] = pad_columns(arrays[k], int(raw))
+    return arrays
+
+
+def write_npz(fh, arrays: Dict[str, np.ndarray], compresslevel: int = NPZ_COMPRESSLEVEL) -> None:
+    """``arrays`` as an .npz (what ``np.load`` reads; no pickles), deflated at ``compresslevel``
+    (``np.savez_compressed`` offers only zlib's default, the slowest part of writing a large cell)."""
+    import zipfile
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
+        for name, value in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def load_npz(path: str) -> Dict[str, np.ndarray]:
@@ -803,8 +877,9 @@ def load_meta(path: str) -> Dict[str, Any]:
     if lacking:
         raise OptbenchError(f"{mpath}: not a run's meta.json (lacks {', '.join(repr(k) for k in lacking)})")
     ver = meta["schema_version"]
-    if isinstance(ver, bool) or not isinstance(ver, int) or ver != SCHEMA_VERSION:   # not true, not 1.0
-        raise OptbenchError(f"{mpath}: unknown schema_version {ver!r} (this optbench reads {SCHEMA_VERSION})")
+    if isinstance(ver, bool) or not isinstance(ver, int) or ver not in READABLE_SCHEMA_VERSIONS:   # not true, not 1.0
+        raise OptbenchError(f"{mpath}: unknown schema_version {ver!r} (this optbench reads "
+                            f"{' and '.join(str(v) for v in READABLE_SCHEMA_VERSIONS)})")
     cells = meta.get("cells_done", [])
     if not (isinstance(cells, list) and all(isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
                                             for c in cells)):

@@ -10,7 +10,7 @@ import os
 
 from optbench_core import OptbenchError
 
-from . import plots, report, store
+from . import store
 from .cmd_plot import add_plugin_argument, add_weights_argument, load_plugin_args, parse_formats
 from .metrics import WorkWeights
 
@@ -28,6 +28,7 @@ def add_arguments(p):
 
 def format_differences(rows) -> str:
     """The difference rows as an aligned text table."""
+    from . import report
     table = [report.COMPARE_HEADER] + [report.compare_table_cells(r) for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     out = []
@@ -50,6 +51,9 @@ def _refuse_run_figures(out: str) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: plots brings in matplotlib (about half a second), which the
+    # other commands, which all load this module to build the command line, do not need
+    from . import plots, report
     if len(args.run_dirs) < 2:
         raise OptbenchError("compare needs at least two run directories")
     formats = parse_formats(args.formats)

@@ -5,7 +5,7 @@ import os
 
 from optbench_core import OptbenchError
 
-from . import plots, store
+from . import store
 from .metrics import WorkWeights
 
 NAME = "plot"
@@ -47,6 +47,9 @@ def parse_formats(text: str):
 
 
 def run(args) -> int:
+    # imported here, not at the top: plots brings in matplotlib (about half a second), which the
+    # other commands, which all load this module to build the command line, do not need
+    from . import plots
     formats = parse_formats(args.formats)
     weights = WorkWeights.parse(args.work_weights)
     load_plugin_args(args)

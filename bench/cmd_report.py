@@ -5,7 +5,7 @@ import os
 
 from optbench_core import OptbenchError
 
-from . import report, store
+from . import store
 from .cmd_plot import add_plugin_argument, add_weights_argument, load_plugin_args
 from .metrics import WorkWeights
 
@@ -21,6 +21,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    # imported here, not at the top: plots brings in matplotlib (about half a second), which the
+    # other commands, which all load this module to build the command line, do not need
+    from . import report
     weights = WorkWeights.parse(args.work_weights)
     load_plugin_args(args)
     if args.out and os.path.isdir(args.out):

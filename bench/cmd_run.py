@@ -18,7 +18,7 @@ import numpy as np
 import optimizers
 from optbench_core import DTYPES, OptbenchError, first_line
 
-from . import interrupt, plots, report, store
+from . import interrupt, store
 from . import limits as _limits
 from . import plugins as _plugins
 from . import suite as _suite
@@ -217,6 +217,7 @@ def resume_plan(args) -> Plan:
 def _note_stale_outputs(path: str, plots_stale: bool, report_stale: bool) -> None:
     """After a resume that added cells without redrawing: say which figures or report predate it
     (they are left in place, not deleted) and how to bring them up to date."""
+    from . import report
     stale, redraw = [], []
     if plots_stale and os.path.isdir(os.path.join(path, "plots")) and os.listdir(os.path.join(path, "plots")):
         stale.append("plots/")
@@ -486,13 +487,20 @@ def _run(args, out) -> int:
                 print(f"optbench: process {rank}: {len(todo)} cells computed; process 0 writes {path}",
                       file=sys.stderr)
                 return 0
-            figures = None if args.no_plots else plots.plot_run_index(store.load_run(path))
+            figures = None
+            if not args.no_plots:
+                # imported here, not at the top: plots brings in matplotlib (about half a second),
+                # which --no-plots and the other commands (all of which load this module to build
+                # the command line) do not need
+                from . import plots
+                figures = plots.plot_run_index(store.load_run(path))
             with guard.critical():
                 writer.finish(wall_s=writer.meta.get("wall_s", 0.0) + time.perf_counter() - t0 if resume
                               else time.perf_counter() - t0)
             # after finish, so the report's provenance says complete and carries the wall time
             report_path = None
             if figures is not None and not getattr(args, "no_report", False):
+                from . import report
                 report_path = report.write_report(store.load_run(path), figures=figures)
             if resume and todo:
                 _note_stale_outputs(path, figures is None, report_path is None)

@@ -168,3 +168,11 @@ def test_cpu_threads_sizes_xla_pool_and_is_recorded(tmp_path):
                        capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.load(open(os.path.join(out, "meta.json")))["cpu_threads"] == 1
+
+
+def test_commands_that_draw_nothing_do_not_load_matplotlib():
+    """Every command module is loaded to build the command line; matplotlib (about half a second
+    of every start-up) comes in only with a command that draws."""
+    code = ("import sys; from bench.cli import main; rc = main(['list', 'problems']); "
+            "assert rc == 0, rc; assert 'matplotlib' not in sys.modules, 'matplotlib loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)

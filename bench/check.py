@@ -403,7 +403,7 @@ def run_metrics(path: str) -> Dict[str, Any]:
     cells = []
     for row in run.summary:
         key = (row["problem"], row["optimizer"])
-        arrays = run.cell(*key)
+        arrays = run.cell(*key, padded=False)   # its metrics read no trace
         settings = dict(per_cell.get(key, common))
         dtype = settings.get("dtype") or _norm_setting("dtype", row.get("dtype") or None,
                                                        os.path.join(path, "summary.csv")) or "float64"

@@ -464,7 +464,7 @@ def _run(args, out) -> int:
                 # the resume only after the missing cells ran, and every later resume the same way
                 kept = store.load_run(path)
                 for key in sorted(done):
-                    kept.cell(*key)
+                    kept.cell(*key, padded=False)
             if resume:
                 with guard.critical():
                     writer.note_resumed({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

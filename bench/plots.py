@@ -366,7 +366,7 @@ def check_run(run: Run) -> None:
     """:func:`check_cell` over every cell of ``run``: before a drawing that writes its figures as
     it goes (``compare``), so a damaged trace stops it before the first file, not half-way."""
     for row in run.summary:
-        check_cell(run.cell(row["problem"], row["optimizer"]), os.path.join(run.path, row["trace_file"]))
+        check_cell(run.cell(row["problem"], row["optimizer"], padded=False), os.path.join(run.path, row["trace_file"]))
 
 
 def run_series(run: Run, problem: str, key: Callable[[str], Any] = lambda o: o) -> List[Series]:
@@ -375,7 +375,7 @@ def run_series(run: Run, problem: str, key: Callable[[str], Any] = lambda o: o) 
     for row in run.summary:
         if row["problem"] != problem:
             continue
-        cell = run.cell(problem, row["optimizer"])
+        cell = run.cell(problem, row["optimizer"], padded=False)
         check_cell(cell, os.path.join(run.path, row["trace_file"]))
         out.append(Series(key(row["optimizer"]), cell, int(row["dim"]), row.get("run_s"),
                           float(row.get("success_rate") or 0.0)))

@@ -684,8 +684,11 @@ class Run:
     summary: List[Dict[str, Any]]
     starts: List[Dict[str, Any]]
 
-    def cell(self, problem: str, optimizer: str) -> Dict[str, np.ndarray]:
-        """The arrays of one cell's .npz (traces under ``trace_<name>``)."""
+    def cell(self, problem: str, optimizer: str, padded: bool = True) -> Dict[str, np.ndarray]:
+        """The arrays of one cell's .npz (traces under ``trace_<name>``), each trace of max_iter + 1
+        columns. ``padded=False``: a trace file of version 2 as stored, the columns recorded (up to
+        the last iteration any start ran) — what every figure, profile and check reads, as they
+        look at no column past a start's ``nit``; a version-1 file's traces are padded either way."""
         for r in self.summary:
             if r["problem"] == problem and r["optimizer"] == optimizer:
                 path = os.path.join(self.path, r["trace_file"])
@@ -694,7 +697,7 @@ class Run:
                     if key in arrays and str(arrays[key]) != want:
                         raise OptbenchError(f"{path}: holds {key} {str(arrays[key])!r}, but summary.csv "
                                             f"says {want!r} (file swapped or edited)")
-                return padded_traces(arrays, path)
+                return padded_traces(arrays, path, pad=padded)
         raise OptbenchError(f"run {self.path} has no cell {problem} × {optimizer}")
 
     def problems(self) -> List[str]:
@@ -724,10 +727,11 @@ def pad_columns(a: np.ndarray, length: int, axis: int = 1) -> np.ndarray:
     return out
 
 
-def padded_traces(arrays: Dict[str, np.ndarray], path: str) -> Dict[str, np.ndarray]:
-    """A cell's arrays as every reader takes them: each ``trace_*`` of ``length`` = max_iter + 1
-    columns. A trace file of this version holds the recorded columns and ``trace_length``
-    (``RunWriter.add_cell``); one of version 1 holds them padded already."""
+def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True) -> Dict[str, np.ndarray]:
+    """A cell's arrays as :meth:`Run.cell` gives them: each ``trace_*`` of ``length`` = max_iter + 1
+    columns (``pad=False``: checked, left as stored), without ``trace_length``. A trace file of
+    this version holds the recorded columns and ``trace_length`` (``RunWriter.add_cell``); one of
+    version 1 holds them padded already."""
     if "trace_length" not in arrays:
         return arrays
     arrays = dict(arrays)
@@ -749,8 +753,9 @@ def padded_traces(arrays: Dict[str, np.ndarray], path: str) -> Dict[str, np.ndar
         elif shape[:2] != first[1]:   # padding would hide a trace cut short
             raise OptbenchError(f"{path}: {k} has {shape[0]} starts × {shape[1]} columns, {first[0]} "
                                 f"{first[1][0]} × {first[1][1]} (every trace has the same)")
-    for k in traces:
-        arrays[k] = pad_columns(arrays[k], int(raw))
+    if pad:
+        for k in traces:
+            arrays[k] = pad_columns(arrays[k], int(raw))
     return arrays
 
 

@@ -154,3 +154,21 @@ def test_a_trace_cut_short_is_not_padded_over(tmp_path, result):
         store.write_npz(fh, raw)
     with pytest.raises(store.OptbenchError, match=r"trace_grad_norm has 3 starts × 2 columns, trace_f 3 × "):
         store.load_run(run_dir).cell("rosenbrock", "newton")
+
+
+def test_figures_from_the_stored_columns_equal_those_from_padded_traces(figure_run, tmp_path, monkeypatch):
+    """The figures read each cell as stored (``padded=False``): they look at no column past a
+    start's nit, so they are the same bytes as from traces padded to max_iter + 1."""
+    from bench import plots
+
+    run = store.load_run(figure_run)
+    assert any(run.cell(r["problem"], r["optimizer"], padded=False)["trace_f"].shape[1] < MAX_ITER + 1
+               for r in run.summary)
+    plots.plot_run_index(run, formats=("png",), out_dir=str(tmp_path / "compact"))
+    real = store.Run.cell
+    monkeypatch.setattr(store.Run, "cell", lambda self, p, o, padded=True: real(self, p, o, padded=True))
+    plots.plot_run_index(store.load_run(figure_run), formats=("png",), out_dir=str(tmp_path / "padded"))
+    names = sorted(os.listdir(tmp_path / "compact"))
+    assert names and names == sorted(os.listdir(tmp_path / "padded"))
+    for n in names:
+        assert (tmp_path / "compact" / n).read_bytes() == (tmp_path / "padded" / n).read_bytes(), n

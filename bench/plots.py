@@ -275,7 +275,12 @@ def _save(fig, out_dir, stem: str, formats: Sequence[str]) -> List[str]:
         if not isinstance(out_dir, FigureMemory):
             prepare_dir(out_dir)
         paths = []
-        for fmt in formats:
+        for i, fmt in enumerate(formats):
+            if i == 1 and fig.get_layout_engine() is not None:
+                # the first rendering laid the figure out; the others keep that layout instead of
+                # solving it again (constrained layout measures every tick label: about 40 % of
+                # drawing a many-panel figure as SVG)
+                fig.set_layout_engine("none")
             name = f"{stem}.{fmt}"
             if isinstance(out_dir, FigureMemory):
                 out_dir[name] = figure_bytes(fig, fmt)

@@ -241,3 +241,22 @@ def test_run_labels_distinct_and_name_what_differs(figure_run, tiny_run):
     assert plots.run_labels([a, a]) == ["1:run", "2:run"]
     b.meta = dict(b.meta, dtype="float32", backend="gpu")
     assert plots.run_labels([a, b]) == [f"run ({a.meta['backend']} {a.meta['dtype']})", "tiny (gpu float32)"]
+
+
+def test_a_figure_is_laid_out_once_for_all_its_formats(tmp_path, monkeypatch):
+    """Constrained layout runs for the first format only; the SVG keeps the PNG's layout (it had
+    solved it again, about 40 % of drawing a many-panel figure as SVG)."""
+    import matplotlib.layout_engine as le
+    import matplotlib.pyplot as plt
+
+    calls = []
+    real = le.ConstrainedLayoutEngine.execute
+    monkeypatch.setattr(le.ConstrainedLayoutEngine, "execute", lambda self, fig: (calls.append(1), real(self, fig)))
+    fig, axes = plt.subplots(1, 2, layout="constrained")
+    axes[0].plot([1, 2, 3])
+    axes[1].set_title("a long title that constrained layout must make room for")
+    paths = plots._save(fig, str(tmp_path), "f", ("png", "svg"))
+    assert [os.path.basename(p) for p in paths] == ["f.png", "f.svg"]
+    assert len(calls) == 1
+    ET.parse(paths[1])   # the SVG is whole
+    assert mpimg.imread(paths[0]).shape[2] in (3, 4)

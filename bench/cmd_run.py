@@ -417,6 +417,9 @@ def _flush_c_stdio() -> None:
 def _run(args, out) -> int:
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         raise OptbenchError(f"--jobs must be at least 1, got {args.jobs}")
+    if not getattr(args, "no_plots", False):   # a bad $OPTBENCH_PLOT_JOBS is one line now, not after every cell ran
+        from . import plots
+        plots.plot_jobs(1)
     resume = getattr(args, "resume", None)
     # an empty SUITE ran the default suite (`optbench run "$SUITE"` with the variable unset); empty
     # option values (--out, --resume, --device) are refused for every command by

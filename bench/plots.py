@@ -927,24 +927,150 @@ class FigureIndex:
             return fh.read()
 
 
+#: the environment variable that sets how many processes draw a run's figures (1: this one alone)
+PLOT_JOBS_ENV = "OPTBENCH_PLOT_JOBS"
+#: by default a run of at least this many problems is drawn by several processes (one per CPU,
+#: at most :data:`PLOT_JOBS_MAX`): each new process takes 2–3 s to import JAX and matplotlib, which
+#: a few problems' figures do not repay
+PLOT_PARALLEL_MIN_PROBLEMS = 4
+PLOT_JOBS_MAX = 8
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plot_jobs(n_problems: int) -> int:
+    """Processes to draw ``n_problems`` problems' figures with: ``$OPTBENCH_PLOT_JOBS`` if set,
+    else one per CPU for runs of :data:`PLOT_PARALLEL_MIN_PROBLEMS` problems or more; never more
+    than the problems."""
+    raw = os.environ.get(PLOT_JOBS_ENV, "").strip()
+    if raw:
+        try:
+            jobs = int(raw)
+            if jobs < 1:
+                raise ValueError
+        except ValueError:
+            raise OptbenchError(f"${PLOT_JOBS_ENV} must be a whole number of processes, 1 or more; got {raw!r}") from None
+    elif n_problems < PLOT_PARALLEL_MIN_PROBLEMS:
+        jobs = 1
+    else:
+        jobs = min(_cpus(), PLOT_JOBS_MAX)
+    return max(1, min(jobs, n_problems))
+
+
+def _fresh_process_plugins(specs: Sequence[str]) -> Optional[List[str]]:
+    """The plug-in files a new process must load to re-create every problem of ``specs`` as this
+    process does (for its contour), or None where one cannot be: a problem registered from Python
+    rather than by optbench or a plug-in file, or registered again since."""
+    from . import plugins
+    from .solve import _OWN_MODULES
+    loaded = {m.__name__: path for path, m in plugins._LOADED.items()}
+    need = []
+    for spec in specs:
+        problem = _problem_from_spec(spec)
+        if problem is None:
+            continue   # the new process cannot re-create it either: paths without a contour
+        from problems import registry as preg
+        reg = preg._REGISTRY
+        name = problem.name
+        factory = reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
+        if not getattr(problem, "_from_registry", False) or \
+                getattr(problem, "_registration", None) != reg.registration(name):
+            return None
+        # where its code lives: the factory (a Problem registered as an instance has optbench's
+        # own wrapper for one) and its functions
+        for fn in (factory, problem.f, problem.residuals):
+            if fn is None:
+                continue
+            module = getattr(getattr(fn, "func", fn), "__module__", None) or ""
+            if module.partition(".")[0] in _OWN_MODULES:
+                continue
+            if module not in loaded:
+                return None
+            need.append(loaded[module])
+    return list(dict.fromkeys(need))
+
+
+def _draw_problem(run: Run, problem: str, colors, formats, weights, out, series=None) -> List[str]:
+    """One problem's figures (convergence, trajectories, Taylor model) into ``out``."""
+    styles = {o: Style(o, colors[o]) for o in run.optimizers()}
+    series = series if series is not None else run_series(run, problem)
+    paths = plot_convergence(run, problem, out, colors, formats, weights, series=series)
+    paths += plot_trajectories(problem, series, styles, out, formats)
+    paths += plot_taylor(problem, series, styles, out, formats)
+    return paths
+
+
+def _worker_start() -> None:
+    # a new drawing process evaluates contours on the host: a GPU stays the run's alone
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weights, out, plugin_files):
+    """:func:`_draw_problem` in a new process: ``out`` None draws into memory and returns the bytes."""
+    from . import plugins
+    plugins.load_plugins(plugin_files)
+    mem = FigureMemory() if out is None else None
+    paths = _draw_problem(store.load_run(run_path), problem, colors, formats, weights, mem if out is None else out)
+    return paths, (dict(mem) if mem is not None else None)
+
+
 def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),
                    out_dir=None) -> FigureIndex:
     """Draw every figure of a run under ``<run>/plots/`` (or ``out_dir``, a directory or a
-    :class:`FigureMemory`) and say which is which."""
+    :class:`FigureMemory`) and say which is which.
+
+    The problems' figures are drawn by :func:`plot_jobs` processes at once (the profiles in this
+    one meanwhile); the figures are the same bytes as drawn here alone."""
     out = out_dir if out_dir is not None else os.path.join(run.path, "plots")
     colors = optimizer_colors(run.optimizers())
     styles = {o: Style(o, colors[o]) for o in run.optimizers()}
-    idx = FigureIndex(memory=out if isinstance(out, FigureMemory) else None)
+    memory = out if isinstance(out, FigureMemory) else None
+    idx = FigureIndex(memory=memory)
     pd = ProfileData(run.optimizers(), weights)
-    for p in run.problems():
-        series = run_series(run, p)
-        paths = plot_convergence(run, p, out, colors, formats, weights, series=series)
-        paths += plot_trajectories(p, series, styles, out, formats)
-        paths += plot_taylor(p, series, styles, out, formats)
-        idx.problems[p] = paths
-        pd.add_problem(series)
-    if run.summary:
-        idx.profiles = plot_profiles(pd, styles, out, formats)
+    problems_ = run.problems()
+    jobs = plot_jobs(len(problems_))
+    plugin_files = _fresh_process_plugins(problems_) if jobs > 1 else None
+    if plugin_files is None:
+        for p in problems_:
+            series = run_series(run, p)
+            idx.problems[p] = _draw_problem(run, p, colors, formats, weights, out, series)
+            pd.add_problem(series)
+        if run.summary:
+            idx.profiles = plot_profiles(pd, styles, out, formats)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        if memory is None:
+            prepare_dir(out)   # one line naming it, before any process starts drawing
+        # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
+        ctx = multiprocessing.get_context("spawn")
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_start)
+        try:
+            futures = [pool.submit(_draw_problem_elsewhere, run.path, p, colors, tuple(formats), weights,
+                                   None if memory is not None else out, plugin_files) for p in problems_]
+            # the profiles need every cell; this process draws them while the others draw the rest
+            for p in problems_:
+                pd.add_problem(run_series(run, p))
+            if run.summary:
+                idx.profiles = plot_profiles(pd, styles, out, formats)
+            for p, fut in zip(problems_, futures):
+                paths, figures = fut.result()
+                if memory is not None:
+                    memory.update(figures)
+                idx.problems[p] = paths
+        except BaseException:
+            # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
+            # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return idx
 
 

@@ -244,3 +244,16 @@ def test_resume_refuses_a_damaged_trace_before_running_the_missing_cells(tmp_pat
     err = capsys.readouterr().err
     assert "unreadable trace file" in err and err.count("\n") == 1, err
     assert len(store.load_meta(out)["cells_done"]) == 1   # the missing cell was not run
+
+
+def test_figures_drawn_by_new_processes_load_the_plugin(plugin_run, tmp_path, monkeypatch):
+    """A process drawing a plug-in problem's figures loads the plug-in first: the contour is there
+    and the figures are the run's own (drawn in one process), byte for byte."""
+    from bench import plots
+    assert plots._fresh_process_plugins(store.load_run(plugin_run).problems()) == [os.path.realpath(EXAMPLE)]
+    monkeypatch.setenv(plots.PLOT_JOBS_ENV, "2")
+    idx = plots.plot_run_index(store.load_run(plugin_run), formats=("png",), out_dir=str(tmp_path))
+    names = sorted(os.path.basename(p) for p in idx.all())
+    assert "trajectories_decay-fit.png" in names
+    for n in names:
+        assert open(os.path.join(tmp_path, n), "rb").read() == open(os.path.join(plugin_run, "plots", n), "rb").read(), n

@@ -1008,6 +1008,17 @@ def _draw_problem(run: Run, problem: str, colors, formats, weights, out, series=
 def _worker_start() -> None:
     # a new drawing process evaluates contours on the host: a GPU stays the run's alone
     os.environ["JAX_PLATFORMS"] = "cpu"
+    # and ends with the command: a command killed outright (SIGTERM to `optbench plot`, SIGKILL)
+    # leaves its pool's processes running on, drawing the figures already queued into plots/
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+    threading.Thread(target=watch, name="optbench-parent-watch", daemon=True).start()
 
 
 def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weights, out, plugin_files):

@@ -1030,6 +1030,37 @@ def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weight
     return paths, (dict(mem) if mem is not None else None)
 
 
+def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[List[str]]:
+    """Each (function, args) of ``calls`` in one of ``jobs`` new processes, while ``meanwhile()``
+    runs in this one; the paths each call drew, in order. Each function returns (paths, figure
+    bytes by name or None); the bytes go into ``out`` where it is a :class:`FigureMemory`."""
+    import concurrent.futures
+    import multiprocessing
+    if not isinstance(out, FigureMemory):
+        prepare_dir(out)   # one line naming it, before any process starts drawing
+    # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_start)
+    try:
+        futures = [pool.submit(fn, *args) for fn, args in calls]
+        meanwhile()
+        drawn = []
+        for fut in futures:
+            paths, figures = fut.result()
+            if isinstance(out, FigureMemory):
+                out.update(figures)
+            drawn.append(paths)
+        return drawn
+    except BaseException:
+        # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
+        # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),
                    out_dir=None) -> FigureIndex:
     """Draw every figure of a run under ``<run>/plots/`` (or ``out_dir``, a directory or a
@@ -1054,34 +1085,16 @@ def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeig
         if run.summary:
             idx.profiles = plot_profiles(pd, styles, out, formats)
     else:
-        import concurrent.futures
-        import multiprocessing
-        if memory is None:
-            prepare_dir(out)   # one line naming it, before any process starts drawing
-        # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
-        ctx = multiprocessing.get_context("spawn")
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_start)
-        try:
-            futures = [pool.submit(_draw_problem_elsewhere, run.path, p, colors, tuple(formats), weights,
-                                   None if memory is not None else out, plugin_files) for p in problems_]
-            # the profiles need every cell; this process draws them while the others draw the rest
+        def meanwhile():
+            # the profiles need every cell: this process draws them while the others draw the rest
             for p in problems_:
                 pd.add_problem(run_series(run, p))
             if run.summary:
                 idx.profiles = plot_profiles(pd, styles, out, formats)
-            for p, fut in zip(problems_, futures):
-                paths, figures = fut.result()
-                if memory is not None:
-                    memory.update(figures)
-                idx.problems[p] = paths
-        except BaseException:
-            # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
-            # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        calls = [(_draw_problem_elsewhere, (run.path, p, colors, tuple(formats), weights,
+                                            None if memory is not None else out, plugin_files)) for p in problems_]
+        for p, paths in zip(problems_, _in_processes(jobs, calls, out, meanwhile)):
+            idx.problems[p] = paths
     return idx
 
 
@@ -1104,6 +1117,37 @@ def run_labels(runs: Sequence[Run]) -> List[str]:
     return base
 
 
+def _compare_series(runs: Sequence[Run], labels: Sequence[str], problem: str):
+    """The series of ``problem`` in every run that has it, keyed (label, optimizer), and each such
+    run's starts."""
+    series, starts = [], []
+    for run, lab in zip(runs, labels):
+        if problem in run.problems():
+            mine = run_series(run, problem, key=lambda o, lab=lab: (lab, o))
+            starts.append((lab, mine[0].cell.get("x0", np.empty((0, 0)))))
+            series += mine
+    return series, starts
+
+
+def _compare_draw(problem: str, series, styles, weights, extra: str, out, formats) -> List[str]:
+    with plt.rc_context(_RC):
+        paths = _save(convergence_figure(problem, series, styles, weights, extra), out,
+                      "convergence_" + safe_name(problem), formats)
+    paths += plot_trajectories(problem, series, styles, out, formats)
+    paths += plot_taylor(problem, series, styles, out, formats)
+    return paths
+
+
+def _compare_problem_elsewhere(run_paths, labels, problem, styles, weights, extra, out, formats, plugin_files):
+    """One problem's comparison figures in a new process (see :func:`_draw_problem_elsewhere`)."""
+    from . import plugins
+    plugins.load_plugins(plugin_files)
+    series, _ = _compare_series([store.load_run(p) for p in run_paths], labels, problem)
+    mem = FigureMemory() if out is None else None
+    paths = _compare_draw(problem, series, styles, weights, extra, mem if out is None else out, formats)
+    return paths, (dict(mem) if mem is not None else None)
+
+
 def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FORMATS,
                  weights: WorkWeights = WorkWeights(), labels: Optional[Sequence[str]] = None) -> FigureIndex:
     """Overlay several runs: colour = optimizer, line style = run; profiles treat each
@@ -1120,24 +1164,32 @@ def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FOR
     idx = FigureIndex()
     pd = ProfileData(solvers, weights)
     starts: Dict[str, List[Tuple[str, np.ndarray]]] = {}   # per problem, each run's x0s
-    for p in problems_all:
-        series = []
-        for run, lab in zip(runs, labels):
-            if p in run.problems():
-                mine = run_series(run, p, key=lambda o, lab=lab: (lab, o))
-                starts.setdefault(p, []).append((lab, mine[0].cell.get("x0", np.empty((0, 0)))))
-                series += mine
-        extra = "  (line style: " + ", ".join(f"{RUN_LINESTYLES[i % 4]} {lab}" for i, lab in enumerate(labels)) + ")"
-        with plt.rc_context(_RC):
-            paths = _save(convergence_figure(p, series, styles, weights, extra), out_dir,
-                          "convergence_" + safe_name(p), formats)
-        paths += plot_trajectories(p, series, styles, out_dir, formats)
-        paths += plot_taylor(p, series, styles, out_dir, formats)
-        idx.problems[p] = paths
-        pd.add_problem(series)
-    idx.profiles_note = starts_mismatch(starts, labels)
-    if problems_all and not idx.profiles_note:
-        idx.profiles = plot_profiles(pd, styles, out_dir, formats)
+    extra = "  (line style: " + ", ".join(f"{RUN_LINESTYLES[i % 4]} {lab}" for i, lab in enumerate(labels)) + ")"
+    jobs = plot_jobs(len(problems_all))
+    plugin_files = _fresh_process_plugins(problems_all) if jobs > 1 else None
+
+    def profiles():
+        idx.profiles_note = starts_mismatch(starts, labels)
+        if problems_all and not idx.profiles_note:
+            idx.profiles = plot_profiles(pd, styles, out_dir, formats)
+
+    if plugin_files is None:
+        for p in problems_all:
+            series, starts[p] = _compare_series(runs, labels, p)
+            idx.problems[p] = _compare_draw(p, series, styles, weights, extra, out_dir, formats)
+            pd.add_problem(series)
+        profiles()
+    else:
+        def meanwhile():
+            for p in problems_all:
+                series, starts[p] = _compare_series(runs, labels, p)
+                pd.add_problem(series)
+            profiles()
+        dest = None if isinstance(out_dir, FigureMemory) else out_dir
+        calls = [(_compare_problem_elsewhere, ([r.path for r in runs], labels, p, styles, weights, extra, dest,
+                                               tuple(formats), plugin_files)) for p in problems_all]
+        for p, paths in zip(problems_all, _in_processes(jobs, calls, out_dir, meanwhile)):
+            idx.problems[p] = paths
     return idx
 
 

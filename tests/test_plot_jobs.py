@@ -83,3 +83,19 @@ def test_run_refuses_a_bad_process_count_before_running_anything(tmp_path, monke
     # without figures nothing reads it
     assert main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2", "--max-iter", "200",
                  "--out", out, "--no-plots", "--quiet"]) == 0
+
+
+def test_compare_drawn_by_two_processes_is_the_same(figure_run, tmp_path, monkeypatch):
+    other = str(tmp_path / "other")
+    shutil.copytree(figure_run, other)
+    out = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv(plots.PLOT_JOBS_ENV, str(jobs))
+        runs = [store.load_run(figure_run), store.load_run(other)]
+        d = str(tmp_path / f"cmp{jobs}")
+        idx = plots.plot_compare(runs, d, formats=("png",))
+        assert idx.profiles and len(idx.all()) == len(os.listdir(d))
+        out[jobs] = _files(d)
+    assert out[1].keys() == out[2].keys() and len(out[1]) >= 5
+    for n in out[1]:
+        assert out[1][n] == out[2][n], n

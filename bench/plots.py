@@ -30,6 +30,7 @@ the files, fixed SVG ids — so redrawing a run directory reproduces its figures
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -502,9 +503,14 @@ def contour_grid(problem, lo, hi, n: int = CONTOUR_GRID):
         xs = np.linspace(lo[0], hi[0], n)
         ys = np.linspace(lo[1], hi[1], n)
         X, Y = np.meshgrid(xs, ys)
-        pts = jnp.asarray(np.stack([X.ravel(), Y.ravel()], axis=1), jnp.float64)
-        f = jax.jit(jax.vmap(lambda x, d: problem.objective(x, d), in_axes=(0, None)))
-        Z = np.asarray(f(pts, problem.data), dtype=np.float64).reshape(X.shape)
+        try:   # on the host, wherever the run ran: the same values in every drawing process
+            where = jax.default_device(jax.devices("cpu")[0])
+        except RuntimeError:   # JAX started without its CPU backend
+            where = contextlib.nullcontext()
+        with where:
+            pts = jnp.asarray(np.stack([X.ravel(), Y.ravel()], axis=1), jnp.float64)
+            f = jax.jit(jax.vmap(lambda x, d: problem.objective(x, d), in_axes=(0, None)))
+            Z = np.asarray(f(pts, problem.data), dtype=np.float64).reshape(X.shape)
     except Exception:
         return None
     return X, Y, Z
@@ -968,14 +974,14 @@ def _fresh_process_plugins(specs: Sequence[str]) -> Optional[List[str]]:
     rather than by optbench or a plug-in file, or registered again since."""
     from . import plugins
     from .solve import _OWN_MODULES
+    from problems import registry as preg
     loaded = {m.__name__: path for path, m in plugins._LOADED.items()}
+    reg = preg._REGISTRY
     need = []
     for spec in specs:
         problem = _problem_from_spec(spec)
         if problem is None:
             continue   # the new process cannot re-create it either: paths without a contour
-        from problems import registry as preg
-        reg = preg._REGISTRY
         name = problem.name
         factory = reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
         if not getattr(problem, "_from_registry", False) or \

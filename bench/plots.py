@@ -276,12 +276,15 @@ def _save(fig, out_dir, stem: str, formats: Sequence[str]) -> List[str]:
         if not isinstance(out_dir, FigureMemory):
             prepare_dir(out_dir)
         paths = []
-        for i, fmt in enumerate(formats):
-            if i == 1 and fig.get_layout_engine() is not None:
-                # the first rendering laid the figure out; the others keep that layout instead of
-                # solving it again (constrained layout measures every tick label: about 40 % of
-                # drawing a many-panel figure as SVG)
-                fig.set_layout_engine("none")
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            # laid out once, as the PNG renderer measures the text, for every format: each
+            # rendering solving it again (constrained layout measures every tick label) took
+            # about 40 % of drawing a many-panel figure as SVG, and a figure's bytes would
+            # depend on which formats were asked for and in what order
+            engine.execute(fig)
+            fig.set_layout_engine("none")
+        for fmt in formats:
             name = f"{stem}.{fmt}"
             if isinstance(out_dir, FigureMemory):
                 out_dir[name] = figure_bytes(fig, fmt)
@@ -1012,8 +1015,12 @@ def _draw_problem(run: Run, problem: str, colors, formats, weights, out, series=
 
 
 def _worker_start() -> None:
-    # a new drawing process evaluates contours on the host: a GPU stays the run's alone
+    # a new drawing process evaluates contours on the host: a GPU stays the run's alone. JAX is
+    # imported already (the process re-imports the command's modules), so its environment
+    # variable would be read too late; no backend is started yet, so the setting still applies
     os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+    jax.config.update("jax_platforms", "cpu")
     # and ends with the command: a command killed outright (SIGTERM to `optbench plot`, SIGKILL)
     # leaves its pool's processes running on, drawing the figures already queued into plots/
     import threading
@@ -1025,6 +1032,12 @@ def _worker_start() -> None:
             time.sleep(0.2)
         os._exit(1)
     threading.Thread(target=watch, name="optbench-parent-watch", daemon=True).start()
+
+
+def _drawing_platforms() -> Optional[str]:
+    """The platforms JAX may start in this process (in a drawing process: "cpu")."""
+    import jax
+    return jax.config.jax_platforms
 
 
 def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weights, out, plugin_files):
@@ -1041,30 +1054,39 @@ def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[
     runs in this one; the paths each call drew, in order. Each function returns (paths, figure
     bytes by name or None); the bytes go into ``out`` where it is a :class:`FigureMemory`."""
     import concurrent.futures
+    import concurrent.futures.process
     import multiprocessing
+
+    from . import interrupt
     if not isinstance(out, FigureMemory):
         prepare_dir(out)   # one line naming it, before any process starts drawing
-    # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_start)
-    try:
-        futures = [pool.submit(fn, *args) for fn, args in calls]
-        meanwhile()
-        drawn = []
-        for fut in futures:
-            paths, figures = fut.result()
-            if isinstance(out, FigureMemory):
-                out.update(figures)
-            drawn.append(paths)
-        return drawn
-    except BaseException:
-        # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
-        # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    # SIGTERM too becomes an exception here (as Ctrl-C is), so the pool is taken down in order: a
+    # command killed outright left multiprocessing's warnings about its leaked semaphores
+    with interrupt.Guard():
+        # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start,
+                                                      mp_context=multiprocessing.get_context("spawn"))
+        try:
+            futures = [pool.submit(fn, *args) for fn, args in calls]
+            meanwhile()
+            drawn = []
+            for fut in futures:
+                paths, figures = fut.result()
+                if isinstance(out, FigureMemory):
+                    out.update(figures)
+                drawn.append(paths)
+            return drawn
+        except BaseException as exc:
+            # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
+            # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+                raise OptbenchError(f"a process drawing figures ended without finishing (killed, or out of "
+                                    f"memory?); draw in one process with {PLOT_JOBS_ENV}=1") from None
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def plot_run_index(run: Run, formats: Sequence[str] = FORMATS, weights: WorkWeights = WorkWeights(),

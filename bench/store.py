@@ -697,8 +697,22 @@ class Run:
                     if key in arrays and str(arrays[key]) != want:
                         raise OptbenchError(f"{path}: holds {key} {str(arrays[key])!r}, but summary.csv "
                                             f"says {want!r} (file swapped or edited)")
-                return padded_traces(arrays, path, pad=padded)
+                return padded_traces(arrays, path, pad=padded, length=self._trace_length(problem, optimizer))
         raise OptbenchError(f"run {self.path} has no cell {problem} × {optimizer}")
+
+    def _trace_length(self, problem: str, optimizer: str) -> Optional[int]:
+        """max_iter + 1 of a cell as meta.json's config records it (its own entry in ``cells``,
+        else the run's), or None where it records no whole number."""
+        cfg = self.meta.get("config") if isinstance(self.meta.get("config"), dict) else {}
+        value = cfg.get("max_iter")
+        cells = cfg.get("cells")
+        for c in cells if isinstance(cells, list) else ():
+            if isinstance(c, dict) and c.get("problem") == problem and c.get("optimizer") == optimizer:
+                value = c.get("max_iter", value)
+                break
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return None
+        return value + 1
 
     def problems(self) -> List[str]:
         return list(dict.fromkeys(r["problem"] for r in self.summary))
@@ -727,10 +741,12 @@ def pad_columns(a: np.ndarray, length: int, axis: int = 1) -> np.ndarray:
     return out
 
 
-def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True) -> Dict[str, np.ndarray]:
-    """A cell's arrays as :meth:`Run.cell` gives them: each ``trace_*`` of ``length`` = max_iter + 1
-    columns (``pad=False``: checked, left as stored), without ``trace_length``. A trace file of
-    this version holds the recorded columns and ``trace_length`` (``RunWriter.add_cell``); one of
+def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True,
+                  length: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """A cell's arrays as :meth:`Run.cell` gives them: each ``trace_*`` of ``trace_length`` =
+    max_iter + 1 columns (``pad=False``: checked, left as stored), without ``trace_length``, which
+    must equal ``length`` where that is known (meta.json's max_iter + 1). A trace file of this
+    version holds the recorded columns and ``trace_length`` (``RunWriter.add_cell``); one of
     version 1 holds them padded already."""
     if "trace_length" not in arrays:
         return arrays
@@ -742,6 +758,9 @@ def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True) ->
         raise OptbenchError(f"{path}: trace_length must be one integer from the traces' columns "
                             f"({max(cols, default=1)}) to 10⁹, got {raw.dtype} {raw.shape} "
                             f"{str(raw.ravel()[:1])[:40]}")
+    if length is not None and int(raw) != length:
+        raise OptbenchError(f"{path}: trace_length is {int(raw)}, but meta.json's max_iter makes it {length} "
+                            f"(file swapped or edited)")
     first = None
     for k in traces:
         shape = arrays[k].shape

@@ -99,3 +99,33 @@ def test_compare_drawn_by_two_processes_is_the_same(figure_run, tmp_path, monkey
     assert out[1].keys() == out[2].keys() and len(out[1]) >= 5
     for n in out[1]:
         assert out[1][n] == out[2][n], n
+
+
+def test_a_drawing_process_starts_jax_on_the_cpu_alone():
+    """JAX is imported in a new process before its initializer runs, so the platform is set
+    through JAX's config (the environment variable alone came too late)."""
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=plots._worker_start) as pool:
+        assert pool.submit(plots._drawing_platforms).result(timeout=120) == "cpu"
+
+
+def test_a_drawing_process_that_dies_is_one_line(tmp_path):
+    with pytest.raises(store.OptbenchError, match="a process drawing figures ended without finishing"):
+        plots._in_processes(2, [(os._exit, (3,)), (os._exit, (3,))], str(tmp_path), lambda: None)
+
+
+def test_a_figure_is_the_same_bytes_whatever_formats_are_asked_for(figure_run, tmp_path, monkeypatch):
+    """The layout is solved once, as the PNG renderer measures text, whatever the formats: an SVG
+    drawn alone, or before the PNG, is the SVG of the default order (and the PNG the same)."""
+    monkeypatch.setenv(plots.PLOT_JOBS_ENV, "1")
+    got = {}
+    for formats in (("png", "svg"), ("svg",), ("svg", "png")):
+        d = str(tmp_path / "_".join(formats))
+        plots.plot_run_index(store.load_run(figure_run), formats=formats, out_dir=d)
+        got[formats] = _files(d)
+    ref = got[("png", "svg")]
+    for formats, files in got.items():
+        assert files and all(files[n] == ref[n] for n in files), formats
+    assert set(got[("svg", "png")]) == set(ref)

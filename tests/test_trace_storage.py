@@ -172,3 +172,16 @@ def test_figures_from_the_stored_columns_equal_those_from_padded_traces(figure_r
     assert names and names == sorted(os.listdir(tmp_path / "padded"))
     for n in names:
         assert (tmp_path / "compact" / n).read_bytes() == (tmp_path / "padded" / n).read_bytes(), n
+
+
+def test_a_trace_length_other_than_the_runs_max_iter_is_one_line(tmp_path, result):
+    """meta.json's max_iter fixes the length: a swapped or edited trace_length (here 151 where
+    max_iter + 1 = 201; 10⁹ would ask for gigabytes) is refused, padded or not."""
+    run_dir = _write(tmp_path / "r", result)
+    path, raw = _raw(run_dir)
+    raw["trace_length"] = np.array(151)
+    with open(path, "wb") as fh:
+        store.write_npz(fh, raw)
+    for padded in (True, False):
+        with pytest.raises(store.OptbenchError, match="trace_length is 151, but meta.json's max_iter makes it 201"):
+            store.load_run(run_dir).cell("rosenbrock", "newton", padded=padded)

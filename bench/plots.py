@@ -1063,9 +1063,20 @@ def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[
     # SIGTERM too becomes an exception here (as Ctrl-C is), so the pool is taken down in order: a
     # command killed outright left multiprocessing's warnings about its leaked semaphores
     with interrupt.Guard():
-        # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start,
-                                                      mp_context=multiprocessing.get_context("spawn"))
+        try:
+            # "spawn": a forked copy of this process would inherit JAX's threads mid-flight
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start,
+                                                          mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, ImportError, NotImplementedError):
+            # no working semaphores here (a container without /dev/shm): draw in this process
+            meanwhile()
+            drawn = []
+            for fn, args in calls:
+                paths, figures = fn(*args)
+                if isinstance(out, FigureMemory):
+                    out.update(figures)
+                drawn.append(paths)
+            return drawn
         try:
             futures = [pool.submit(fn, *args) for fn, args in calls]
             meanwhile()

@@ -129,3 +129,18 @@ def test_a_figure_is_the_same_bytes_whatever_formats_are_asked_for(figure_run, t
     for formats, files in got.items():
         assert files and all(files[n] == ref[n] for n in files), formats
     assert set(got[("svg", "png")]) == set(ref)
+
+
+def test_without_working_semaphores_the_figures_are_drawn_here(figure_run, tmp_path, monkeypatch):
+    """Where a process pool cannot be made (no /dev/shm in a container: OSError from sem_open)
+    the same figures are drawn in this process instead of the command failing."""
+    import concurrent.futures
+
+    def refuse(*a, **k):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
+    one = _draw(figure_run, monkeypatch, 1, str(tmp_path / "one"))
+    two = _draw(figure_run, monkeypatch, 2, str(tmp_path / "two"))
+    assert sorted(os.path.basename(p) for p in one.all()) == sorted(os.path.basename(p) for p in two.all())
+    a, b = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert a and a == b

@@ -976,19 +976,16 @@ def _fresh_process_plugins(specs: Sequence[str]) -> Optional[List[str]]:
     process does (for its contour), or None where one cannot be: a problem registered from Python
     rather than by optbench or a plug-in file, or registered again since."""
     from . import plugins
-    from .solve import _OWN_MODULES
+    from .solve import _OWN_MODULES, registered_factory
     from problems import registry as preg
     loaded = {m.__name__: path for path, m in plugins._LOADED.items()}
-    reg = preg._REGISTRY
     need = []
     for spec in specs:
         problem = _problem_from_spec(spec)
         if problem is None:
             continue   # the new process cannot re-create it either: paths without a contour
-        name = problem.name
-        factory = reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
-        if not getattr(problem, "_from_registry", False) or \
-                getattr(problem, "_registration", None) != reg.registration(name):
+        factory = registered_factory(problem, preg)
+        if factory is None:
             return None
         # where its code lives: the factory (a Problem registered as an instance has optbench's
         # own wrapper for one) and its functions
@@ -1016,9 +1013,8 @@ def _draw_problem(run: Run, problem: str, colors, formats, weights, out, series=
 
 def _worker_start() -> None:
     # a new drawing process evaluates contours on the host: a GPU stays the run's alone. JAX is
-    # imported already (the process re-imports the command's modules), so its environment
-    # variable would be read too late; no backend is started yet, so the setting still applies
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    # imported already (the process re-imports the command's modules), so JAX_PLATFORMS would be
+    # read too late; no backend is started yet, so its config still applies
     import jax
     jax.config.update("jax_platforms", "cpu")
     # and ends with the command: a command killed outright (SIGTERM to `optbench plot`, SIGKILL)
@@ -1040,13 +1036,21 @@ def _drawing_platforms() -> Optional[str]:
     return jax.config.jax_platforms
 
 
-def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weights, out, plugin_files):
-    """:func:`_draw_problem` in a new process: ``out`` None draws into memory and returns the bytes."""
+def _elsewhere(plugin_files, out, draw: Callable[[Any], List[str]]):
+    """What a drawing process returns (see :func:`_in_processes`): ``draw(destination)`` after
+    loading the run's plug-in files, into ``out`` or, where it is None, into memory, whose bytes
+    go back with the paths."""
     from . import plugins
     plugins.load_plugins(plugin_files)
     mem = FigureMemory() if out is None else None
-    paths = _draw_problem(store.load_run(run_path), problem, colors, formats, weights, mem if out is None else out)
+    paths = draw(out if mem is None else mem)
     return paths, (dict(mem) if mem is not None else None)
+
+
+def _draw_problem_elsewhere(run_path: str, problem: str, colors, formats, weights, out, plugin_files):
+    """:func:`_draw_problem` in a new process."""
+    return _elsewhere(plugin_files, out, lambda dest: _draw_problem(store.load_run(run_path), problem, colors,
+                                                                    formats, weights, dest))
 
 
 def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[List[str]]:
@@ -1060,6 +1064,14 @@ def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[
     from . import interrupt
     if not isinstance(out, FigureMemory):
         prepare_dir(out)   # one line naming it, before any process starts drawing
+
+    def collect(results) -> List[List[str]]:
+        drawn = []
+        for paths, figures in results:
+            if isinstance(out, FigureMemory):
+                out.update(figures)
+            drawn.append(paths)
+        return drawn
     # SIGTERM too becomes an exception here (as Ctrl-C is), so the pool is taken down in order: a
     # command killed outright left multiprocessing's warnings about its leaked semaphores
     with interrupt.Guard():
@@ -1070,23 +1082,11 @@ def _in_processes(jobs: int, calls, out, meanwhile: Callable[[], None]) -> List[
         except (OSError, ImportError, NotImplementedError):
             # no working semaphores here (a container without /dev/shm): draw in this process
             meanwhile()
-            drawn = []
-            for fn, args in calls:
-                paths, figures = fn(*args)
-                if isinstance(out, FigureMemory):
-                    out.update(figures)
-                drawn.append(paths)
-            return drawn
+            return collect(fn(*args) for fn, args in calls)
         try:
             futures = [pool.submit(fn, *args) for fn, args in calls]
             meanwhile()
-            drawn = []
-            for fut in futures:
-                paths, figures = fut.result()
-                if isinstance(out, FigureMemory):
-                    out.update(figures)
-                drawn.append(paths)
-            return drawn
+            return collect(fut.result() for fut in futures)
         except BaseException as exc:
             # an error, Ctrl-C or SIGTERM: stop the drawing processes now rather than after the
             # figures they have begun (ProcessPoolExecutor has no public way before Python 3.14)
@@ -1178,13 +1178,11 @@ def _compare_draw(problem: str, series, styles, weights, extra: str, out, format
 
 
 def _compare_problem_elsewhere(run_paths, labels, problem, styles, weights, extra, out, formats, plugin_files):
-    """One problem's comparison figures in a new process (see :func:`_draw_problem_elsewhere`)."""
-    from . import plugins
-    plugins.load_plugins(plugin_files)
-    series, _ = _compare_series([store.load_run(p) for p in run_paths], labels, problem)
-    mem = FigureMemory() if out is None else None
-    paths = _compare_draw(problem, series, styles, weights, extra, mem if out is None else out, formats)
-    return paths, (dict(mem) if mem is not None else None)
+    """One problem's comparison figures in a new process."""
+    def draw(dest):
+        series, _ = _compare_series([store.load_run(p) for p in run_paths], labels, problem)
+        return _compare_draw(problem, series, styles, weights, extra, dest, formats)
+    return _elsewhere(plugin_files, out, draw)
 
 
 def plot_compare(runs: Sequence[Run], out_dir: str, formats: Sequence[str] = FORMATS,

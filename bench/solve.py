@@ -1167,16 +1167,24 @@ def _code_fingerprint() -> str:
     return _PROGRAMS["code"]
 
 
+def registered_factory(obj, registry):
+    """The factory that built ``obj`` (a problem or an optimizer) through ``registry``'s
+    registration now in force, or None: not built by the registry, or registered again since."""
+    if not getattr(obj, "_from_registry", False):
+        return None
+    reg = registry._REGISTRY
+    name = obj.name
+    if getattr(obj, "_registration", None) != reg.registration(name):
+        return None
+    return reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
+
+
 def _own_registered(obj, registry) -> bool:
     """Whether ``obj`` was built by the registry from a factory of optbench's own modules, by the
     registration now in force (not a plug-in's, nor one replaced since)."""
-    if not getattr(obj, "_from_registry", False):
-        return False
-    reg = registry._REGISTRY
-    name = obj.name
-    factory = reg._factories.get(name) or reg._prefixes.get(name.partition(":")[0])
+    factory = registered_factory(obj, registry)
     module = getattr(factory, "__module__", "") or ""
-    return (module.partition(".")[0] in _OWN_MODULES and getattr(obj, "_registration", None) == reg.registration(name))
+    return factory is not None and module.partition(".")[0] in _OWN_MODULES
 
 
 def _host_cpu() -> List[str]:

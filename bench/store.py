@@ -30,6 +30,7 @@ import re
 import socket
 import subprocess
 import sys
+import zipfile
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -753,14 +754,6 @@ def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True,
     arrays = dict(arrays)
     raw = arrays.pop("trace_length")
     traces = [k for k in arrays if k.startswith("trace_")]
-    cols = [arrays[k].shape[1] for k in traces if arrays[k].ndim >= 2]
-    if raw.shape != () or raw.dtype.kind not in "iu" or int(raw) < max(cols, default=1) or int(raw) > 10**9:
-        raise OptbenchError(f"{path}: trace_length must be one integer from the traces' columns "
-                            f"({max(cols, default=1)}) to 10⁹, got {raw.dtype} {raw.shape} "
-                            f"{str(raw.ravel()[:1])[:40]}")
-    if length is not None and int(raw) != length:
-        raise OptbenchError(f"{path}: trace_length is {int(raw)}, but meta.json's max_iter makes it {length} "
-                            f"(file swapped or edited)")
     first = None
     for k in traces:
         shape = arrays[k].shape
@@ -772,6 +765,13 @@ def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True,
         elif shape[:2] != first[1]:   # padding would hide a trace cut short
             raise OptbenchError(f"{path}: {k} has {shape[0]} starts × {shape[1]} columns, {first[0]} "
                                 f"{first[1][0]} × {first[1][1]} (every trace has the same)")
+    cols = first[1][1] if first is not None else 1
+    if raw.shape != () or raw.dtype.kind not in "iu" or int(raw) < cols or int(raw) > 10**9:
+        raise OptbenchError(f"{path}: trace_length must be one integer from the traces' columns ({cols}) to 10⁹, "
+                            f"got {raw.dtype} {raw.shape} {str(raw.ravel()[:1])[:40]}")
+    if length is not None and int(raw) != length:
+        raise OptbenchError(f"{path}: trace_length is {int(raw)}, but meta.json's max_iter makes it {length} "
+                            f"(file swapped or edited)")
     if pad:
         for k in traces:
             arrays[k] = pad_columns(arrays[k], int(raw))
@@ -781,7 +781,6 @@ def padded_traces(arrays: Dict[str, np.ndarray], path: str, pad: bool = True,
 def write_npz(fh, arrays: Dict[str, np.ndarray], compresslevel: int = NPZ_COMPRESSLEVEL) -> None:
     """``arrays`` as an .npz (what ``np.load`` reads; no pickles), deflated at ``compresslevel``
     (``np.savez_compressed`` offers only zlib's default, the slowest part of writing a large cell)."""
-    import zipfile
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, value in arrays.items():
             with zf.open(name + ".npy", "w", force_zip64=True) as member:

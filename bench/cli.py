@@ -120,10 +120,57 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if _lost_a_process(exc, msg):
+            print(f"optbench: error: the distributed run lost a process (it stopped or cannot be reached; "
+                  f"its own output says why): {msg}", file=sys.stderr)
+            return 1
         hint = "" if debug else " (rerun with --debug for the traceback)"
         print(f"optbench: internal error: {type(exc).__name__}: {msg}{hint}", file=sys.stderr)
         return 1
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if code and _in_distributed_run():
+        _leave_distributed_run(code)
+    sys.exit(code)
+
+
+def _lost_a_process(exc: Exception, msg: str) -> bool:
+    """Whether ``exc`` is a collective of a multi-process run that failed because another process
+    went away (the CPU collectives' library, Gloo, reports a closed or reset connection, or a
+    peer that never published its address)."""
+    if type(exc).__name__ not in ("JaxRuntimeError", "XlaRuntimeError") or not _in_distributed_run():
+        return False
+    return "Gloo" in msg and any(s in msg for s in ("by peer", "timed out", "Connection", "DEADLINE_EXCEEDED"))
+
+
+def _in_distributed_run() -> bool:
+    """Whether this process joined a run of several processes (``jax.distributed``)."""
+    jax = sys.modules.get("jax")
+    try:
+        return bool(jax is not None and jax.distributed.is_initialized() and jax.process_count() > 1)
+    except Exception:   # noqa: BLE001 — a JAX without these: no run to leave
+        return False
+
+
+def _leave_distributed_run(code: int) -> None:
+    """End a process of a multi-process run whose command failed, at once, with ``code``.
+
+    Exiting normally runs JAX's exit handler, which waits at the coordination service's shutdown
+    barrier for every other process. After a failure those may never come: a process that stopped
+    with an error while the others wait for it in a collective left them all waiting (until the
+    collectives' own timeout), and a process whose partner died waited JAX's heartbeat timeout
+    (100 s) there and was then aborted from C++ (exit 134). Leaving without that barrier closes
+    this process's connections, so the others' collectives fail at once and they end the same way."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)   # what native code buffered on C's streams
+    except (OSError, AttributeError):
+        pass
+    os._exit(code)

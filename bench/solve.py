@@ -1414,12 +1414,108 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
         raise OptbenchError(f"{INIT_TIMEOUT_ENV} must be a whole number of seconds >= 1, got {wait!r}")
     if addr is not None and pid is not None and int(pid) != 0:
         _reach_coordinator(addr, int(wait))
+    nproc = None if nproc is None else int(nproc)
+    pid = None if pid is None else int(pid)
+    t0 = time.monotonic()
     try:
-        jax.distributed.initialize(coordinator_address=addr, num_processes=None if nproc is None else int(nproc),
-                                   process_id=None if pid is None else int(pid), initialization_timeout=int(wait))
+        with _join_errors_raise():
+            jax.distributed.initialize(coordinator_address=addr, num_processes=nproc, process_id=pid,
+                                       initialization_timeout=int(wait))
     except Exception as exc:   # noqa: BLE001 — JAX's and the coordination service's errors, in one line
-        msg = first_line(exc)
-        raise OptbenchError(f"cannot join the distributed run: {type(exc).__name__}: {msg}") from None
+        _forget_failed_join()
+        raise OptbenchError(_join_failure(exc, addr, nproc, pid, int(wait), time.monotonic() - t0)) from None
+
+
+def _join_failure(exc, addr, nproc, pid, wait, took) -> str:
+    """The one line for a join that failed after ``took`` seconds of a ``wait``-second timeout.
+
+    jaxlib 0.10.2 reports the coordination service's reason only to the error callback, which
+    cannot receive it (the exception then reads ``std::bad_cast``), so the line says what the
+    failure's timing shows: a join that ran out its wait (a process missing, or started with
+    other settings) or one refused early (the coordinator already has a process with that id)."""
+    msg = first_line(exc)
+    said = "" if "bad_cast" in msg else f" ({type(exc).__name__}: {msg})"
+    where = f" at {addr}" if addr else ""
+    if nproc is None or pid is None:
+        return f"cannot join the distributed run{where}{said or f' ({type(exc).__name__}: {msg})'}"
+    if took >= 0.9 * wait:
+        return (f"cannot join the distributed run: not all {nproc} processes joined the coordinator{where} within "
+                f"{wait} s{said}: start OPTBENCH_PROCESS_ID 0 to {nproc - 1} once each, all with "
+                f"OPTBENCH_NUM_PROCESSES={nproc} and the same OPTBENCH_COORDINATOR ({INIT_TIMEOUT_ENV} sets the wait)")
+    return (f"cannot join the distributed run: the coordinator{where} turned away process {pid} of {nproc}{said}: "
+            f"is another process running as OPTBENCH_PROCESS_ID={pid}?")
+
+
+def _coordination_lost(*status) -> None:
+    """The distributed client's error callback: one line and exit 1 (JAX's default callback aborts
+    the process with a C++ stack trace). On jaxlib 0.10.2 a failed join never reaches it (the
+    reason cannot be handed to Python; the join raises instead, see :func:`_join_errors_raise`)."""
+    reason = first_line(status[0]) if status else "no reason given"
+    os.write(2, f"optbench: the distributed run failed: {reason}\n".encode())
+    os._exit(1)
+
+
+class _join_errors_raise:
+    """While ``jax.distributed.initialize`` runs: its client is made with
+    :func:`_coordination_lost` as the error callback, so that a join that fails — a process
+    missing when the wait runs out, two processes with one id — raises in the joining thread
+    instead of aborting the process from C++ (exit 134 and a stack trace, which is what JAX's
+    default callback does). Where this jaxlib has no such client function or argument, the join
+    is JAX's own."""
+
+    def __enter__(self):
+        self._lib = None
+        try:   # the module JAX's join makes its client from: _jax (jaxlib 0.5 on) or xla_extension
+            from jax._src import distributed as jd
+            lib = getattr(jd, "_jax", None) or getattr(jd, "xla_extension", None)
+            self._orig = lib.get_distributed_runtime_client
+        except (ImportError, AttributeError):
+            return self
+        self._lib = lib
+        orig = self._orig
+
+        def client(*args, **kwargs):
+            try:
+                return orig(*args, missed_heartbeat_callback=_coordination_lost, **kwargs)
+            except TypeError:   # a jaxlib without the argument
+                return orig(*args, **kwargs)
+
+        lib.get_distributed_runtime_client = client
+        return self
+
+    def __exit__(self, *exc):
+        if self._lib is not None:
+            self._lib.get_distributed_runtime_client = self._orig
+        return False
+
+
+def _forget_failed_join() -> None:
+    """After a failed join: shut JAX's half-made client and service down now and forget them, so
+    that JAX's exit handler does not try again (it printed a traceback, "Exception ignored in
+    atexit callback") and a later join starts afresh."""
+    try:
+        from jax._src import distributed as jd
+    except ImportError:
+        return
+    state = jd.global_state
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        # the shutdown of a join that failed logs a dozen lines from C++ about that failure
+        # (agent in error state, barrier aborted): the one line the caller raises says it
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        for name in ("preemption_sync_manager", "client", "service"):
+            part = getattr(state, name, None)
+            if part is not None:
+                try:
+                    part.shutdown()
+                except Exception:   # noqa: BLE001 — it failed already; nothing more to say
+                    pass
+                setattr(state, name, None)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _put(tree, sharding):

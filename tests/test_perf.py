@@ -477,3 +477,105 @@ def test_an_unreachable_coordinator_is_one_line_within_the_wait(monkeypatch, cap
     monkeypatch.setenv("OPTBENCH_INIT_TIMEOUT", "soon")
     assert cli.main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2"]) == 2
     assert "OPTBENCH_INIT_TIMEOUT must be a whole number of seconds" in capsys.readouterr().err
+
+
+_JOIN = """
+import sys
+print("joining", flush=True)
+from bench.cli import main
+sys.exit(main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2", "--no-plots",
+               "--out", sys.argv[1]]))
+"""
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _joiner(tmp_path, port, nproc, pid, wait, tag):
+    env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_CACHE_DIR="off", OPTBENCH_COORDINATOR=f"localhost:{port}",
+               OPTBENCH_NUM_PROCESSES=str(nproc), OPTBENCH_PROCESS_ID=str(pid), OPTBENCH_INIT_TIMEOUT=str(wait))
+    return subprocess.Popen([sys.executable, "-c", _JOIN, str(tmp_path / f"run-{tag}")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs, timeout=120):
+    try:
+        return [pr.communicate(timeout=timeout) for pr in procs]
+    finally:
+        for pr in procs:
+            pr.kill()
+
+
+def test_a_process_missing_from_the_join_is_one_line_not_an_abort(tmp_path):
+    """Process 0 of 2 whose partner never starts: JAX's client aborted the process from C++ when
+    the wait ran out (exit 134, "Check failure stack trace" and some forty lines). Now one line
+    that says which processes must start, exit 2, no run directory."""
+    pr = _joiner(tmp_path, _free_port(), 2, 0, 2, "alone")
+    (_, err), = _finish([pr])
+    assert pr.returncode == 2, err[-2000:]
+    assert err.count("\n") == 1, err[-2000:]
+    assert err.startswith("optbench: error: cannot join the distributed run: not all 2 processes joined the "
+                          "coordinator at localhost:")
+    assert "OPTBENCH_PROCESS_ID 0 to 1 once each" in err and "OPTBENCH_INIT_TIMEOUT" in err
+    assert not (tmp_path / "run-alone").exists()
+
+
+def test_two_processes_with_one_id_end_in_one_line_each(tmp_path):
+    """Processes 0, 1 and 1 again of a 3-process run: JAX aborted each of them from C++ (the
+    coordinator turns the older process 1 away, the others wait out the timeout). Now each ends
+    with exit 2 and a last line of optbench's own; none writes anything."""
+    import time
+    port = _free_port()
+    first = [_joiner(tmp_path, port, 3, 0, 8, "p0"), _joiner(tmp_path, port, 3, 1, 8, "p1")]
+    for pr in first:   # both are past their imports and joining before the second process 1 starts
+        assert pr.stdout.readline().strip() == "joining"
+    time.sleep(1.0)
+    procs = first + [_joiner(tmp_path, port, 3, 1, 8, "p1-again")]
+    errs = [err for _, err in _finish(procs)]
+    for pr, err in zip(procs, errs):
+        assert pr.returncode == 2, err[-2000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("optbench: error: cannot join the distributed run: "), err[-2000:]
+        assert "Check failure" not in err and "Traceback" not in err
+    # process 1's own lines say nothing but optbench's (the coordinator's process may also show the
+    # service's warnings about the second registration)
+    assert all(e.count("\n") == 1 for e in errs[1:]), errs
+    assert "is another process running as OPTBENCH_PROCESS_ID=1?" in errs[1] + errs[2]
+    assert not any(p.name.startswith("run-") for p in tmp_path.iterdir())
+
+
+def test_a_process_killed_mid_run_ends_the_others_in_one_line_at_once(tmp_path):
+    """Process 1 of a two-process run killed while the run goes on: process 0's next collective
+    fails, and it then waited at JAX's shutdown barrier for JAX's heartbeat timeout (100 s) before
+    being aborted from C++ (exit 134). Now it says the run lost a process and ends with exit 1."""
+    import signal
+    import time
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_CACHE_DIR="off", OPTBENCH_COORDINATOR=f"localhost:{port}",
+               OPTBENCH_NUM_PROCESSES="2")
+    argv = ["run", "--problems", "rosenbrock,himmelblau,beale,booth", "--optimizers", "newton,bfgs", "--starts", "8",
+            "--no-plots", "--out", str(tmp_path / "run")]
+    code = f"import sys; from bench.cli import entry; sys.argv = ['optbench'] + {argv!r}; entry()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=dict(env, OPTBENCH_PROCESS_ID=str(i)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        seen = []
+        for line in procs[0].stderr:   # the collectives are connected: the run is under way
+            seen.append(line)
+            if "connected to 1 peer" in line:
+                break
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        _, rest = procs[0].communicate(timeout=90)
+        took = time.monotonic() - t0
+    finally:
+        for pr in procs:
+            pr.kill()
+    err = "".join(seen) + rest
+    assert procs[0].returncode == 1, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("optbench: error: the distributed run lost a process"), err[-3000:]
+    assert "Check failure" not in err and took < 60

@@ -74,8 +74,14 @@ def refuse_empty_options(args) -> None:
                 raise OptbenchError(f"--{dest.replace('_', '-')} needs {what}, got an empty string")
 
 
+#: whether the last failure stopped every process of a multi-process run at the same point (see
+#: :func:`entry`; set by errors that carry ``together = True``)
+_FAILED = {"together": False}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _FAILED["together"] = False
     debug = "--debug" in argv
     try:
         parser, modules = build_parser()
@@ -104,6 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:   # the traceback, then the same line and exit code (raising exited 1, a
             traceback.print_exc()   # "regression" to `check`)
         print(f"optbench: error: {exc}", file=sys.stderr)
+        _FAILED["together"] = bool(getattr(exc, "together", False))
         return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         try:
@@ -131,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def entry() -> None:
     code = main()
-    if code and _in_distributed_run():
+    if code and _in_distributed_run() and not _FAILED["together"]:
         _leave_distributed_run(code)
     sys.exit(code)
 
@@ -162,7 +169,10 @@ def _leave_distributed_run(code: int) -> None:
     with an error while the others wait for it in a collective left them all waiting (until the
     collectives' own timeout), and a process whose partner died waited JAX's heartbeat timeout
     (100 s) there and was then aborted from C++ (exit 134). Leaving without that barrier closes
-    this process's connections, so the others' collectives fail at once and they end the same way."""
+    this process's connections, so the others' collectives fail at once and they end the same way.
+    (A failure that stops every process at one point — their runs differ — leaves through the
+    barrier: each process gets there, and leaving without it let the coordinator's process end
+    the service while another still printed its line, which JAX then aborted.)"""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

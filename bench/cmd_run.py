@@ -371,6 +371,109 @@ def join_processes() -> int:
     return jax.process_index()
 
 
+def _process_count() -> int:
+    """How many processes this run spans (1 unless it joined a multi-process run)."""
+    jax = sys.modules.get("jax")
+    return jax.process_count() if jax is not None and os.environ.get("OPTBENCH_NUM_PROCESSES") else 1
+
+
+#: where each process of a multi-process run says what it runs, and process 0 the verdict
+PLAN_KEY = "optbench/plan/"
+
+
+def _plan_identity(args, plan) -> dict:
+    """What must be the same in every process of a run: the settings and cells (the run's
+    config, device included), whether it resumes, and the plug-in files' contents (their paths
+    may differ from host to host). ``--out`` may differ: only process 0 writes."""
+    import hashlib
+    plugins = []
+    for path in getattr(args, "plugin", None) or []:
+        try:
+            with open(path, "rb") as fh:
+                plugins.append(hashlib.sha256(fh.read()).hexdigest()[:16])
+        except OSError:
+            plugins.append(None)
+    return {"config": _json_safe(plan.config()), "resume": bool(getattr(args, "resume", None)), "plugins": plugins}
+
+
+def _first_difference(a, b, where=""):
+    """(path, a's value, b's value) of the first place two JSON-like values differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                return f"{where}{k}", a.get(k, "(not set)"), b.get(k, "(not set)")
+            hit = _first_difference(a[k], b[k], f"{where}{k}.")
+            if hit:
+                return hit
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (u, v) in enumerate(zip(a, b)):
+            hit = _first_difference(u, v, f"{where.rstrip('.')}[{i}].")
+            if hit:
+                return hit
+        return None
+    return None if a == b else (where.rstrip("."), a, b)
+
+
+def _short(value, width=60) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _same_plan_everywhere(args, rank: int, make_plan):
+    """Build this process's plan and agree on it with the other processes before any cell runs.
+
+    Every process publishes what it runs (or the error that stopped it) in the coordination
+    service's key-value store; process 0 reads them all and publishes a verdict that every process
+    waits for, so they go on together or stop together with one line each. Processes started with
+    different commands (another --starts, say) had run into a collective whose sizes did not match
+    and were aborted from C++ (gloo: "Received data size doesn't match expected size"); one that
+    failed alone (a spec it could not read) left the others waiting in a collective."""
+    from jax._src import distributed as jd
+    from .solve import INIT_TIMEOUT_ENV, INIT_TIMEOUT_S
+    client = jd.global_state.client
+    nproc = _process_count()
+    wait_s = int(os.environ.get(INIT_TIMEOUT_ENV, "").strip() or INIT_TIMEOUT_S)
+    own_error, plan = None, None
+    try:
+        plan = make_plan()
+        mine = {"run": _plan_identity(args, plan)}
+    except OptbenchError as exc:
+        own_error, mine = exc, {"error": str(exc)}
+
+    def read(key, who):
+        try:
+            return client.blocking_key_value_get(PLAN_KEY + key, wait_s * 1000)
+        except Exception:   # noqa: BLE001 — a timeout (or a service gone), in one line
+            raise OptbenchError(f"process {who} did not say within {wait_s} s which run it starts "
+                                f"({INIT_TIMEOUT_ENV} sets the wait)") from None
+
+    client.key_value_set(PLAN_KEY + str(rank), json.dumps(mine, sort_keys=True))
+    if rank == 0:
+        verdict = ""
+        for i in range(1, nproc):
+            theirs = json.loads(read(str(i), i))
+            if verdict:
+                continue
+            if "error" in mine:
+                verdict = f"process 0 could not start the run: {mine['error']}"
+            elif "error" in theirs:
+                verdict = f"process {i} could not start the run: {theirs['error']}"
+            elif theirs["run"] != mine["run"]:
+                where, ours, other = _first_difference(mine["run"], theirs["run"]) or ("run", "", "")
+                verdict = (f"process {i} was started with another run than process 0 ({where}: {_short(other)} "
+                           f"there, {_short(ours)} in process 0); start every process with the same command")
+        client.key_value_set(PLAN_KEY + "verdict", json.dumps(verdict or "ok"))
+    else:
+        verdict = json.loads(read("verdict", 0))
+        verdict = "" if verdict == "ok" else verdict
+    if own_error is not None or verdict:
+        exc = own_error if own_error is not None else OptbenchError(verdict)
+        exc.together = True   # every process stops here: they may leave through JAX's shutdown barrier
+        raise exc
+    return plan
+
+
 def run(args) -> int:
     if os.environ.get("OPTBENCH_NUM_PROCESSES"):
         return _run_native_quiet(args)
@@ -431,9 +534,13 @@ def _run(args, out) -> int:
     # compiled programs kept on disk for the next run of the same cells (bench.solve.enable_program_cache)
     from .solve import enable_program_cache
     enable_program_cache()
-    if rank and resume:
-        raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
-    plan = resume_plan(args) if resume else build_plan(args)
+
+    def make_plan():
+        if rank and resume:
+            raise OptbenchError("--resume is not supported in a multi-process run; resume with one process")
+        return resume_plan(args) if resume else build_plan(args)
+
+    plan = _same_plan_everywhere(args, rank, make_plan) if _process_count() > 1 else make_plan()
     cells = plan.cells
     path = resume or args.out or store.default_run_dir()
     if resume:

@@ -483,7 +483,7 @@ _JOIN = """
 import sys
 print("joining", flush=True)
 from bench.cli import main
-sys.exit(main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", "2", "--no-plots",
+sys.exit(main(["run", "--problems", "rosenbrock", "--optimizers", "newton", "--starts", sys.argv[2], "--no-plots",
                "--out", sys.argv[1]]))
 """
 
@@ -495,10 +495,10 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _joiner(tmp_path, port, nproc, pid, wait, tag):
+def _joiner(tmp_path, port, nproc, pid, wait, tag, starts=2):
     env = dict(os.environ, PYTHONPATH=ROOT, OPTBENCH_CACHE_DIR="off", OPTBENCH_COORDINATOR=f"localhost:{port}",
                OPTBENCH_NUM_PROCESSES=str(nproc), OPTBENCH_PROCESS_ID=str(pid), OPTBENCH_INIT_TIMEOUT=str(wait))
-    return subprocess.Popen([sys.executable, "-c", _JOIN, str(tmp_path / f"run-{tag}")], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-c", _JOIN, str(tmp_path / f"run-{tag}"), str(starts)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -545,6 +545,20 @@ def test_two_processes_with_one_id_end_in_one_line_each(tmp_path):
     # service's warnings about the second registration)
     assert all(e.count("\n") == 1 for e in errs[1:]), errs
     assert "is another process running as OPTBENCH_PROCESS_ID=1?" in errs[1] + errs[2]
+    assert not any(p.name.startswith("run-") for p in tmp_path.iterdir())
+
+
+def test_processes_started_with_different_runs_stop_before_any_cell(tmp_path):
+    """Process 1 started with --starts 3, process 0 with 2: their first collective had mismatched
+    sizes and gloo aborted both from C++ (exit 134), process 0 leaving a run directory behind.
+    They now compare what they run before any cell and both stop with the same line, exit 2."""
+    port = _free_port()
+    procs = [_joiner(tmp_path, port, 2, 0, 60, "p0", starts=2), _joiner(tmp_path, port, 2, 1, 60, "p1", starts=3)]
+    errs = [err for _, err in _finish(procs)]
+    for pr, err in zip(procs, errs):
+        assert pr.returncode == 2, err[-2000:]
+        assert err == ("optbench: error: process 1 was started with another run than process 0 "
+                       "(config.cells[0].starts: 3 there, 2 in process 0); start every process with the same command\n")
     assert not any(p.name.startswith("run-") for p in tmp_path.iterdir())
 
 

@@ -127,12 +127,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        note = getattr(exc, "optbench_note", "")   # what a run kept (bench.cmd_run)
         if _lost_a_process(exc, msg):
             print(f"optbench: error: the distributed run lost a process (it stopped or cannot be reached; "
-                  f"its own output says why): {msg}", file=sys.stderr)
+                  f"its own output says why): {msg}{note}", file=sys.stderr)
             return 1
         hint = "" if debug else " (rerun with --debug for the traceback)"
-        print(f"optbench: internal error: {type(exc).__name__}: {msg}{hint}", file=sys.stderr)
+        print(f"optbench: internal error: {type(exc).__name__}: {msg}{note}{hint}", file=sys.stderr)
         return 1
 
 

@@ -638,9 +638,13 @@ def _run(args, out) -> int:
                 n = len(writer.done_cells())
                 with guard.critical():
                     writer.mark_interrupted(f"error: {first_line(exc)}")
+                kept = f"{n} of {len(cells)} cells are kept in {path} (incomplete)"
                 if isinstance(exc, OptbenchError):
-                    raise OptbenchError(f"{first_line(exc)} — {n} of {len(cells)} cells are kept in {path} "
-                                        f"(incomplete); once fixed, finish with: optbench run --resume {path}") from None
+                    raise OptbenchError(f"{first_line(exc)} — {kept}; once fixed, finish with: "
+                                        f"optbench run --resume {path}") from None
+                # any other failure (a process of a multi-process run lost, an internal fault):
+                # the same note, which bench.cli adds to its line
+                exc.optbench_note = f" — {kept}; finish with: optbench run --resume {path}"
             raise
         finally:
             if writer is not None:

@@ -1409,6 +1409,11 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
     for name, value in (("OPTBENCH_NUM_PROCESSES", nproc), ("OPTBENCH_PROCESS_ID", pid)):
         if value is not None and not str(value).strip().isdigit():
             raise OptbenchError(f"{name} must be a non-negative integer, got {value!r}")
+    if nproc is not None and int(nproc) < 1:
+        raise OptbenchError(f"OPTBENCH_NUM_PROCESSES must be at least 1, got {nproc!r}")
+    if nproc is not None and pid is not None and int(pid) >= int(nproc):
+        raise OptbenchError(f"OPTBENCH_PROCESS_ID must be below OPTBENCH_NUM_PROCESSES={int(nproc)} "
+                            f"(processes are numbered 0 to {int(nproc) - 1}), got {pid!r}")
     wait = env.get(INIT_TIMEOUT_ENV, "").strip() or str(INIT_TIMEOUT_S)
     if not wait.isdigit() or int(wait) < 1:
         raise OptbenchError(f"{INIT_TIMEOUT_ENV} must be a whole number of seconds >= 1, got {wait!r}")
@@ -1436,7 +1441,7 @@ def _join_failure(exc, addr, nproc, pid, wait, took) -> str:
     msg = first_line(exc)
     said = "" if "bad_cast" in msg else f" ({type(exc).__name__}: {msg})"
     where = f" at {addr}" if addr else ""
-    if nproc is None or pid is None:
+    if nproc is None or pid is None or not isinstance(exc, RuntimeError):   # JAX refused the settings
         return f"cannot join the distributed run{where}{said or f' ({type(exc).__name__}: {msg})'}"
     if took >= 0.9 * wait:
         return (f"cannot join the distributed run: not all {nproc} processes joined the coordinator{where} within "

@@ -344,6 +344,13 @@ def test_distributed_settings_that_are_not_an_address_or_a_number(monkeypatch):
         init_distributed("garbage", 1, 0)
     with pytest.raises(OptbenchError, match="OPTBENCH_PROCESS_ID must be a non-negative integer"):
         init_distributed("localhost:1234", 1, "first")
+    # refused before anything waits for a coordinator: process 2 of 2 waited (for a coordinator
+    # that then refuses it), and 0 processes read as "turned away ... another process running?"
+    with pytest.raises(OptbenchError, match=r"OPTBENCH_PROCESS_ID must be below OPTBENCH_NUM_PROCESSES=2 "
+                                            r"\(processes are numbered 0 to 1\), got 2"):
+        init_distributed("localhost:1234", 2, 2)
+    with pytest.raises(OptbenchError, match="OPTBENCH_NUM_PROCESSES must be at least 1, got 0"):
+        init_distributed("localhost:1234", 0, 0)
 
 
 @pytest.mark.parametrize("spec, needle", [

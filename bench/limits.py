@@ -144,6 +144,10 @@ def _residual_count(problem) -> int:
 
 #: L per problem object (see :func:`_largest_array`), with what it was traced from
 _LARGEST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: L per registry-built problem, by spec and registration (a solve given a spec string builds a new
+#: problem object each call, whose f is a new function: :data:`_LARGEST` never matched it)
+_LARGEST_BY_SPEC: Dict[tuple, int] = {}
+_LARGEST_BY_SPEC_MAX = 1024
 
 
 def _sub_jaxprs(params):
@@ -248,6 +252,15 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
     hit = known.get((hessian, dtype, platform))
     if hit is not None and hit[0] == sig:
         return hit[1]
+    # a registry-built problem is the same function for the same spec and registration (what
+    # bench.solve's compiled programs are keyed by, too); its data's shapes are in the key
+    by_spec = None
+    if getattr(problem, "_from_registry", False):
+        by_spec = (problem.spec, problem.name, getattr(problem, "_registration", None), n, dtype, platform, hessian,
+                   sig[6], sig[7])
+        if by_spec in _LARGEST_BY_SPEC:
+            known[(hessian, dtype, platform)] = (sig, _LARGEST_BY_SPEC[by_spec])
+            return _LARGEST_BY_SPEC[by_spec]
 
     def abstract(a):
         a = np.asarray(a)
@@ -265,6 +278,10 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
         big = 0
     big = max(n * n if hessian else n, big)
     known[(hessian, dtype, platform)] = (sig, big)
+    if by_spec is not None:
+        if len(_LARGEST_BY_SPEC) >= _LARGEST_BY_SPEC_MAX:
+            _LARGEST_BY_SPEC.pop(next(iter(_LARGEST_BY_SPEC)))
+        _LARGEST_BY_SPEC[by_spec] = big
     return big
 
 

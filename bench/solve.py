@@ -1466,7 +1466,9 @@ class _join_errors_raise:
     missing when the wait runs out, two processes with one id — raises in the joining thread
     instead of aborting the process from C++ (exit 134 and a stack trace, which is what JAX's
     default callback does). Where this jaxlib has no such client function or argument, the join
-    is JAX's own."""
+    is JAX's own. After the join, an error the coordination service reports (process 0 gone)
+    still ends the process from C++: jaxlib 0.10.2 cannot hand its status to a Python callback,
+    and what was JAX's fatal log line and stack trace is then a ``std::bad_cast`` termination."""
 
     def __enter__(self):
         self._lib = None

@@ -570,6 +570,17 @@ def test_two_processes_with_one_id_end_in_one_line_each(tmp_path):
     assert not any(p.name.startswith("run-") for p in tmp_path.iterdir())
 
 
+def test_the_distributed_error_callback_is_one_line_and_exit_1():
+    """The callback optbench gives JAX's distributed client (where a jaxlib can hand it the
+    coordination service's error) ends the process with one line, not a C++ stack trace."""
+    code = ("import sys, bench; s = sys.modules['bench.solve']; "
+            "s._coordination_lost(RuntimeError('task 1 stopped\\nmore')); print('not reached')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == "optbench: the distributed run failed: task 1 stopped\n"
+
+
 def test_processes_started_with_different_runs_stop_before_any_cell(tmp_path):
     """Process 1 started with --starts 3, process 0 with 2: their first collective had mismatched
     sizes and gloo aborted both from C++ (exit 134), process 0 leaving a run directory behind.

@@ -177,28 +177,3 @@ def test_commands_that_draw_nothing_do_not_load_matplotlib():
             "assert rc == 0, rc; assert 'matplotlib' not in sys.modules, 'matplotlib loaded'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
 
-
-def test_an_internal_fault_after_cells_ran_names_the_kept_cells(tmp_path, capsys, monkeypatch):
-    """A failure that is not optbench's own (an internal fault, or a collective of a
-    multi-process run that lost a process) after a cell was written said only the fault; the
-    half-done run directory was not named. The line now says what is kept and how to finish."""
-    from bench import suite
-    calls = []
-    real = suite.Cell.run
-
-    def second_fails(self, *a, **k):
-        calls.append(self.key)
-        if len(calls) == 2:
-            raise RuntimeError("connection reset by peer")
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(suite.Cell, "run", second_fails)
-    out = str(tmp_path / "run")
-    assert main(["run", "--problems", "himmelblau", "--optimizers", "newton,bfgs", "--starts", "2",
-                 "--max-iter", "30", "--out", out, "--quiet", "--no-plots"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
-    assert err.startswith("optbench: internal error: RuntimeError: connection reset by peer — 1 of 2 cells are "
-                          f"kept in {out} (incomplete); finish with: optbench run --resume {out}"), err
-    meta = store.load_meta(out)
-    assert meta["complete"] is False and len(meta["cells_done"]) == 1

@@ -235,8 +235,9 @@ def test_internal_error_mid_run_exits_1_and_keeps_finished_cells(shared, tmp_pat
     out = str(tmp_path / "r")
     assert main(["run", *SETTINGS, "--repeats", "2", "--out", out]) == 1
     err = capsys.readouterr().err
-    assert err == ("optbench: internal error: RuntimeError: solver blew up (rerun with --debug for the "
-                   "traceback)\n")
+    # the line names what is kept and how to finish, as an optbench error's does
+    assert err == (f"optbench: internal error: RuntimeError: solver blew up — 1 of 6 cells are kept in {out} "
+                   f"(incomplete); finish with: optbench run --resume {out} (rerun with --debug for the traceback)\n")
     meta = _meta(out)
     assert meta["complete"] is False and meta["cells_done"] == [["rosenbrock", "gd"]]
     assert not os.path.exists(os.path.join(out, store.LOCK_NAME))

@@ -176,4 +176,3 @@ def test_commands_that_draw_nothing_do_not_load_matplotlib():
     code = ("import sys; from bench.cli import main; rc = main(['list', 'problems']); "
             "assert rc == 0, rc; assert 'matplotlib' not in sys.modules, 'matplotlib loaded'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
-

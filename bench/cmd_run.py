@@ -383,17 +383,24 @@ PLAN_KEY = "optbench/plan/"
 
 def _plan_identity(args, plan) -> dict:
     """What must be the same in every process of a run: the settings and cells (the run's
-    config, device included), whether it resumes, and the plug-in files' contents (their paths
-    may differ from host to host). ``--out`` may differ: only process 0 writes."""
+    config, device included), whether it resumes, and the contents of the suite file and of the
+    plug-in files, the suite's and ``--plugin``'s (their paths may differ from host to host).
+    ``--out`` may differ: only process 0 writes."""
     import hashlib
-    plugins = []
-    for path in getattr(args, "plugin", None) or []:
+
+    def content(path):
         try:
             with open(path, "rb") as fh:
-                plugins.append(hashlib.sha256(fh.read()).hexdigest()[:16])
-        except OSError:
-            plugins.append(None)
-    return {"config": _json_safe(plan.config()), "resume": bool(getattr(args, "resume", None)), "plugins": plugins}
+                return hashlib.sha256(fh.read()).hexdigest()[:16]
+        except (OSError, TypeError):
+            return None
+
+    config = _json_safe(plan.config())
+    suite_file = config.pop("suite_file", None)
+    suite_plugins = config.pop("plugins", [])
+    return {"config": config, "resume": bool(getattr(args, "resume", None)),
+            "suite_file": content(suite_file) if suite_file else None,
+            "plugins": [content(p) for p in list(suite_plugins) + list(getattr(args, "plugin", None) or [])]}
 
 
 def _first_difference(a, b, where=""):

@@ -626,3 +626,29 @@ def test_a_process_killed_mid_run_ends_the_others_in_one_line_at_once(tmp_path):
     assert procs[0].returncode == 1, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("optbench: error: the distributed run lost a process"), err[-3000:]
     assert "Check failure" not in err and took < 60
+
+
+def test_what_processes_compare_is_the_run_not_where_its_files_lie(tmp_path):
+    """The check that every process runs the same thing compares the suite file's and plug-in
+    files' contents, not their paths (hosts may keep them in different places); a change to a
+    suite file's contents, or to a setting, is a difference."""
+    import argparse
+    from bench import cmd_run
+    text = open(os.path.join(ROOT, "suites", "default.toml"), encoding="utf-8").read()
+    a, b = tmp_path / "a" / "s.toml", tmp_path / "b" / "suite.toml"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_text(text)
+
+    def identity(path, starts=None):
+        args = argparse.Namespace(suite=str(path), problems="rosenbrock", optimizers="newton", starts=starts)
+        for name in ("plugin", "seed", "max_iter", "gtol", "dtype", "repeats", "pack", "fuse_loops", "device",
+                     "resume"):
+            setattr(args, name, None)
+        return cmd_run._plan_identity(args, cmd_run.build_plan(args))
+
+    assert identity(a) == identity(b)
+    assert identity(a)["suite_file"] is not None
+    assert identity(a, starts=3) != identity(b)
+    b.write_text(text + "\n# another comment\n")
+    assert identity(a)["suite_file"] != identity(b)["suite_file"]

@@ -174,14 +174,11 @@ def _leave_distributed_run(code: int) -> None:
     (A failure that stops every process at one point — their runs differ — leaves through the
     barrier: each process gets there, and leaving without it let the coordinator's process end
     the service while another still printed its line, which JAX then aborted.)"""
+    from .cmd_run import _flush_c_stdio
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    try:
-        import ctypes
-        ctypes.CDLL(None).fflush(None)   # what native code buffered on C's streams
-    except (OSError, AttributeError):
-        pass
+    _flush_c_stdio()   # what native code buffered on C's streams
     os._exit(code)

@@ -395,7 +395,7 @@ def _plan_identity(args, plan) -> dict:
         except (OSError, TypeError):
             return None
 
-    config = _json_safe(plan.config())
+    config = plan.config()
     suite_file = config.pop("suite_file", None)
     suite_plugins = config.pop("plugins", [])
     return {"config": config, "resume": bool(getattr(args, "resume", None)),
@@ -437,16 +437,20 @@ def _same_plan_everywhere(args, rank: int, make_plan):
     and were aborted from C++ (gloo: "Received data size doesn't match expected size"); one that
     failed alone (a spec it could not read) left the others waiting in a collective."""
     from jax._src import distributed as jd
-    from .solve import INIT_TIMEOUT_ENV, INIT_TIMEOUT_S
+    from .solve import INIT_TIMEOUT_ENV, init_timeout_s
     client = jd.global_state.client
     nproc = _process_count()
-    wait_s = int(os.environ.get(INIT_TIMEOUT_ENV, "").strip() or INIT_TIMEOUT_S)
+    wait_s = init_timeout_s()
     own_error, plan = None, None
     try:
         plan = make_plan()
         mine = {"run": _plan_identity(args, plan)}
     except OptbenchError as exc:
         own_error, mine = exc, {"error": str(exc)}
+    # every process's entry is compared as published (JSON), process 0's own too: a tuple here is
+    # a list there, and a NaN is equal to itself only as text
+    mine_text = json.dumps(mine, sort_keys=True)
+    mine = json.loads(mine_text)
 
     def read(key, who):
         try:
@@ -455,18 +459,19 @@ def _same_plan_everywhere(args, rank: int, make_plan):
             raise OptbenchError(f"process {who} did not say within {wait_s} s which run it starts "
                                 f"({INIT_TIMEOUT_ENV} sets the wait)") from None
 
-    client.key_value_set(PLAN_KEY + str(rank), json.dumps(mine, sort_keys=True))
+    client.key_value_set(PLAN_KEY + str(rank), mine_text)
     if rank == 0:
         verdict = ""
         for i in range(1, nproc):
-            theirs = json.loads(read(str(i), i))
+            theirs_text = read(str(i), i)
+            theirs = json.loads(theirs_text)
             if verdict:
                 continue
             if "error" in mine:
                 verdict = f"process 0 could not start the run: {mine['error']}"
             elif "error" in theirs:
                 verdict = f"process {i} could not start the run: {theirs['error']}"
-            elif theirs["run"] != mine["run"]:
+            elif theirs_text != mine_text:
                 where, ours, other = _first_difference(mine["run"], theirs["run"]) or ("run", "", "")
                 verdict = (f"process {i} was started with another run than process 0 ({where}: {_short(other)} "
                            f"there, {_short(ours)} in process 0); start every process with the same command")

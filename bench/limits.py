@@ -243,8 +243,9 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
     problem that cannot be traced counts that least (its own check reports why)."""
     import jax
     n = int(problem.dim)
-    sig = (n, dtype, platform, hessian, problem.f, problem.residuals, jax.tree_util.tree_structure(problem.data),
-           tuple(np.shape(a) for a in jax.tree_util.tree_leaves(problem.data)))
+    data_sig = (jax.tree_util.tree_structure(problem.data),
+                tuple(np.shape(a) for a in jax.tree_util.tree_leaves(problem.data)))
+    sig = (n, dtype, platform, hessian, problem.f, problem.residuals) + data_sig
     try:
         known = _LARGEST.setdefault(problem, {})
     except TypeError:   # not weakly referenceable: no cache
@@ -256,8 +257,8 @@ def _largest_array(problem, dtype: str = "float64", platform: str = "cpu", hessi
     # bench.solve's compiled programs are keyed by, too); its data's shapes are in the key
     by_spec = None
     if getattr(problem, "_from_registry", False):
-        by_spec = (problem.spec, problem.name, getattr(problem, "_registration", None), n, dtype, platform, hessian,
-                   sig[6], sig[7])
+        by_spec = (problem.spec, problem.name, getattr(problem, "_registration", None), n, dtype, platform,
+                   hessian) + data_sig
         if by_spec in _LARGEST_BY_SPEC:
             known[(hessian, dtype, platform)] = (sig, _LARGEST_BY_SPEC[by_spec])
             return _LARGEST_BY_SPEC[by_spec]

@@ -1414,21 +1414,29 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
     if nproc is not None and pid is not None and int(pid) >= int(nproc):
         raise OptbenchError(f"OPTBENCH_PROCESS_ID must be below OPTBENCH_NUM_PROCESSES={int(nproc)} "
                             f"(processes are numbered 0 to {int(nproc) - 1}), got {pid!r}")
-    wait = env.get(INIT_TIMEOUT_ENV, "").strip() or str(INIT_TIMEOUT_S)
-    if not wait.isdigit() or int(wait) < 1:
-        raise OptbenchError(f"{INIT_TIMEOUT_ENV} must be a whole number of seconds >= 1, got {wait!r}")
+    wait = init_timeout_s()
     if addr is not None and pid is not None and int(pid) != 0:
-        _reach_coordinator(addr, int(wait))
+        _reach_coordinator(addr, wait)
     nproc = None if nproc is None else int(nproc)
     pid = None if pid is None else int(pid)
     t0 = time.monotonic()
     try:
         with _join_errors_raise():
             jax.distributed.initialize(coordinator_address=addr, num_processes=nproc, process_id=pid,
-                                       initialization_timeout=int(wait))
+                                       initialization_timeout=wait)
     except Exception as exc:   # noqa: BLE001 — JAX's and the coordination service's errors, in one line
         _forget_failed_join()
-        raise OptbenchError(_join_failure(exc, addr, nproc, pid, int(wait), time.monotonic() - t0)) from None
+        raise OptbenchError(_join_failure(exc, addr, nproc, pid, wait, time.monotonic() - t0)) from None
+
+
+def init_timeout_s() -> int:
+    """Seconds a process waits to join a multi-process run, and then for the others to say what
+    they run: ``OPTBENCH_INIT_TIMEOUT`` (default :data:`INIT_TIMEOUT_S`); one line if it is not a
+    whole number of seconds >= 1."""
+    wait = os.environ.get(INIT_TIMEOUT_ENV, "").strip() or str(INIT_TIMEOUT_S)
+    if not wait.isdigit() or int(wait) < 1:
+        raise OptbenchError(f"{INIT_TIMEOUT_ENV} must be a whole number of seconds >= 1, got {wait!r}")
+    return int(wait)
 
 
 def _join_failure(exc, addr, nproc, pid, wait, took) -> str:
@@ -1442,7 +1450,7 @@ def _join_failure(exc, addr, nproc, pid, wait, took) -> str:
     said = "" if "bad_cast" in msg else f" ({type(exc).__name__}: {msg})"
     where = f" at {addr}" if addr else ""
     if nproc is None or pid is None or not isinstance(exc, RuntimeError):   # JAX refused the settings
-        return f"cannot join the distributed run{where}{said or f' ({type(exc).__name__}: {msg})'}"
+        return f"cannot join the distributed run{where} ({type(exc).__name__}: {msg})"
     if took >= 0.9 * wait:
         return (f"cannot join the distributed run: not all {nproc} processes joined the coordinator{where} within "
                 f"{wait} s{said}: start OPTBENCH_PROCESS_ID 0 to {nproc - 1} once each, all with "

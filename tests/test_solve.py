@@ -325,17 +325,24 @@ def test_the_reported_gradient_norm_is_the_one_the_convergence_test_used(pack):
 
 def test_float32_success_is_judged_on_f_in_float64():
     # MGH Meyer: f* = 87.9459 and the float32 tolerance √ε·|f*| = 0.03, but f's float32 value is
-    # off by 0.1–0.24 at these points (87.96 and 87.83 where float64 says 88.05 and 88.07): judged
-    # on the float32 value, stalled starts above f* by 0.1 counted as solved
+    # off by 0.1–0.24 at the points float32 LM stalls at (87.96 and 87.83 where float64 says 88.05
+    # and 88.07): judged on the float32 value, stalled starts above f* by 0.1 counted as solved.
+    # Which starts stall where depends on the CPU's float32 rounding (on one machine x0 stalled at
+    # 88.02, on another it reached 87.9497), so the test takes nine starts and asks that each is
+    # judged on its float64 value, and that some are starts the float32 value would misjudge.
     p = problems.get("mgh:meyer")
-    x0s = np.vstack([p.x0, p.random_starts(3, seed=0)[2]])
+    x0s = np.vstack([p.x0, p.random_starts(8, seed=0)])
     r = bench.solve(p, "levenberg-marquardt", x0s, dtype="float32", gtol=1e-3)
     f64 = np.array([float(p(np.asarray(x, np.float64))) for x in r.x])
-    from bench.solve import f_in_float64, success_tol
+    from bench.solve import f_in_float64, success_mask, success_tol
     tol = success_tol(p.f_star, "float32")
-    assert np.all(f64 - p.f_star > tol)          # none of these points is within the tolerance
-    assert not r.success.any()
     np.testing.assert_allclose(f_in_float64(p, r.x), f64, rtol=1e-12)
+    stopped = np.isin(r.status, ["converged", "stalled", "linesearch_failed", "singular"])
+    assert stopped.sum() >= 6
+    np.testing.assert_array_equal(r.success, stopped & (f64 - p.f_star <= tol))
+    misjudged = success_mask(r.status_code, np.asarray(r.fun, np.float64), p.f_star, "float32") & ~r.success
+    assert misjudged.any()                      # a float32 value within the tolerance, float64's not
+    assert (f64[misjudged] - p.f_star > tol).all()
     # at points that are within it, float32 runs still succeed
     q = bench.solve("rosenbrock", "newton", np.array([[-1.2, 1.0], [0.5, 0.5]]), dtype="float32", gtol=1e-3)
     assert q.success.all()

@@ -550,6 +550,35 @@ SMALL_BATCH_MAX = 64
 _OPTIONS_OK = {"cpu": True, "small_batch": True}
 
 
+#: XLA options added on CPU for small problems whose loop carries only small arrays: no kernel
+#: split across XLA's threads (its HLO pass ``cpu-parallel-task-assigner`` off). XLA's cost model
+#: counts 10 cycles per byte a fusion touches and splits any fusion with more arithmetic than
+#: bytes once it predicts 100 µs of work, so the 2-D modified-Newton direction over 10³ starts
+#: (64 KB) runs in two halves: a kernel of a few µs then waits 15–30 µs for a sleeping pool
+#: thread. A memory-bound fusion it splits only from 512 KiB touched (256 KB a thread), and
+#: there the second thread pays: the selects of large L-BFGS memories and BFGS matrices, which
+#: read two arrays and write a third. So the pass is off only where the largest array the
+#: iteration loop carries, over all starts (:func:`_largest_array_bytes`), is at most
+#: :data:`NO_SPLIT_ARRAY_MAX` bytes, a third of 512 KiB. Measured with ``bench.solve`` (history
+#: on), interleaved in one process, times with the pass off over times with it on, the same bits:
+#: 2-D Rosenbrock, newton 0.80–0.92× at 10³ starts, 0.76× at 3,000, 0.74× at 10⁴; gauss-newton
+#: 0.93× at 10³; bfgs 0.89× at 3,000, 0.88× at 5,000; levenberg-marquardt and lbfgs at 10³
+#: 1.00–1.02×; 10-D Rosenbrock, newton on 500 starts 0.59×; 50-D on 100 starts 0.60×. Where the
+#: largest array is above the bound, off lost: 2-D, bfgs at 10⁴ starts 1.14× (its 2×2 matrices,
+#: 320 KB), lbfgs at 1,500 starts 1.03× and 5,000 1.15× (memories 240 KB and 800 KB); 10-D lbfgs
+#: on 300 starts 1.015×; 50-D on 100 starts, bfgs 1.51×, lbfgs 1.04× — and gained elsewhere
+#: (gauss-newton 0.91× at 10⁴ 2-D starts, bfgs 0.96× on 500 10-D starts), which the bound gives up.
+NO_SPLIT_OPTIONS = {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}
+NO_SPLIT_ARRAY_MAX = (1 << 19) // 3
+
+
+def _largest_array_bytes(tree) -> int:
+    """Bytes of the largest array in a pytree of arrays or shapes (a loop's carried state, all
+    starts), 0 for none. JAX's extended dtypes (an optax state's random keys) say their own size."""
+    return max((int(np.prod(a.shape)) * int(a.dtype.itemsize) for a in jax.tree_util.tree_leaves(tree)),
+               default=0)
+
+
 def small_batch(batch: int, n: int) -> bool:
     """Whether ``batch`` starts of dimension ``n`` are a small batch (:data:`SMALL_BATCH_MAX`)."""
     return 0 < int(batch) * int(n) <= SMALL_BATCH_MAX
@@ -666,11 +695,13 @@ def format_backend_options(opts: Dict[str, str]) -> str:
 
 
 def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: bool = False,
-                own: bool = True, batch: int = 0):
+                own: bool = True, batch: int = 0, array_bytes: int = 0):
     """The XLA options optbench compiles a problem of dimension ``n`` whose data holds
     ``data_size`` numbers with on this platform, or None for XLA's defaults. On the CPU: optbench's
     own (:data:`CPU_COMPILER_OPTIONS`, and :data:`SMALL_PROBLEM_OPTIONS` for small problems, with
-    :data:`SMALL_BATCH_OPTIONS` too for a small batch of ``batch`` starts, 0 for none said),
+    :data:`SMALL_BATCH_OPTIONS` too for a small batch of ``batch`` starts, 0 for none said, and
+    :data:`NO_SPLIT_OPTIONS` where the largest array the program's loop carries, ``array_bytes``
+    (0 for none said), is at most :data:`NO_SPLIT_ARRAY_MAX` bytes),
     unless ``OPTBENCH_XLA_DEFAULTS=1`` or this jaxlib turned out not to know them; on any
     platform, then, the options in ``OPTBENCH_XLA_OPTIONS``
     (:func:`user_xla_options`), which win over optbench's (backend options merged name by name; a
@@ -686,6 +717,8 @@ def xla_options(platform_name: str, n: int = 0, data_size: int = 0, fuse_loops: 
             options.update(SMALL_PROBLEM_OPTIONS)
             if _OPTIONS_OK["small_batch"] and small_batch(batch, n):
                 options.update(SMALL_BATCH_OPTIONS)
+            if 0 < array_bytes <= NO_SPLIT_ARRAY_MAX:
+                options.update(NO_SPLIT_OPTIONS)
     if fuse_loops and platform_name == "cpu":
         if _backend_options_hook() is None:
             raise OptbenchError("fuse_loops=True needs a JAX whose compile options optbench can extend "
@@ -788,9 +821,10 @@ class _backend_options:
 
 
 def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bool = False, batch: int = 0,
-                    fresh: Optional[list] = None):
+                    fresh: Optional[list] = None, array_bytes: int = 0):
     """``lowered.compile()`` with :func:`xla_options` for ``batch`` starts (0: not said) of a
-    problem of dimension ``n`` whose data holds ``data_size`` numbers (``fuse_loops``: see there;
+    problem of dimension ``n`` whose data holds ``data_size`` numbers, the largest array the
+    program's loop carries ``array_bytes`` long (0: not said) (``fuse_loops``: see there;
     where this jaxlib does not know the small-batch option, without it from then on, and where it
     does not know optbench's other options, without any of optbench's own from then on; options
     from ``OPTBENCH_XLA_OPTIONS`` that it does not know are a one-line error). ``fresh``: a list,
@@ -807,7 +841,7 @@ def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bo
             fresh.append(_jax_cache_hits() != hits)
         return exe
 
-    options = xla_options(dev.platform, n, data_size, fuse_loops, batch=batch)
+    options = xla_options(dev.platform, n, data_size, fuse_loops, batch=batch, array_bytes=array_bytes)
     if options is None:
         return compile_with(None)
     try:
@@ -818,7 +852,7 @@ def compile_lowered(lowered, dev, n: int = 0, data_size: int = 0, fuse_loops: bo
     if dev.platform == "cpu" and any(k in options for k in SMALL_BATCH_OPTIONS):
         # an XLA without the older emitters' switch: small batches compile as large ones do
         try:
-            exe = compile_with(xla_options(dev.platform, n, data_size, fuse_loops))
+            exe = compile_with(xla_options(dev.platform, n, data_size, fuse_loops, array_bytes=array_bytes))
             _OPTIONS_OK["small_batch"] = False
             return exe
         except Exception as e:
@@ -1273,6 +1307,8 @@ def _program_key(problem, optimizer, devs, b, bp, n, dtype, chunk, tiling, histo
                                                                  for a in leaves]],
              "fuse_loops": bool(fuse_loops),
              "options": repr(xla_options(dev.platform, n, _data_size(data), fuse_loops, batch=b)),
+             # the carried arrays' sizes, which decide NO_SPLIT_OPTIONS, follow from the fields above
+             "no_split": [repr(NO_SPLIT_OPTIONS), NO_SPLIT_ARRAY_MAX],
              "options_ok": sorted(_OPTIONS_OK.items()), "env": list(_xla_settings())}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest() + ".pkl"
 
@@ -1661,6 +1697,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))
         start_low = jax.jit(start, out_shardings=(lanes, row_lanes)).lower(xs, data, g, mi)
         carry_shape = start_low.out_info[0]
+        state = _largest_array_bytes(carry_shape)
         row = start_low.out_info[1]
         if tiling[0] > 1:   # the chunks' rows name each slot's start in one more int field
             row = (row[0], jax.ShapeDtypeStruct((row[1].shape[0] + 1,) + row[1].shape[1:], row[1].dtype))
@@ -1670,10 +1707,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch, cached)
+            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch, cached, state)
             adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 carry_spec, hist_spec, data, g, mi, k_spec)
-            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch, cached)
+            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch, cached, state)
             start_exe = start_fut.result()
         exes = (start_exe, adv_exe)
     else:
@@ -1682,9 +1719,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # (measured on 2-D Newton, 10³ starts: 0.82 against 0.90 ms a run)
         first_low = jax.jit(first, out_shardings=(lanes, whole, ())).lower(xs, data, g, mi, k_spec)
         carry_shape = first_low.out_info[0]
+        state = _largest_array_bytes(carry_shape)
         carry_spec = on_lanes(carry_shape)
         hist_spec = ()
-        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch, cached))
+        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch, cached, state))
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
@@ -1695,7 +1733,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
             perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
             low = jax.jit(packed, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 tuple(carry_spec) + (perm_spec,), hist_spec, data, g, mi, k_spec)
-            return compile_lowered(low, dev, n, data_size, fuse_loops, batch)
+            return compile_lowered(low, dev, n, data_size, fuse_loops, batch, array_bytes=state)
         info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
     info["alive"] = _alive(problem)

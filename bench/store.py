@@ -280,7 +280,7 @@ def _cpu_threads() -> int:
 
 
 def _xla_options(platform_name: str):
-    from .solve import SMALL_BATCH_MAX, SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
+    from .solve import NO_SPLIT_ARRAY_MAX, SMALL_BATCH_MAX, SMALL_DATA_MAX, SMALL_DIM_MAX, xla_options
     options = xla_options(platform_name, n=SMALL_DIM_MAX + 1)   # what every problem gets
     if options is None:
         return "xla defaults"
@@ -294,6 +294,11 @@ def _xla_options(platform_name: str):
     batch_extra = {k: v for k, v in tiny.items() if small.get(k) != v}
     if batch_extra:
         rec["small_problems"]["small_batches"] = {"options": batch_extra, "for_starts_times_dim_at_most": SMALL_BATCH_MAX}
+    lean = xla_options(platform_name, n=1, array_bytes=1)   # and loops carrying only small arrays besides
+    lean_extra = {k: v for k, v in lean.items() if small.get(k) != v}
+    if lean_extra:
+        rec["small_problems"]["small_arrays"] = {"options": lean_extra, "for_largest_carried_array_bytes_at_most":
+                                                 NO_SPLIT_ARRAY_MAX}
     return rec
 
 

@@ -232,6 +232,71 @@ def test_small_batches_compile_with_the_older_emitters(monkeypatch):
     assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=1) is None
 
 
+def test_loops_of_small_arrays_compile_without_split_kernels(monkeypatch):
+    """A small problem whose loop carries no array (all starts) above NO_SPLIT_ARRAY_MAX bytes also
+    gets NO_SPLIT_OPTIONS (XLA's pass that splits one kernel across threads off); a larger array,
+    a size not said (0), a large problem or large data do not, nor anything off the CPU or with
+    OPTBENCH_XLA_DEFAULTS=1; the user's own value of the option wins."""
+    lowered, cpu = _options_probe(monkeypatch)
+    always, small, lean = solve_mod.CPU_COMPILER_OPTIONS, solve_mod.SMALL_PROBLEM_OPTIONS, solve_mod.NO_SPLIT_OPTIONS
+    top = solve_mod.NO_SPLIT_ARRAY_MAX
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=1000, array_bytes=top) == {**always, **small, **lean}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=1000, array_bytes=top + 1) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=1000) == {**always, **small}
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, batch=8, array_bytes=64) == {
+        **always, **small, **solve_mod.SMALL_BATCH_OPTIONS, **lean}
+    assert solve_mod.compile_lowered(lowered, cpu, solve_mod.SMALL_DIM_MAX + 1, 0, array_bytes=64) == always
+    assert solve_mod.compile_lowered(lowered, cpu, 2, solve_mod.SMALL_DATA_MAX + 1, array_bytes=64) == always
+    assert solve_mod.xla_options("gpu", 2, 0, array_bytes=64) is None
+    mine = {next(iter(lean)): ""}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(mine))
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, array_bytes=64) == {**always, **small, **mine}
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
+    assert solve_mod.compile_lowered(lowered, cpu, 2, 100, array_bytes=64) is None
+
+
+def _split_kernels() -> int:
+    """Kernels split across threads in the compiled programs this process keeps."""
+    return sum(exe.as_text().count('outer_dimension_partitions":["')
+               for entry in solve_mod._COMPILED.values() for exe in entry[0] if exe is not None)
+
+
+def test_a_loop_of_small_arrays_runs_unsplit_with_the_same_results(monkeypatch):
+    """Real compiles: 2-D Newton on 10³ starts carries arrays of at most 16 kB (x and ∇f), so its
+    programs are compiled with no kernel split across threads; forced back on
+    (OPTBENCH_XLA_OPTIONS), XLA splits the modified-Newton direction's kernel, and the results are
+    the same bits. The perf floors follow the same rule, their arrays found the same way (among
+    what their iteration loop carries)."""
+    from bench import kernels, perf
+    monkeypatch.delenv("OPTBENCH_XLA_DEFAULTS", raising=False)
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS", raising=False)
+    monkeypatch.setattr(solve_mod, "_OPTIONS_OK", {"cpu": True, "small_batch": True})
+    starts = np.random.default_rng(2).uniform(-2, 2, (1000, 2))
+    seen = []
+    real = solve_mod.compile_lowered
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("array_bytes", args[7] if len(args) > 7 else 0))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(solve_mod, "compile_lowered", spy)
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    lean = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=200, history=False)
+    assert seen == [1000 * 2 * 8]
+    assert _split_kernels() == 0
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({next(iter(solve_mod.NO_SPLIT_OPTIONS)): ""}))
+    monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
+    split = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=200, history=False)
+    assert _split_kernels() > 0
+    assert (lean.status == "converged").all()
+    np.testing.assert_array_equal(lean.x, split.x)
+    np.testing.assert_array_equal(lean.nit, split.nit)
+    # the floor carries x, y, f, ∇f and the Hessian's two varying entries as float64 arrays of B
+    xj = jnp.asarray(starts)
+    assert perf._loop_array_bytes(lambda x, g: kernels.rosenbrock2_newton(x, g), xj, jnp.asarray(1e-8)) == 1000 * 8
+    assert perf._loop_array_bytes(lambda x: x * 2.0, xj) == 0
+
+
 def test_a_small_batch_gives_the_same_results_and_an_xla_without_its_option_keeps_the_others(monkeypatch):
     """Real compiles: 4 starts of 2-D Rosenbrock compiled with the small-batch options (the
     default) and without them (forced through OPTBENCH_XLA_OPTIONS) take the same iterations to
@@ -245,9 +310,10 @@ def test_a_small_batch_gives_the_same_results_and_an_xla_without_its_option_keep
     seen = []
     real = solve_mod.compile_lowered
 
-    def spy(lowered, dev, n=0, data_size=0, fuse_loops=False, batch=0, jax_cache=True):
-        exe = real(lowered, dev, n, data_size, fuse_loops, batch, jax_cache)
-        seen.append(solve_mod.xla_options(dev.platform, n, data_size, fuse_loops, batch=batch))
+    def spy(lowered, dev, n=0, data_size=0, fuse_loops=False, batch=0, jax_cache=True, array_bytes=0):
+        exe = real(lowered, dev, n, data_size, fuse_loops, batch, jax_cache, array_bytes)
+        seen.append(solve_mod.xla_options(dev.platform, n, data_size, fuse_loops, batch=batch,
+                                          array_bytes=array_bytes))
         return exe
     monkeypatch.setattr(solve_mod, "compile_lowered", spy)
     small = solve_mod.solve("rosenbrock", "bfgs", starts, max_iter=200, history=False)
@@ -313,6 +379,11 @@ def test_user_xla_options_from_the_environment(monkeypatch):
     assert rec["small_problems"]["options"] == solve_mod.SMALL_PROBLEM_OPTIONS
     assert rec["small_problems"]["small_batches"] == {"options": solve_mod.SMALL_BATCH_OPTIONS,
                                                       "for_starts_times_dim_at_most": solve_mod.SMALL_BATCH_MAX}
+    assert "small_arrays" not in rec["small_problems"]   # the user's xla_disable_hlo_passes wins there
+    monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")
+    assert store._xla_options("cpu")["small_problems"]["small_arrays"] == {
+        "options": solve_mod.NO_SPLIT_OPTIONS, "for_largest_carried_array_bytes_at_most": solve_mod.NO_SPLIT_ARRAY_MAX}
+    monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps(user))
     monkeypatch.setenv("OPTBENCH_XLA_DEFAULTS", "1")
     assert store._xla_options("cpu") == {"options": user}
     monkeypatch.delenv("OPTBENCH_XLA_OPTIONS")

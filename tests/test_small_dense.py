@@ -287,7 +287,8 @@ def test_a_loop_of_small_arrays_runs_unsplit_with_the_same_results(monkeypatch):
     monkeypatch.setenv("OPTBENCH_XLA_OPTIONS", json.dumps({next(iter(solve_mod.NO_SPLIT_OPTIONS)): ""}))
     monkeypatch.setattr(solve_mod, "_COMPILED", collections.OrderedDict())
     split = solve_mod.solve("rosenbrock", "newton:mode=minimize", starts, max_iter=200, history=False)
-    assert _split_kernels() > 0
+    if solve_mod.cpu_threads() > 1:   # XLA splits kernels only for a pool of several threads
+        assert _split_kernels() > 0
     assert (lean.status == "converged").all()
     np.testing.assert_array_equal(lean.x, split.x)
     np.testing.assert_array_equal(lean.nit, split.nit)

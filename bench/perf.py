@@ -198,18 +198,17 @@ def _loop_array_bytes(fn, *args) -> int:
     """Bytes of the largest array the first ``while_loop`` ``fn`` runs on ``args`` carries (a
     floor kernel's iteration loop: its state over all starts), 0 if it runs none; traced
     abstractly."""
+    from .limits import _sub_jaxprs
     from .solve import _largest_array_bytes
 
     def first_while(jaxpr):
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "while":
                 return eqn
-            for value in eqn.params.values():
-                sub = getattr(value, "jaxpr", None)
-                if sub is not None:
-                    found = first_while(sub if hasattr(sub, "eqns") else sub.jaxpr)
-                    if found is not None:
-                        return found
+            for sub in _sub_jaxprs(eqn.params):
+                found = first_while(sub)
+                if found is not None:
+                    return found
         return None
 
     eqn = first_while(jax.make_jaxpr(fn)(*args).jaxpr)
@@ -224,14 +223,14 @@ def _aot(fn, *args, xla_for=None, device=None):
     optbench's own programs get for such a problem, batch and loop state (its largest array,
     found as for optbench's programs among what the iteration loop carries,
     :func:`_loop_array_bytes`; ``bench.solve.compile_lowered``), else with XLA's defaults."""
-    state = 0 if xla_for is None else _loop_array_bytes(fn, *args)   # not timed: optbench's comes with its lowering
+    array_bytes = 0 if xla_for is None else _loop_array_bytes(fn, *args)   # not timed: optbench's comes with its lowering
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     if xla_for is None:
         exe = lowered.compile()
     else:
         from .solve import compile_lowered
-        exe = compile_lowered(lowered, device, *xla_for, array_bytes=state)
+        exe = compile_lowered(lowered, device, *xla_for, array_bytes=array_bytes)
     return exe, time.perf_counter() - t0
 
 

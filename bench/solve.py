@@ -1697,7 +1697,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         row_lanes = jax.sharding.NamedSharding(lanes.mesh, jax.sharding.PartitionSpec(None, "batch"))
         start_low = jax.jit(start, out_shardings=(lanes, row_lanes)).lower(xs, data, g, mi)
         carry_shape = start_low.out_info[0]
-        state = _largest_array_bytes(carry_shape)
+        array_bytes = _largest_array_bytes(carry_shape)
         row = start_low.out_info[1]
         if tiling[0] > 1:   # the chunks' rows name each slot's start in one more int field
             row = (row[0], jax.ShapeDtypeStruct((row[1].shape[0] + 1,) + row[1].shape[1:], row[1].dtype))
@@ -1707,10 +1707,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # compiles the loop (XLA releases the GIL): a cold compile is the longer of the two,
         # not their sum
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch, cached, state)
+            start_fut = pool.submit(compile_lowered, start_low, dev, n, data_size, fuse_loops, batch, cached, array_bytes)
             adv_exe = jax.jit(advance, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 carry_spec, hist_spec, data, g, mi, k_spec)
-            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch, cached, state)
+            adv_exe = compile_lowered(adv_exe, dev, n, data_size, fuse_loops, batch, cached, array_bytes)
             start_exe = start_fut.result()
         exes = (start_exe, adv_exe)
     else:
@@ -1719,10 +1719,10 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
         # (measured on 2-D Newton, 10³ starts: 0.82 against 0.90 ms a run)
         first_low = jax.jit(first, out_shardings=(lanes, whole, ())).lower(xs, data, g, mi, k_spec)
         carry_shape = first_low.out_info[0]
-        state = _largest_array_bytes(carry_shape)
+        array_bytes = _largest_array_bytes(carry_shape)
         carry_spec = on_lanes(carry_shape)
         hist_spec = ()
-        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch, cached, state))
+        exes = (None, compile_lowered(first_low, dev, n, data_size, fuse_loops, batch, cached, array_bytes))
     compile_s = time.perf_counter() - t0
     with _KEY_LOCKS_GUARD:
         _STATS["compiles"] += 1
@@ -1733,7 +1733,7 @@ def _compile_entry_unchecked(key, problem, optimizer, n, chunk, tiling, xs, data
             perm_spec = jax.ShapeDtypeStruct((carry_shape[1].shape[0],), jnp.int32, sharding=lanes)
             low = jax.jit(packed, donate_argnums=(0, 1), out_shardings=(lanes, whole, hist_sh)).lower(
                 tuple(carry_spec) + (perm_spec,), hist_spec, data, g, mi, k_spec)
-            return compile_lowered(low, dev, n, data_size, fuse_loops, batch, array_bytes=state)
+            return compile_lowered(low, dev, n, data_size, fuse_loops, batch, array_bytes=array_bytes)
         info["compile_packed"] = compile_packed
     # keep the objects alive so their ids stay valid; "hist" describes the history buffers
     info["alive"] = _alive(problem)
